@@ -1,0 +1,152 @@
+//! Command-line interface. `tollgate` with no subcommand behaves as `tollgate run`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::snapshot::Options;
+
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, about = "A TLS/SNI ingress gateway that speaks Istio's configuration language")]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the configuration in --config-dir (the default when no subcommand is given).
+    Run(RunArgs),
+    /// Load and validate the configuration; print every error and warning; exit non-zero on errors.
+    Check(CheckArgs),
+    /// Run the gateway on the bundled gateway-configs/ and certs/ with built-in demo backends.
+    Demo(DemoArgs),
+}
+
+/// Where configuration comes from and how it is interpreted.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// Directory of Istio YAML, read recursively and watched for changes.
+    #[arg(long, default_value = "gateway-configs", env = "TOLLGATE_CONFIG_DIR")]
+    pub config_dir: PathBuf,
+    /// Directory of credentials in Kubernetes secret layout (`<name>/tls.crt`, `tls.key`, `ca.crt`).
+    #[arg(long, default_value = "certs", env = "TOLLGATE_CERTS_DIR")]
+    pub certs_dir: PathBuf,
+    /// Namespace of resources that have none (like `kubectl apply -n`).
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// This gateway's labels; only Gateways whose spec.selector matches them are served.
+    #[arg(long, default_value = "istio=ingressgateway", value_parser = parse_labels)]
+    pub labels: BTreeMap<String, String>,
+    /// Namespace the gateway runs in (where credential Secrets are looked up).
+    #[arg(long, default_value = "istio-system", env = "POD_NAMESPACE")]
+    pub gateway_namespace: String,
+    /// Kubernetes cluster domain for short-name expansion.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+}
+
+impl ConfigArgs {
+    pub fn options(&self) -> Options {
+        Options {
+            namespace: self.namespace.clone(),
+            gateway_namespace: self.gateway_namespace.clone(),
+            labels: self.labels.clone(),
+            cluster_domain: self.cluster_domain.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Listen for Gateway port GW on LISTEN instead (like a Service's port→targetPort); repeatable.
+    #[arg(long = "port-map", value_name = "GW_PORT=LISTEN_PORT", value_parser = parse_port_mapping)]
+    pub port_map: Vec<(u16, u16)>,
+    /// Admin API address (config dump, stats).
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    pub admin_addr: SocketAddr,
+    /// Readiness endpoint address (/healthz/ready).
+    #[arg(long, default_value = "0.0.0.0:15021")]
+    pub health_addr: SocketAddr,
+    /// Prometheus scrape address (/stats/prometheus).
+    #[arg(long, default_value = "0.0.0.0:15090")]
+    pub metrics_addr: SocketAddr,
+    /// Threads serving traffic (default: number of cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Proxies in front of the gateway whose X-Forwarded-For, X-Request-Id and x-envoy-* headers are trusted.
+    #[arg(long, default_value_t = 0)]
+    pub num_trusted_proxies: u32,
+    /// Port to put in httpsRedirect's Location (default: none, i.e. 443).
+    #[arg(long)]
+    pub https_redirect_port: Option<u16>,
+}
+
+impl RunArgs {
+    pub fn port_map(&self) -> HashMap<u16, u16> {
+        self.port_map.iter().copied().collect()
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Skip the DNS lookups that check whether destinations resolve.
+    #[arg(long)]
+    pub no_dns: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').ok_or_else(|| format!("label {pair:?} is not key=value"))?;
+            Ok((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+fn parse_port_mapping(s: &str) -> Result<(u16, u16), String> {
+    let (gw, listen) = s.split_once('=').ok_or_else(|| format!("{s:?} is not GW_PORT=LISTEN_PORT"))?;
+    let gw = gw.trim().parse::<u16>().map_err(|e| format!("gateway port {gw:?}: {e}"))?;
+    let listen = listen.trim().parse::<u16>().map_err(|e| format!("listen port {listen:?}: {e}"))?;
+    Ok((gw, listen))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_labels_and_port_maps() {
+        let labels = parse_labels("istio=ingressgateway,app=edge").unwrap();
+        assert_eq!(labels.get("app").map(String::as_str), Some("edge"));
+        assert!(parse_labels("novalue").is_err());
+        assert_eq!(parse_port_mapping("80=8080").unwrap(), (80, 8080));
+        assert!(parse_port_mapping("80:8080").is_err());
+        assert!(parse_port_mapping("80=70000").is_err());
+    }
+
+    #[test]
+    fn no_subcommand_means_run() {
+        let cli = Cli::try_parse_from(["tollgate", "--config-dir", "x", "--port-map", "80=0"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.port_map, vec![(80, 0)]);
+        let cli = Cli::try_parse_from(["tollgate", "check", "--config-dir", "y"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Check(c)) if c.config.config_dir == PathBuf::from("y")));
+    }
+}

@@ -1,0 +1,339 @@
+//! The Istio resource model: serde mirrors of `networking.istio.io` specs and Kubernetes `Secret`s.
+//!
+//! Fields that later features interpret (retries, faults, CORS, connection pools...) are kept as
+//! loose JSON values so that valid Istio YAML never reports them as unknown. Numbers that users
+//! get wrong (ports, weights) are signed so validation can name the bad value instead of failing
+//! in serde with a less helpful type error.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A field accepted for compatibility and interpreted by a later feature, or by nothing at a gateway.
+pub type Loose = serde_json::Value;
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Metadata {
+    pub name: String,
+    pub namespace: Option<String>,
+    pub creation_timestamp: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub resource_version: Option<Loose>,
+    pub uid: Option<Loose>,
+    pub generation: Option<Loose>,
+    pub managed_fields: Option<Loose>,
+    pub owner_references: Option<Loose>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gateway
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GatewaySpec {
+    pub servers: Vec<Server>,
+    pub selector: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Server {
+    pub port: Option<ServerPort>,
+    pub bind: Option<String>,
+    pub hosts: Vec<String>,
+    pub tls: Option<ServerTls>,
+    pub name: Option<String>,
+    pub default_endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ServerPort {
+    pub number: i64,
+    pub protocol: String,
+    pub name: String,
+    pub target_port: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ServerTls {
+    pub https_redirect: bool,
+    pub mode: Option<String>,
+    pub server_certificate: Option<String>,
+    pub private_key: Option<String>,
+    pub ca_certificates: Option<String>,
+    pub ca_crl: Option<String>,
+    pub credential_name: Option<String>,
+    pub credential_names: Vec<String>,
+    pub tls_certificates: Vec<TlsCertificate>,
+    pub ca_cert_credential_name: Option<String>,
+    pub subject_alt_names: Vec<String>,
+    pub verify_certificate_spki: Vec<String>,
+    pub verify_certificate_hash: Vec<String>,
+    pub min_protocol_version: Option<String>,
+    pub max_protocol_version: Option<String>,
+    pub cipher_suites: Vec<String>,
+    pub insecure_skip_verify: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TlsCertificate {
+    pub server_certificate: Option<String>,
+    pub private_key: Option<String>,
+    pub ca_certificates: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// VirtualService
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VirtualServiceSpec {
+    pub hosts: Vec<String>,
+    pub gateways: Vec<String>,
+    pub http: Vec<HttpRoute>,
+    pub tls: Vec<TlsRoute>,
+    pub tcp: Vec<TcpRoute>,
+    pub export_to: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HttpRoute {
+    pub name: Option<String>,
+    #[serde(rename = "match")]
+    pub matches: Vec<HttpMatch>,
+    pub route: Vec<HttpRouteDestination>,
+    pub redirect: Option<HttpRedirect>,
+    pub direct_response: Option<DirectResponse>,
+    pub delegate: Option<Loose>,
+    pub rewrite: Option<Loose>,
+    pub timeout: Option<Loose>,
+    pub retries: Option<Loose>,
+    pub fault: Option<Loose>,
+    pub mirror: Option<Loose>,
+    pub mirrors: Option<Loose>,
+    pub mirror_percentage: Option<Loose>,
+    pub mirror_percent: Option<Loose>,
+    pub cors_policy: Option<Loose>,
+    pub headers: Option<Loose>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HttpMatch {
+    pub name: Option<String>,
+    pub uri: Option<StringMatch>,
+    pub scheme: Option<StringMatch>,
+    pub method: Option<StringMatch>,
+    pub authority: Option<StringMatch>,
+    pub headers: BTreeMap<String, StringMatch>,
+    pub query_params: BTreeMap<String, StringMatch>,
+    pub without_headers: BTreeMap<String, StringMatch>,
+    pub ignore_uri_case: bool,
+    pub port: Option<i64>,
+    pub gateways: Vec<String>,
+    pub source_labels: BTreeMap<String, String>,
+    pub source_namespace: Option<String>,
+    pub stat_prefix: Option<String>,
+}
+
+/// Istio's StringMatch: exactly one of the three, or none (presence-only for headers).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct StringMatch {
+    pub exact: Option<String>,
+    pub prefix: Option<String>,
+    pub regex: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HttpRouteDestination {
+    pub destination: Destination,
+    pub weight: Option<i64>,
+    pub headers: Option<Loose>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Destination {
+    pub host: String,
+    pub subset: Option<String>,
+    pub port: Option<PortSelector>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PortSelector {
+    pub number: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HttpRedirect {
+    pub uri: Option<String>,
+    pub authority: Option<String>,
+    pub port: Option<i64>,
+    pub derive_port: Option<String>,
+    pub scheme: Option<String>,
+    pub redirect_code: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DirectResponse {
+    pub status: i64,
+    pub body: Option<DirectResponseBody>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DirectResponseBody {
+    pub string: Option<String>,
+    pub bytes: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TlsRoute {
+    #[serde(rename = "match")]
+    pub matches: Vec<TlsMatch>,
+    pub route: Vec<RouteDestination>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TlsMatch {
+    pub sni_hosts: Vec<String>,
+    pub destination_subnets: Vec<String>,
+    pub port: Option<i64>,
+    pub source_labels: BTreeMap<String, String>,
+    pub gateways: Vec<String>,
+    pub source_namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TcpRoute {
+    #[serde(rename = "match")]
+    pub matches: Vec<TcpMatch>,
+    pub route: Vec<RouteDestination>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TcpMatch {
+    pub destination_subnets: Vec<String>,
+    pub port: Option<i64>,
+    pub source_labels: BTreeMap<String, String>,
+    pub gateways: Vec<String>,
+    pub source_namespace: Option<String>,
+    pub source_subnet: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RouteDestination {
+    pub destination: Destination,
+    pub weight: Option<i64>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// DestinationRule
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DestinationRuleSpec {
+    pub host: String,
+    pub traffic_policy: Option<Loose>,
+    pub subsets: Vec<Subset>,
+    pub export_to: Vec<String>,
+    pub workload_selector: Option<Loose>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Subset {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub traffic_policy: Option<Loose>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// ServiceEntry and WorkloadEntry
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ServiceEntrySpec {
+    pub hosts: Vec<String>,
+    pub addresses: Vec<String>,
+    pub ports: Vec<ServicePort>,
+    pub location: Option<String>,
+    pub resolution: Option<String>,
+    pub endpoints: Vec<WorkloadEntrySpec>,
+    pub workload_selector: Option<WorkloadSelector>,
+    pub export_to: Vec<String>,
+    pub subject_alt_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ServicePort {
+    pub number: i64,
+    pub protocol: Option<String>,
+    pub name: String,
+    pub target_port: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct WorkloadSelector {
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The spec of a `WorkloadEntry`, also used inline as a ServiceEntry endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct WorkloadEntrySpec {
+    pub address: String,
+    pub ports: BTreeMap<String, i64>,
+    pub labels: BTreeMap<String, String>,
+    pub network: Option<String>,
+    pub locality: Option<String>,
+    pub weight: Option<i64>,
+    pub service_account: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kubernetes Secret
+
+/// A `v1` Secret holding TLS material. Values are kept decoded; never serialized (key material).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SecretData {
+    pub secret_type: String,
+    pub entries: BTreeMap<String, Vec<u8>>,
+}
+
+/// Every field name the model knows, for "did you mean" hints on unknown fields.
+pub const KNOWN_FIELDS: &[&str] = &[
+    "apiVersion", "kind", "metadata", "spec", "name", "namespace", "creationTimestamp", "labels",
+    "annotations", "servers", "selector", "port", "bind", "hosts", "tls", "defaultEndpoint",
+    "number", "protocol", "targetPort", "httpsRedirect", "mode", "serverCertificate",
+    "privateKey", "caCertificates", "caCrl", "credentialName", "credentialNames",
+    "tlsCertificates", "caCertCredentialName", "subjectAltNames", "verifyCertificateSpki",
+    "verifyCertificateHash", "minProtocolVersion", "maxProtocolVersion", "cipherSuites",
+    "insecureSkipVerify", "gateways", "http", "tcp", "exportTo", "match", "route", "redirect",
+    "directResponse", "delegate", "rewrite", "timeout", "retries", "fault", "mirror", "mirrors",
+    "mirrorPercentage", "mirrorPercent", "corsPolicy", "headers", "uri", "scheme", "method",
+    "authority", "queryParams", "withoutHeaders", "ignoreUriCase", "sourceLabels",
+    "sourceNamespace", "statPrefix", "exact", "prefix", "regex", "destination", "weight", "host",
+    "subset", "derivePort", "redirectCode", "status", "body", "string", "bytes", "sniHosts",
+    "destinationSubnets", "sourceSubnet", "trafficPolicy", "subsets", "workloadSelector",
+    "addresses", "ports", "location", "resolution", "endpoints", "address", "network",
+    "locality", "serviceAccount", "data", "stringData", "type",
+];

@@ -1,0 +1,613 @@
+//! Small, real backends for `tollgate demo` and the end-to-end tests.
+//!
+//! The HTTP echo answers every request with a JSON description of what it
+//! received, so tests can see exactly what the gateway forwarded (path,
+//! host, headers, body size) and which backend answered. A few httpbin-like
+//! paths inject faults, and WebSocket upgrades turn into a raw byte echo.
+//! The TCP echo reflects bytes and honours half-close.
+//!
+//! Every connection task lives in a `JoinSet` owned by the accept loop, so
+//! aborting the server task also drops its keep-alive and upgraded
+//! connections: a test that "kills" a backend really makes it go away.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+
+/// Who an echo backend claims to be: shows up in every response.
+#[derive(Debug, Clone)]
+pub struct EchoIdentity {
+    pub service: String,
+    pub version: String,
+}
+
+/// Pause after a failed accept (e.g. EMFILE) so we don't spin on it.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Upper bound for `/delay/<ms>`, so a typo can't park a request forever.
+const MAX_DELAY_MS: u64 = 60_000;
+/// RFC 6455 section 1.3 magic GUID for `Sec-WebSocket-Accept`.
+const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+const X_ECHO_SERVICE: HeaderName = HeaderName::from_static("x-echo-service");
+const X_ECHO_VERSION: HeaderName = HeaderName::from_static("x-echo-version");
+
+/// Serves HTTP/1.1 and h2c (prior knowledge) on `listener` until the task is
+/// dropped/aborted. See the module docs for the response format.
+pub async fn serve_http_echo(listener: TcpListener, id: EchoIdentity) {
+    let id = Arc::new(id);
+    accept_loop(listener, move |stream| serve_http_conn(stream, id.clone())).await;
+}
+
+/// Echo raw bytes back on every accepted connection until the task is
+/// dropped. Honours half-close: after the client's EOF we finish echoing,
+/// then shut down our write side.
+pub async fn serve_tcp_echo(listener: TcpListener) {
+    accept_loop(listener, |stream| async move {
+        if let Err(e) = echo_stream(stream).await {
+            tracing::debug!(error = %e, "tcp echo connection failed");
+        }
+    })
+    .await;
+}
+
+/// Bind 127.0.0.1:0 and spawn `serve_http_echo` on the current runtime.
+pub async fn spawn_http_echo(id: EchoIdentity) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let addr = listener.local_addr()?;
+    Ok((addr, tokio::spawn(serve_http_echo(listener, id))))
+}
+
+/// Bind 127.0.0.1:0 and spawn `serve_tcp_echo` on the current runtime.
+pub async fn spawn_tcp_echo() -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let addr = listener.local_addr()?;
+    Ok((addr, tokio::spawn(serve_tcp_echo(listener))))
+}
+
+/// Accepts forever, running each connection in a task owned by this future
+/// (dropping the future aborts them all).
+async fn accept_loop<F, Fut>(listener: TcpListener, mut on_conn: F)
+where
+    F: FnMut(TcpStream) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut conns = JoinSet::new();
+    loop {
+        match listener.accept().await {
+            Ok((stream, _peer)) => {
+                // Small request/response exchanges shouldn't wait on Nagle.
+                let _ = stream.set_nodelay(true);
+                conns.spawn(on_conn(stream));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "echo accept failed; backing off");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+        // Reap finished connections so the set doesn't grow without bound.
+        while conns.try_join_next().is_some() {}
+    }
+}
+
+/// One HTTP connection (h1 or h2c). A WebSocket upgrade is finished here,
+/// after hyper hands the socket back, so it stays owned by the accept loop.
+async fn serve_http_conn(stream: TcpStream, id: Arc<EchoIdentity>) {
+    let (upgrade_tx, mut upgrade_rx) = mpsc::unbounded_channel();
+    let service = service_fn(move |req| handle(req, id.clone(), upgrade_tx.clone()));
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().keep_alive(true);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "http echo connection failed");
+    }
+    if let Ok(pending) = upgrade_rx.try_recv() {
+        echo_upgraded(pending).await;
+    }
+}
+
+async fn echo_upgraded(pending: OnUpgrade) {
+    match pending.await {
+        Ok(upgraded) => {
+            if let Err(e) = echo_stream(TokioIo::new(upgraded)).await {
+                tracing::debug!(error = %e, "websocket echo failed");
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+    }
+}
+
+/// Copies everything read back to the writer; after EOF, closes our side.
+async fn echo_stream<S>(stream: S) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    tokio::io::copy(&mut reader, &mut writer).await?;
+    writer.shutdown().await
+}
+
+type EchoResponse = Response<Full<Bytes>>;
+
+async fn handle(
+    mut req: Request<Incoming>,
+    id: Arc<EchoIdentity>,
+    upgrades: mpsc::UnboundedSender<OnUpgrade>,
+) -> Result<EchoResponse, hyper::Error> {
+    if let Some(accept) = websocket_accept(&req) {
+        // The receiver lives as long as the connection, so this can't be lost.
+        let _ = upgrades.send(hyper::upgrade::on(&mut req));
+        return Ok(switching_protocols(&id, accept));
+    }
+    let status = match fault_for(req.uri().path()) {
+        Fault::None => StatusCode::OK,
+        Fault::Status(status) => status,
+        Fault::Delay(delay) => {
+            tokio::time::sleep(delay).await;
+            StatusCode::OK
+        }
+    };
+    let description = describe(&req, &id);
+    let body_bytes = drain_body(req.into_body()).await?;
+    Ok(json_response(status, &id, description, body_bytes))
+}
+
+/// What a special path asks for.
+enum Fault {
+    None,
+    Status(StatusCode),
+    Delay(Duration),
+}
+
+fn fault_for(path: &str) -> Fault {
+    if let Some(code) = path.strip_prefix("/status/") {
+        let status = code
+            .parse::<u16>()
+            .ok()
+            .filter(|c| (200..=599).contains(c))
+            .and_then(|c| StatusCode::from_u16(c).ok());
+        return Fault::Status(status.unwrap_or(StatusCode::BAD_REQUEST));
+    }
+    if let Some(ms) = path.strip_prefix("/delay/") {
+        return match ms.parse::<u64>() {
+            Ok(ms) => Fault::Delay(Duration::from_millis(ms.min(MAX_DELAY_MS))),
+            Err(_) => Fault::Status(StatusCode::BAD_REQUEST),
+        };
+    }
+    Fault::None
+}
+
+/// Counts the body without buffering it, so large uploads cost no memory.
+async fn drain_body(mut body: Incoming) -> Result<u64, hyper::Error> {
+    let mut total = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Some(data) = frame?.data_ref() {
+            total = total.saturating_add(data.len() as u64);
+        }
+    }
+    Ok(total)
+}
+
+/// Everything about the request except its body length.
+fn describe(
+    req: &Request<Incoming>,
+    id: &EchoIdentity,
+) -> serde_json::Map<String, serde_json::Value> {
+    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    let mut map = serde_json::Map::new();
+    map.insert("service".into(), id.service.clone().into());
+    map.insert("version".into(), id.version.clone().into());
+    map.insert("method".into(), req.method().as_str().into());
+    map.insert("path".into(), path.into());
+    map.insert("host".into(), host.into());
+    map.insert("headers".into(), headers_json(req.headers()));
+    map
+}
+
+/// Header names are already lower-case in `http`; repeats join with ", ".
+fn headers_json(headers: &HeaderMap) -> serde_json::Value {
+    let mut out = BTreeMap::new();
+    for name in headers.keys() {
+        let values: Vec<_> = headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        out.insert(name.as_str().to_owned(), values.join(", "));
+    }
+    serde_json::json!(out)
+}
+
+fn json_response(
+    status: StatusCode,
+    id: &EchoIdentity,
+    mut description: serde_json::Map<String, serde_json::Value>,
+    body_bytes: u64,
+) -> EchoResponse {
+    description.insert("body_bytes".into(), body_bytes.into());
+    let body = serde_json::Value::Object(description).to_string();
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    add_identity_headers(headers, id);
+    resp
+}
+
+/// Identity values come from config; skip any that aren't valid header text
+/// rather than failing the request.
+fn add_identity_headers(headers: &mut HeaderMap, id: &EchoIdentity) {
+    if let Ok(v) = HeaderValue::from_str(&id.service) {
+        headers.insert(X_ECHO_SERVICE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&id.version) {
+        headers.insert(X_ECHO_VERSION, v);
+    }
+}
+
+/// `Sec-WebSocket-Accept` for an HTTP/1.1 WebSocket upgrade request, if it is one.
+fn websocket_accept(req: &Request<Incoming>) -> Option<String> {
+    // hyper only supports `Upgrade` on HTTP/1.1; RFC 6455 requires GET.
+    if req.version() != Version::HTTP_11 || req.method() != Method::GET {
+        return None;
+    }
+    let wants_ws = req
+        .headers()
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("websocket"));
+    let key = req.headers().get(header::SEC_WEBSOCKET_KEY)?;
+    wants_ws.then(|| accept_key(key.as_bytes()))
+}
+
+fn accept_key(key: &[u8]) -> String {
+    let mut input = key.to_vec();
+    input.extend_from_slice(WEBSOCKET_GUID.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(sha1(&input))
+}
+
+fn switching_protocols(id: &EchoIdentity, accept: String) -> EchoResponse {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = resp.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    // base64 output is always a valid header value.
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    add_identity_headers(headers, id);
+    resp
+}
+
+/// Minimal SHA-1 (FIPS 180-4), only for the WebSocket handshake: no crate
+/// for it is a dependency and the input is tiny.
+fn sha1(data: &[u8]) -> [u8; 20] {
+    let mut state: [u32; 5] = [
+        0x6745_2301,
+        0xEFCD_AB89,
+        0x98BA_DCFE,
+        0x1032_5476,
+        0xC3D2_E1F0,
+    ];
+    let bit_len = (data.len() as u64).wrapping_mul(8);
+    let mut msg = data.to_vec();
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&bit_len.to_be_bytes());
+    for block in msg.chunks_exact(64) {
+        sha1_block(&mut state, block);
+    }
+    let mut out = [0u8; 20];
+    for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    out
+}
+
+fn sha1_block(state: &mut [u32; 5], block: &[u8]) {
+    let mut w = [0u32; 80];
+    for (slot, word) in w.iter_mut().zip(block.chunks_exact(4)) {
+        *slot = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+    }
+    for i in 16..80 {
+        w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
+    }
+    let [mut a, mut b, mut c, mut d, mut e] = *state;
+    for (i, wi) in w.iter().enumerate() {
+        let (f, k) = match i {
+            0..=19 => ((b & c) | (!b & d), 0x5A82_7999),
+            20..=39 => (b ^ c ^ d, 0x6ED9_EBA1),
+            40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
+            _ => (b ^ c ^ d, 0xCA62_C1D6),
+        };
+        let t = a
+            .rotate_left(5)
+            .wrapping_add(f)
+            .wrapping_add(e)
+            .wrapping_add(k)
+            .wrapping_add(*wi);
+        e = d;
+        d = c;
+        c = b.rotate_left(30);
+        b = a;
+        a = t;
+    }
+    for (s, v) in state.iter_mut().zip([a, b, c, d, e]) {
+        *s = s.wrapping_add(v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper_util::client::legacy::Client;
+    use std::time::Instant;
+    use tokio::io::AsyncReadExt;
+
+    fn ident() -> EchoIdentity {
+        EchoIdentity {
+            service: "reviews".into(),
+            version: "v2".into(),
+        }
+    }
+
+    type TestClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+    fn h1_client() -> TestClient {
+        Client::builder(TokioExecutor::new()).build_http()
+    }
+
+    fn h2c_client() -> TestClient {
+        Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build_http()
+    }
+
+    async fn send(
+        client: &TestClient,
+        req: Request<Full<Bytes>>,
+    ) -> (Response<()>, serde_json::Value) {
+        let resp = client.request(req).await.expect("request");
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.expect("body").to_bytes();
+        let json = serde_json::from_slice(&bytes).expect("json body");
+        (Response::from_parts(parts, ()), json)
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> (Response<()>, serde_json::Value) {
+        let req = Request::get(format!("http://{addr}{path}"))
+            .body(Full::default())
+            .expect("request");
+        send(&h1_client(), req).await
+    }
+
+    /// Reads until the end of the response head; returns it as text.
+    async fn read_head(stream: &mut TcpStream) -> String {
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let byte = stream.read_u8().await.expect("read head");
+            head.push(byte);
+        }
+        String::from_utf8(head).expect("utf8 head")
+    }
+
+    #[test]
+    fn sha1_test_vectors() {
+        let hex = |d: [u8; 20]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        assert_eq!(hex(sha1(b"")), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(
+            hex(sha1(b"abc")),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        assert_eq!(
+            hex(sha1(
+                b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
+            )),
+            "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
+        );
+        assert_eq!(
+            hex(sha1(&[b'a'; 1_000_000])),
+            "34aa973cd4c4daa4f61eeb2bdbad27316534016f"
+        );
+    }
+
+    #[test]
+    fn accept_key_rfc6455_example() {
+        // Key and accept value from RFC 6455 section 1.3 (checked with openssl).
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[tokio::test]
+    async fn echoes_request_description() {
+        let (addr, server) = spawn_http_echo(ident()).await.expect("spawn");
+        let req = Request::get(format!("http://{addr}/api/items?id=7&x=y"))
+            .header("x-custom", "hello")
+            .header("x-multi", "a")
+            .header("x-multi", "b")
+            .body(Full::default())
+            .expect("request");
+        let (resp, json) = send(&h1_client(), req).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        assert_eq!(resp.headers()["x-echo-service"], "reviews");
+        assert_eq!(resp.headers()["x-echo-version"], "v2");
+        assert_eq!(json["service"], "reviews");
+        assert_eq!(json["version"], "v2");
+        assert_eq!(json["method"], "GET");
+        assert_eq!(json["path"], "/api/items?id=7&x=y");
+        assert_eq!(json["host"], addr.to_string());
+        assert_eq!(json["headers"]["x-custom"], "hello");
+        assert_eq!(json["headers"]["x-multi"], "a, b");
+        assert_eq!(json["body_bytes"], 0);
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn status_paths() {
+        let (addr, server) = spawn_http_echo(ident()).await.expect("spawn");
+        let (resp, json) = get(addr, "/status/503").await;
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(json["path"], "/status/503");
+        assert_eq!(resp.headers()["x-echo-service"], "reviews");
+        for bad in [
+            "/status/101",
+            "/status/600",
+            "/status/abc",
+            "/status/",
+            "/delay/x",
+        ] {
+            let (resp, _) = get(addr, bad).await;
+            assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+        }
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn delay_path_waits() {
+        let (addr, server) = spawn_http_echo(ident()).await.expect("spawn");
+        let start = Instant::now();
+        let (resp, json) = get(addr, "/delay/50").await;
+        assert!(start.elapsed() >= Duration::from_millis(50));
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(json["path"], "/delay/50");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn h2c_prior_knowledge() {
+        let (addr, server) = spawn_http_echo(ident()).await.expect("spawn");
+        let req = Request::get(format!("http://{addr}/h2?q=1"))
+            .header("x-custom", "over-h2")
+            .body(Full::default())
+            .expect("request");
+        let (resp, json) = send(&h2c_client(), req).await;
+        assert_eq!(resp.version(), Version::HTTP_2);
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["x-echo-version"], "v2");
+        assert_eq!(json["path"], "/h2?q=1");
+        assert_eq!(json["host"], addr.to_string());
+        assert_eq!(json["headers"]["x-custom"], "over-h2");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn post_body_length() {
+        let (addr, server) = spawn_http_echo(ident()).await.expect("spawn");
+        for client in [h1_client(), h2c_client()] {
+            let req = Request::post(format!("http://{addr}/upload"))
+                .body(Full::new(Bytes::from(vec![b'x'; 100_000])))
+                .expect("request");
+            let (resp, json) = send(&client, req).await;
+            assert_eq!(resp.status(), StatusCode::OK);
+            assert_eq!(json["method"], "POST");
+            assert_eq!(json["body_bytes"], 100_000);
+        }
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn websocket_upgrade_then_raw_echo() {
+        let (addr, server) = spawn_http_echo(ident()).await.expect("spawn");
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let handshake = format!(
+            "GET /chat HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream.write_all(handshake.as_bytes()).await.expect("write");
+        let head = read_head(&mut stream).await.to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 101"), "{head}");
+        assert!(
+            head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("x-echo-service: reviews\r\n"), "{head}");
+
+        stream.write_all(b"\x81\x05hello").await.expect("write");
+        let mut buf = [0u8; 7];
+        stream.read_exact(&mut buf).await.expect("echo");
+        assert_eq!(&buf, b"\x81\x05hello");
+        stream.shutdown().await.expect("shutdown");
+        assert_eq!(stream.read(&mut buf).await.expect("eof"), 0);
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn abort_closes_keep_alive_connections() {
+        let (addr, server) = spawn_http_echo(ident()).await.expect("spawn");
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let req = format!("GET / HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n");
+        stream.write_all(req.as_bytes()).await.expect("write");
+        assert!(read_head(&mut stream).await.starts_with("HTTP/1.1 200"));
+        server.abort();
+        // Drain the rest of the body, then the socket must reach EOF.
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest));
+        assert!(read.await.expect("closed after abort").is_ok());
+    }
+
+    #[tokio::test]
+    async fn invalid_identity_header_is_skipped() {
+        let id = EchoIdentity {
+            service: "bad\nname".into(),
+            version: "v1".into(),
+        };
+        let (addr, server) = spawn_http_echo(id).await.expect("spawn");
+        let (resp, json) = get(addr, "/").await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(resp.headers().get("x-echo-service").is_none());
+        assert_eq!(json["service"], "bad\nname");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn tcp_echo_half_close() {
+        let (addr, server) = spawn_tcp_echo().await.expect("spawn");
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let (mut reader, mut writer) = stream.split();
+        let write = async {
+            writer.write_all(&payload).await.expect("write");
+            writer.shutdown().await.expect("shutdown");
+        };
+        let mut echoed = Vec::new();
+        let read = reader.read_to_end(&mut echoed);
+        let ((), n) = tokio::join!(write, read);
+        assert_eq!(n.expect("read"), payload.len());
+        assert_eq!(echoed, payload);
+        server.abort();
+    }
+}

@@ -1,0 +1,162 @@
+//! Header hygiene between downstream and upstream, as Envoy does it at the edge (reference §5.2–5.3).
+
+use std::net::IpAddr;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE};
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_ENVOY_EXTERNAL_ADDRESS: HeaderName = HeaderName::from_static("x-envoy-external-address");
+pub const X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
+pub const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) that never cross the proxy.
+const HOP_BY_HOP: [HeaderName; 3] =
+    [HeaderName::from_static("keep-alive"), HeaderName::from_static("proxy-connection"), HeaderName::from_static("proxy-authenticate")];
+
+/// `x-envoy-*` request headers Envoy strips from external requests: clients must not steer the proxy.
+const ENVOY_INTERNAL: [&str; 16] = [
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-max-retries",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-force-trace",
+    "x-envoy-ip-tags",
+    "x-envoy-original-url",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-decorator-operation",
+    "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node",
+];
+
+/// Whether the request asks for a WebSocket (or other) upgrade that must pass through.
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE)
+        && headers.get_all(CONNECTION).iter().any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))))
+}
+
+/// Removes hop-by-hop headers, including those the `Connection` header names. Upgrade requests
+/// keep `connection: upgrade` and `upgrade`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().to_ascii_lowercase().as_bytes()).ok())
+        .filter(|n| !(keep_upgrade && n == UPGRADE))
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(TRANSFER_ENCODING);
+    if keep_upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(CONNECTION);
+        headers.remove(UPGRADE);
+    }
+    // `te: trailers` is the only TE value allowed through.
+    if headers.get(TE).is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers")) {
+        headers.remove(TE);
+    }
+}
+
+/// What the gateway knows about the downstream connection.
+pub struct Downstream {
+    pub peer: IpAddr,
+    pub scheme: &'static str,
+    /// `--num-trusted-proxies`: hops in front of the gateway whose headers are believed.
+    pub trusted_hops: u32,
+}
+
+/// Request headers towards the upstream: XFF appended, XFP overwritten, a fresh x-request-id
+/// unless trusted proxies vouch for the client's, Envoy-internal headers stripped.
+pub fn prepare_request(headers: &mut HeaderMap, down: &Downstream) {
+    let peer = HeaderValue::from_str(&down.peer.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
+    let trusted = down.trusted_hops > 0;
+    if !trusted {
+        for name in ENVOY_INTERNAL {
+            headers.remove(name);
+        }
+        headers.remove(X_FORWARDED_CLIENT_CERT);
+    }
+    append_forwarded_for(headers, &peer);
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(down.scheme));
+    headers.insert(X_ENVOY_EXTERNAL_ADDRESS, peer);
+    if !(trusted && headers.contains_key(X_REQUEST_ID)) {
+        headers.insert(X_REQUEST_ID, new_request_id());
+    }
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, peer: &HeaderValue) {
+    let joined = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(existing) if !existing.is_empty() => HeaderValue::from_str(&format!("{existing},{}", peer.to_str().unwrap_or_default())).ok(),
+        _ => None,
+    };
+    headers.insert(X_FORWARDED_FOR, joined.unwrap_or_else(|| peer.clone()));
+}
+
+fn new_request_id() -> HeaderValue {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("00000000-0000-4000-8000-000000000000"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn down() -> Downstream {
+        Downstream { peer: "10.1.2.3".parse().unwrap(), scheme: "http", trusted_hops: 0 }
+    }
+
+    #[test]
+    fn edge_headers_are_set_and_client_claims_ignored() {
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        h.insert(X_REQUEST_ID, HeaderValue::from_static("client-chosen"));
+        h.insert("x-envoy-retry-on", HeaderValue::from_static("5xx"));
+        prepare_request(&mut h, &down());
+        assert_eq!(h[X_FORWARDED_FOR], "1.1.1.1,10.1.2.3");
+        assert_eq!(h[X_FORWARDED_PROTO], "http");
+        assert_ne!(h[X_REQUEST_ID], "client-chosen");
+        assert_eq!(h[X_REQUEST_ID].len(), 36);
+        assert!(!h.contains_key("x-envoy-retry-on"));
+        assert_eq!(h[X_ENVOY_EXTERNAL_ADDRESS], "10.1.2.3");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("close, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(TE, HeaderValue::from_static("gzip"));
+        h.insert("x-app", HeaderValue::from_static("stays"));
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-app"));
+    }
+
+    #[test]
+    fn websocket_upgrades_keep_their_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(is_upgrade(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h[UPGRADE], "websocket");
+        assert_eq!(h[CONNECTION], "upgrade");
+    }
+}

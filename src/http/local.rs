@@ -1,0 +1,101 @@
+//! Locally generated responses, byte for byte as Envoy sends them on an Istio gateway
+//! (reference §5.1). One place maps each failure to its status and body.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, SERVER};
+use http::{Response, StatusCode};
+use http_body_util::{Either, Full};
+
+use super::Body;
+
+pub const SERVER_NAME: HeaderValue = HeaderValue::from_static("istio-envoy");
+
+/// Why the gateway answered itself; also the Envoy response flag for logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalReply {
+    /// No virtual host or route matched (404, empty, `NR`).
+    NoRoute,
+    /// The route's cluster does not exist (503, empty, `NC`).
+    ClusterNotFound,
+    /// The cluster has no endpoint (503, `UH`).
+    NoHealthyUpstream,
+    /// Upstream refused or timed out the connection (503, `UF`).
+    ConnectFailure(ConnectFailure),
+    /// Upstream reset or closed before response headers (503, `UC`).
+    ConnectionTermination,
+    /// HTTP/1.0 request (426), as Istio's default `accept_http_10: false`.
+    UpgradeRequired,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectFailure {
+    Refused,
+    Timeout,
+    Other,
+}
+
+impl LocalReply {
+    pub fn flag(self) -> &'static str {
+        match self {
+            LocalReply::NoRoute => "NR",
+            LocalReply::ClusterNotFound => "NC",
+            LocalReply::NoHealthyUpstream => "UH",
+            LocalReply::ConnectFailure(_) => "UF",
+            LocalReply::ConnectionTermination => "UC",
+            LocalReply::UpgradeRequired => "-",
+        }
+    }
+
+    fn status_and_body(self) -> (StatusCode, &'static str) {
+        use ConnectFailure::*;
+        match self {
+            LocalReply::NoRoute => (StatusCode::NOT_FOUND, ""),
+            LocalReply::ClusterNotFound => (StatusCode::SERVICE_UNAVAILABLE, ""),
+            LocalReply::NoHealthyUpstream => (StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream"),
+            LocalReply::ConnectFailure(Refused) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure, transport failure reason: delayed connect error: Connection refused",
+            ),
+            LocalReply::ConnectFailure(Timeout) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream connect error or disconnect/reset before headers. reset reason: connection timeout",
+            ),
+            LocalReply::ConnectFailure(Other) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure",
+            ),
+            LocalReply::ConnectionTermination => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+            ),
+            LocalReply::UpgradeRequired => (StatusCode::UPGRADE_REQUIRED, ""),
+        }
+    }
+
+    pub fn response(self) -> Response<Body> {
+        let (status, body) = self.status_and_body();
+        text(status, Bytes::from_static(body.as_bytes()))
+    }
+}
+
+/// A local response; non-empty bodies are `text/plain`, as Envoy's.
+pub fn text(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Either::Right(Full::new(body.clone())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(SERVER, SERVER_NAME);
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    if !body.is_empty() {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    }
+    response
+}
+
+/// A redirect with an empty body (`httpsRedirect` and VirtualService `redirect`).
+pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
+    let mut response = text(status, Bytes::new());
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    response
+}

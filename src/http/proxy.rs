@@ -1,0 +1,236 @@
+//! One request's journey: virtual host, redirect, route, cluster, endpoint, upstream, response.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{HeaderValue, HOST, SERVER};
+use http::uri::{PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::Either;
+use hyper::body::Incoming;
+
+use super::headers::{self, Downstream, X_ENVOY_UPSTREAM_SERVICE_TIME};
+use super::local::{self, ConnectFailure, LocalReply, SERVER_NAME};
+use super::Body;
+use crate::metrics;
+use crate::route::{Action, Redirect, RequestView, RouteTable, Target};
+use crate::snapshot::{ListenKey, Listener, ListenerKind};
+use crate::state::Shared;
+use crate::upstream::{ActiveRequest, Cluster, Endpoint, UpstreamProtocol};
+
+/// What a request needs to know about its connection.
+pub struct ConnContext {
+    pub shared: Arc<Shared>,
+    pub key: ListenKey,
+    pub peer: SocketAddr,
+    pub scheme: &'static str,
+    /// The listener as it was when the connection was accepted, in case a reload removes it.
+    pub listener: Arc<Listener>,
+}
+
+pub async fn handle(req: Request<Incoming>, conn: &ConnContext) -> Response<Body> {
+    let response = route_and_forward(req, conn).await;
+    metrics::record_http_response(response.status());
+    response
+}
+
+async fn route_and_forward(req: Request<Incoming>, conn: &ConnContext) -> Response<Body> {
+    if matches!(req.version(), Version::HTTP_10 | Version::HTTP_09) {
+        return LocalReply::UpgradeRequired.response();
+    }
+    // Each request routes with the snapshot current when it arrives.
+    let snapshot = conn.shared.snapshot.load();
+    let listener = snapshot.listeners.get(&conn.key).unwrap_or(&conn.listener);
+    let ListenerKind::Http(table) = &listener.kind else { return LocalReply::NoRoute.response() };
+    let action = match select(table, &req, conn) {
+        Ok(action) => action,
+        Err(response) => return response,
+    };
+    match action {
+        Selected::Forward(target) => forward(req, target, conn).await,
+        Selected::Response(response) => response,
+    }
+}
+
+enum Selected {
+    Forward(Target),
+    Response(Response<Body>),
+}
+
+/// Pure routing: virtual host, redirect, route, then the weighted target or a direct answer.
+fn select(table: &RouteTable, req: &Request<Incoming>, conn: &ConnContext) -> Result<Selected, Response<Body>> {
+    let authority = authority(req);
+    let vhost = table.find_vhost(authority).ok_or_else(|| LocalReply::NoRoute.response())?;
+    if vhost.https_redirect {
+        return Ok(Selected::Response(https_redirect(req, authority, conn.shared.settings.https_redirect_port)));
+    }
+    let path_and_query = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
+    let view = RequestView {
+        path: req.uri().path(),
+        query: req.uri().query(),
+        method: req.method(),
+        scheme: conn.scheme,
+        authority,
+        headers: req.headers(),
+    };
+    let route = vhost.find_route(&view).ok_or_else(|| LocalReply::NoRoute.response())?;
+    Ok(match &route.action {
+        Action::Forward(clusters) => match clusters.pick(fastrand::u64(..)) {
+            Some(target) => Selected::Forward(target.clone()),
+            None => Selected::Response(LocalReply::ClusterNotFound.response()),
+        },
+        Action::Redirect(r) => Selected::Response(route_redirect(r, conn.scheme, authority, path_and_query, conn.key.port)),
+        Action::Direct(d) => {
+            Selected::Response(local::text(StatusCode::from_u16(d.status).unwrap_or(StatusCode::OK), d.body.clone()))
+        }
+    })
+}
+
+/// The Host header, or `:authority` for HTTP/2.
+fn authority(req: &Request<Incoming>) -> &str {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
+        .unwrap_or("")
+}
+
+/// `httpsRedirect`: 301 to https, before any route matching. Deliberately unlike Envoy, the port
+/// of the Host header is dropped (it is the plain-HTTP port, often a NodePort) unless
+/// `--https-redirect-port` names one.
+fn https_redirect(req: &Request<Incoming>, authority: &str, port: Option<u16>) -> Response<Body> {
+    let host = crate::route::strip_port(authority);
+    let path = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
+    let location = match port {
+        Some(p) if p != 443 => format!("https://{host}:{p}{path}"),
+        _ => format!("https://{host}{path}"),
+    };
+    local::redirect(StatusCode::MOVED_PERMANENTLY, &location)
+}
+
+/// VirtualService `redirect` (reference §2.6).
+fn route_redirect(r: &Redirect, scheme: &str, authority: &str, path_and_query: &str, gateway_port: u16) -> Response<Body> {
+    let new_scheme = r.scheme.as_deref().unwrap_or(scheme);
+    let host = crate::route::strip_port(authority);
+    let old_port = authority[host.len()..].strip_prefix(':').and_then(|p| p.parse::<u16>().ok());
+    let host = r.authority.as_deref().unwrap_or(host);
+    let port = if r.authority.is_some() {
+        r.port
+    } else if r.port.is_some() {
+        r.port
+    } else if r.port_from_request {
+        Some(gateway_port)
+    } else if new_scheme != scheme && old_port == Some(if scheme == "https" { 443 } else { 80 }) {
+        None
+    } else {
+        old_port
+    };
+    let port = port.filter(|p| !(*p == 80 && new_scheme == "http" || *p == 443 && new_scheme == "https"));
+    let path = match &r.uri {
+        Some(uri) if uri.contains('?') => uri.clone(),
+        Some(uri) => match path_and_query.split_once('?') {
+            Some((_, q)) => format!("{uri}?{q}"),
+            None => uri.clone(),
+        },
+        None => path_and_query.to_string(),
+    };
+    let location = match port {
+        Some(p) => format!("{new_scheme}://{host}:{p}{path}"),
+        None => format!("{new_scheme}://{host}{path}"),
+    };
+    local::redirect(StatusCode::from_u16(r.code).unwrap_or(StatusCode::MOVED_PERMANENTLY), &location)
+}
+
+async fn forward(req: Request<Incoming>, target: Target, conn: &ConnContext) -> Response<Body> {
+    let Target::Cluster(cluster) = target else { return LocalReply::ClusterNotFound.response() };
+    let Some(endpoint) = cluster.pick().await else { return LocalReply::NoHealthyUpstream.response() };
+    send_upstream(req, &cluster, endpoint, conn).await
+}
+
+async fn send_upstream(mut req: Request<Incoming>, cluster: &Cluster, endpoint: Arc<Endpoint>, conn: &ConnContext) -> Response<Body> {
+    let upgrade = headers::is_upgrade(req.headers());
+    let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let upstream_req = match upstream_request(req, cluster.spec.protocol, &endpoint, conn, upgrade) {
+        Some(r) => r,
+        None => return LocalReply::NoRoute.response(),
+    };
+    let active = ActiveRequest::start(endpoint);
+    let started = Instant::now();
+    let result = conn.shared.upstreams.client(cluster.spec.protocol).request(upstream_req).await;
+    drop(active);
+    let mut response = match result {
+        Ok(response) => response,
+        Err(err) => return upstream_error(&err).response(),
+    };
+    if let (Some(down), StatusCode::SWITCHING_PROTOCOLS) = (downstream_upgrade, response.status()) {
+        tunnel(down, hyper::upgrade::on(&mut response));
+    }
+    finish_response(response, started, upgrade)
+}
+
+/// The upstream request: same method, path and headers, addressed to the chosen endpoint.
+fn upstream_request(
+    req: Request<Incoming>,
+    protocol: UpstreamProtocol,
+    endpoint: &Endpoint,
+    conn: &ConnContext,
+    upgrade: bool,
+) -> Option<Request<Incoming>> {
+    let (mut parts, body) = req.into_parts();
+    if !parts.headers.contains_key(HOST) {
+        // HTTP/2 carries the host in :authority; HTTP/1.1 upstreams need a Host header.
+        if let Some(value) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+            parts.headers.insert(HOST, value);
+        }
+    }
+    let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    parts.uri = Uri::builder().scheme(Scheme::HTTP).authority(endpoint.authority.clone()).path_and_query(path).build().ok()?;
+    parts.version = if protocol == UpstreamProtocol::Http2 { Version::HTTP_2 } else { Version::HTTP_11 };
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    let down = Downstream { peer: conn.peer.ip(), scheme: conn.scheme, trusted_hops: conn.shared.settings.num_trusted_proxies };
+    headers::prepare_request(&mut parts.headers, &down);
+    Some(Request::from_parts(parts, body))
+}
+
+fn finish_response(response: Response<Incoming>, started: Instant, upgrade: bool) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade && parts.status == StatusCode::SWITCHING_PROTOCOLS);
+    parts.headers.insert(SERVER, SERVER_NAME);
+    parts.headers.insert(X_ENVOY_UPSTREAM_SERVICE_TIME, HeaderValue::from(started.elapsed().as_millis() as u64));
+    Response::from_parts(parts, Either::Left(body))
+}
+
+/// Classifies a client error into Envoy's reset reasons.
+fn upstream_error(err: &hyper_util::client::legacy::Error) -> LocalReply {
+    if !err.is_connect() {
+        return LocalReply::ConnectionTermination;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return LocalReply::ConnectFailure(match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => ConnectFailure::Refused,
+                std::io::ErrorKind::TimedOut => ConnectFailure::Timeout,
+                _ => ConnectFailure::Other,
+            });
+        }
+        if e.to_string().contains("timed out") {
+            return LocalReply::ConnectFailure(ConnectFailure::Timeout);
+        }
+        source = e.source();
+    }
+    LocalReply::ConnectFailure(ConnectFailure::Other)
+}
+
+/// After a 101, copies bytes both ways between the client and the upstream until both finish.
+fn tunnel(down: hyper::upgrade::OnUpgrade, up: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        let (Ok(down), Ok(up)) = (down.await, up.await) else { return };
+        let mut down = hyper_util::rt::TokioIo::new(down);
+        let mut up = hyper_util::rt::TokioIo::new(up);
+        if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
+            tracing::debug!(error = %e, "upgraded connection ended");
+        }
+    });
+}

@@ -1,0 +1,30 @@
+//! Serving one downstream connection: HTTP/1.1 and h2c (prior knowledge or upgrade-free) through
+//! hyper-util's auto builder.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+
+use super::proxy::{self, ConnContext};
+
+/// Slowloris guard: the whole request head must arrive within this time.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub async fn serve(stream: TcpStream, conn: ConnContext) {
+    let conn = Arc::new(conn);
+    let service = service_fn(move |req| {
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(proxy::handle(req, &conn).await) }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(100);
+    if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
+        tracing::debug!(error = %e, "downstream connection ended with an error");
+    }
+}

@@ -1,0 +1,23 @@
+//! tollgate: a TLS/SNI ingress gateway that speaks Istio's configuration language.
+//!
+//! Data flow: [`reload`] builds a [`snapshot::Snapshot`] from the [`config`] files and swaps it in;
+//! [`listener`] accepts connections and hands them to [`http`], which routes each request with
+//! [`route`] and forwards it through the [`upstream`] proxy core.
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod admin;
+pub mod app;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod hosts;
+pub mod http;
+pub mod listener;
+pub mod metrics;
+pub mod reload;
+pub mod route;
+pub mod snapshot;
+pub mod state;
+pub mod upstream;

@@ -1,0 +1,364 @@
+//! HTTP routing as Envoy does it for Istio gateways: virtual host by Host (exact, then longest
+//! wildcard suffix, then `*`), then the first route whose match applies. Pure: no IO, no
+//! allocation per request on the matching path.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::{HeaderMap, Method};
+use regex::Regex;
+
+use crate::upstream::Cluster;
+
+/// Compiles an Istio (RE2) regex for a full-string match, as Envoy's safe_regex does.
+pub fn compile_regex(pattern: &str) -> Result<Regex, regex::Error> {
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$")).size_limit(1 << 20).build()
+}
+
+/// The request facts routing looks at.
+pub struct RequestView<'a> {
+    /// Path without the query string.
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub method: &'a Method,
+    pub scheme: &'a str,
+    /// Host or `:authority` as received (port included).
+    pub authority: &'a str,
+    pub headers: &'a HeaderMap,
+}
+
+/// One route table: `http.<port>` for a plaintext port, one per HTTPS server otherwise.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    pub name: String,
+    pub vhosts: Vec<VirtualHost>,
+    exact: HashMap<Box<str>, usize>,
+    /// Keyed by the suffix after `*`, including its leading dot: `*.a.com` → `.a.com`.
+    wildcard: HashMap<Box<str>, usize>,
+    catch_all: Option<usize>,
+}
+
+#[derive(Debug)]
+pub struct VirtualHost {
+    /// The domain, lower-cased: `a.example.com`, `*.example.com` or `*`.
+    pub domain: String,
+    pub routes: Vec<Route>,
+    /// Plain HTTP servers with `tls.httpsRedirect`: every request is redirected before routing.
+    pub https_redirect: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// `<ns>/<virtualservice>` and the rule's position, for logs and explanations.
+    pub name: String,
+    pub matcher: RouteMatch,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone)]
+pub enum Action {
+    Forward(WeightedClusters),
+    Redirect(Redirect),
+    Direct(DirectReply),
+}
+
+#[derive(Debug, Clone)]
+pub struct Redirect {
+    pub code: u16,
+    pub scheme: Option<String>,
+    pub authority: Option<String>,
+    pub port: Option<u16>,
+    pub uri: Option<String>,
+    /// `derivePort: FROM_REQUEST_PORT` uses the gateway port the request arrived on.
+    pub port_from_request: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct DirectReply {
+    pub status: u16,
+    pub body: bytes::Bytes,
+}
+
+/// Where a route's traffic goes: clusters with cumulative weights.
+#[derive(Debug, Clone)]
+pub struct WeightedClusters {
+    targets: Vec<(u64, Target)>,
+    total: u64,
+}
+
+/// A destination: its cluster, or the name of a cluster that does not exist (503 `NC`).
+#[derive(Debug, Clone)]
+pub enum Target {
+    Cluster(Arc<Cluster>),
+    Missing(Arc<str>),
+}
+
+impl WeightedClusters {
+    /// Istio's rule: one destination takes everything; otherwise zero weights drop out and the
+    /// rest share by `weight / sum` (weights absent on several destinations count as equal).
+    pub fn new(destinations: Vec<(Option<i64>, Target)>) -> Self {
+        let single = destinations.len() == 1;
+        let all_unset = destinations.iter().all(|(w, _)| w.is_none());
+        let mut total = 0u64;
+        let mut targets = Vec::with_capacity(destinations.len());
+        for (weight, target) in destinations {
+            let w = if single || all_unset { 1 } else { weight.unwrap_or(0).max(0) as u64 };
+            if w > 0 {
+                total += w;
+                targets.push((total, target));
+            }
+        }
+        WeightedClusters { targets, total }
+    }
+
+    /// Picks a target; `roll` is a uniform random number (tests pass their own).
+    pub fn pick(&self, roll: u64) -> Option<&Target> {
+        if self.targets.len() == 1 {
+            return Some(&self.targets[0].1);
+        }
+        let point = roll % self.total.max(1);
+        let i = self.targets.partition_point(|(cumulative, _)| *cumulative <= point);
+        self.targets.get(i).map(|(_, t)| t)
+    }
+
+    pub fn targets(&self) -> impl Iterator<Item = &Target> {
+        self.targets.iter().map(|(_, t)| t)
+    }
+}
+
+/// A compiled `HTTPMatchRequest`; every present condition must hold.
+#[derive(Debug, Default, Clone)]
+pub struct RouteMatch {
+    pub uri: Option<UriMatch>,
+    pub method: Option<StrMatch>,
+    pub scheme: Option<StrMatch>,
+    pub authority: Option<StrMatch>,
+    pub headers: Vec<(http::HeaderName, StrMatch)>,
+    pub without_headers: Vec<(http::HeaderName, StrMatch)>,
+    pub query: Vec<(String, StrMatch)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UriMatch {
+    pub matcher: StrMatch,
+    pub ignore_case: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum StrMatch {
+    Exact(Box<str>),
+    Prefix(Box<str>),
+    Regex(Regex),
+    /// `{}`: the header or parameter must be present, any value.
+    Present,
+}
+
+impl StrMatch {
+    pub fn matches(&self, value: &str) -> bool {
+        match self {
+            StrMatch::Exact(e) => value == &**e,
+            StrMatch::Prefix(p) => value.starts_with(&**p),
+            StrMatch::Regex(r) => r.is_match(value),
+            StrMatch::Present => true,
+        }
+    }
+
+    fn matches_ignore_case(&self, value: &str) -> bool {
+        match self {
+            StrMatch::Exact(e) => value.eq_ignore_ascii_case(e),
+            StrMatch::Prefix(p) => value.len() >= p.len() && value.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes()),
+            other => other.matches(value),
+        }
+    }
+
+    /// A match that any request satisfies (prefix `/` or regex `.*`): moved last, as Istio does.
+    pub fn is_catch_all(&self) -> bool {
+        match self {
+            StrMatch::Prefix(p) => &**p == "/",
+            StrMatch::Regex(r) => r.as_str() == "^(?:.*)$",
+            _ => false,
+        }
+    }
+}
+
+impl RouteMatch {
+    pub fn matches(&self, req: &RequestView<'_>) -> bool {
+        if let Some(uri) = &self.uri {
+            let ok = if uri.ignore_case { uri.matcher.matches_ignore_case(req.path) } else { uri.matcher.matches(req.path) };
+            if !ok {
+                return false;
+            }
+        }
+        let simple = [(&self.method, req.method.as_str()), (&self.scheme, req.scheme), (&self.authority, req.authority)];
+        if simple.iter().any(|(m, v)| m.as_ref().is_some_and(|m| !m.matches(v))) {
+            return false;
+        }
+        self.headers.iter().all(|(name, m)| header_matches(req.headers, name, m))
+            && self.without_headers.iter().all(|(name, m)| !header_matches(req.headers, name, m))
+            && self.query.iter().all(|(name, m)| query_param(req.query, name).is_some_and(|v| m.matches(v)))
+    }
+
+    /// No conditions beyond a catch-all URI: every request matches.
+    pub fn is_catch_all(&self) -> bool {
+        self.method.is_none()
+            && self.scheme.is_none()
+            && self.authority.is_none()
+            && self.headers.is_empty()
+            && self.without_headers.is_empty()
+            && self.query.is_empty()
+            && self.uri.as_ref().is_none_or(|u| u.matcher.is_catch_all())
+    }
+}
+
+/// Envoy joins repeated headers with `,` before matching; a single value (the common case) is
+/// matched in place without allocating.
+fn header_matches(headers: &HeaderMap, name: &http::HeaderName, m: &StrMatch) -> bool {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else { return false };
+    let Some(second) = values.next() else {
+        return first.to_str().is_ok_and(|v| m.matches(v));
+    };
+    let mut joined = String::from(first.to_str().unwrap_or_default());
+    for v in std::iter::once(second).chain(values) {
+        joined.push(',');
+        joined.push_str(v.to_str().unwrap_or_default());
+    }
+    m.matches(&joined)
+}
+
+/// The first occurrence of `name` in the query string (not percent-decoded, as Envoy).
+fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then_some(v)
+    })
+}
+
+impl RouteTable {
+    pub fn new(name: String, vhosts: Vec<VirtualHost>) -> Self {
+        let mut table = RouteTable { name, vhosts, ..Default::default() };
+        for (i, vh) in table.vhosts.iter().enumerate() {
+            if vh.domain == "*" {
+                table.catch_all = Some(i);
+            } else if let Some(suffix) = vh.domain.strip_prefix('*') {
+                table.wildcard.insert(suffix.into(), i);
+            } else {
+                table.exact.insert(vh.domain.as_str().into(), i);
+            }
+        }
+        table
+    }
+
+    /// The virtual host for a Host header: port ignored, case-insensitive, exact beats the longest
+    /// wildcard suffix beats `*`. IP literals only match `*`.
+    pub fn find_vhost(&self, authority: &str) -> Option<&VirtualHost> {
+        let host = strip_port(authority);
+        let mut buf = [0u8; 255];
+        let host = lowercase(host, &mut buf)?;
+        if let Some(&i) = self.exact.get(host) {
+            return Some(&self.vhosts[i]);
+        }
+        if !self.wildcard.is_empty() {
+            // Longest suffix first: `a.b.c.com` tries `.b.c.com`, `.c.com`, `.com`.
+            for (i, _) in host.match_indices('.') {
+                if let Some(&v) = self.wildcard.get(&host[i..]) {
+                    return Some(&self.vhosts[v]);
+                }
+            }
+        }
+        self.catch_all.map(|i| &self.vhosts[i])
+    }
+
+    /// Host names this table serves (for diagnostics).
+    pub fn domains(&self) -> impl Iterator<Item = &str> {
+        self.vhosts.iter().map(|v| v.domain.as_str())
+    }
+}
+
+impl VirtualHost {
+    pub fn find_route(&self, req: &RequestView<'_>) -> Option<&Route> {
+        self.routes.iter().find(|r| r.matcher.matches(req))
+    }
+}
+
+/// `host:port` → `host`, `[v6]:port` → `[v6]`.
+pub fn strip_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority.find(']').map_or(authority, |i| &authority[..=i]);
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    }
+}
+
+/// Lower-cases into `buf` only when needed; `None` for names longer than DNS allows.
+fn lowercase<'a>(host: &'a str, buf: &'a mut [u8; 255]) -> Option<&'a str> {
+    if !host.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Some(host);
+    }
+    let out = buf.get_mut(..host.len())?;
+    out.copy_from_slice(host.as_bytes());
+    out.make_ascii_lowercase();
+    std::str::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vh(domain: &str) -> VirtualHost {
+        VirtualHost { domain: domain.into(), routes: Vec::new(), https_redirect: false }
+    }
+
+    #[test]
+    fn vhost_selection_prefers_exact_then_longest_wildcard_then_star() {
+        let table = RouteTable::new("t".into(), vec![vh("*"), vh("*.example.com"), vh("*.b.example.com"), vh("a.b.example.com")]);
+        let pick = |h: &str| table.find_vhost(h).map(|v| v.domain.as_str());
+        assert_eq!(pick("a.b.example.com"), Some("a.b.example.com"));
+        assert_eq!(pick("A.B.Example.com:8080"), Some("a.b.example.com"));
+        assert_eq!(pick("x.b.example.com"), Some("*.b.example.com"));
+        assert_eq!(pick("x.y.b.example.com"), Some("*.b.example.com"));
+        assert_eq!(pick("x.example.com"), Some("*.example.com"));
+        assert_eq!(pick("example.com"), Some("*"));
+        assert_eq!(pick("10.0.0.1:80"), Some("*"));
+        assert_eq!(pick("[::1]:80"), Some("*"));
+        let no_star = RouteTable::new("t".into(), vec![vh("*.example.com")]);
+        assert!(no_star.find_vhost("example.com").is_none());
+    }
+
+    #[test]
+    fn string_matches() {
+        assert!(StrMatch::Prefix("/api".into()).matches("/apix"));
+        assert!(!StrMatch::Exact("/a".into()).matches("/a/"));
+        let re = StrMatch::Regex(compile_regex("/v[0-9]+").unwrap());
+        assert!(re.matches("/v12"));
+        assert!(!re.matches("/v12/x"), "regex is a full match");
+        assert!(StrMatch::Prefix("/API".into()).matches_ignore_case("/api/x"));
+    }
+
+    #[test]
+    fn query_params_use_first_occurrence() {
+        assert_eq!(query_param(Some("a=1&b=2&a=3"), "a"), Some("1"));
+        assert_eq!(query_param(Some("flag&x=1"), "flag"), Some(""));
+        assert_eq!(query_param(None, "a"), None);
+    }
+
+    #[test]
+    fn weights_split_proportionally() {
+        let t = |n: &str| Target::Missing(n.into());
+        let w = WeightedClusters::new(vec![(Some(20), t("a")), (Some(80), t("b")), (Some(0), t("c"))]);
+        let mut counts = HashMap::new();
+        for roll in 0..100u64 {
+            if let Some(Target::Missing(n)) = w.pick(roll) {
+                *counts.entry(n.to_string()).or_insert(0) += 1;
+            }
+        }
+        assert_eq!(counts.get("a"), Some(&20));
+        assert_eq!(counts.get("b"), Some(&80));
+        assert_eq!(counts.get("c"), None);
+        let any = WeightedClusters::new(vec![(Some(1), t("a")), (Some(3), t("b"))]);
+        let b = (0..400u64).filter(|r| matches!(any.pick(*r), Some(Target::Missing(n)) if &**n == "b")).count();
+        assert_eq!(b, 300);
+    }
+}

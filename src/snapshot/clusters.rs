@@ -1,0 +1,225 @@
+//! Destination → cluster: ServiceEntry endpoints (STATIC or DNS), DestinationRule subsets, else
+//! DNS of the fully qualified name and then of the name as written (reference §4.5).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use super::Options;
+use crate::config::model::{Destination, DestinationRuleSpec, ServiceEntrySpec, ServicePort, WorkloadEntrySpec};
+use crate::config::{Diagnostic, Finding, Resource, Severity, Spec};
+use crate::hosts;
+use crate::route::Target;
+use crate::upstream::{Cluster, ClusterSpec, DnsTarget, EndpointSource, StaticEndpoint, UpstreamProtocol};
+
+/// Builds clusters on demand while routes compile; reuses the live cluster of the previous
+/// snapshot when its definition is unchanged (keeps DNS caches and balancer state).
+pub(crate) struct ClusterBuilder<'a> {
+    resources: &'a [Resource],
+    opts: &'a Options,
+    previous: &'a BTreeMap<String, Arc<Cluster>>,
+    pub built: BTreeMap<String, Arc<Cluster>>,
+    /// Where each cluster was first referenced, for diagnostics about it.
+    pub refs: BTreeMap<String, Diagnostic>,
+}
+
+/// Why a destination has no cluster, or a note about one that exists.
+pub(crate) enum Note {
+    MissingSubset { subset: String, host: String },
+    MissingPort { port: u16, host: String },
+    NoEndpoints { cluster: String },
+}
+
+impl<'a> ClusterBuilder<'a> {
+    pub fn new(resources: &'a [Resource], opts: &'a Options, previous: &'a BTreeMap<String, Arc<Cluster>>) -> Self {
+        ClusterBuilder { resources, opts, previous, built: BTreeMap::new(), refs: BTreeMap::new() }
+    }
+
+    /// The cluster for `dest`, written at `field` of `resource`, routed from `server_port`.
+    pub fn target(&mut self, dest: &Destination, resource: &Resource, field: &str, server_port: u16, notes: &mut Vec<Note>) -> Target {
+        let ns = resource.key.namespace.as_str();
+        let fqdn = hosts::resolve_short_name(&dest.host, ns, &self.opts.cluster_domain);
+        let entry = self.service_entry(&fqdn);
+        let port = dest
+            .port
+            .as_ref()
+            .and_then(|p| u16::try_from(p.number).ok())
+            .or_else(|| entry.and_then(|(_, se)| single_port(se)))
+            .unwrap_or(server_port);
+        let subset = dest.subset.as_deref().unwrap_or("");
+        let name = format!("outbound|{port}|{subset}|{fqdn}");
+        self.refs.entry(name.clone()).or_insert_with(|| {
+            Finding::new(Severity::Info, field, String::new(), None).locate(&resource.origin, resource.key.to_string())
+        });
+        if let Some(cluster) = self.built.get(&name) {
+            return Target::Cluster(cluster.clone());
+        }
+        let spec = match entry {
+            Some((se_ns, se)) => self.from_service_entry(&name, &fqdn, port, subset, se_ns, se, notes),
+            None => self.from_dns(&name, &fqdn, &dest.host, port, subset, notes),
+        };
+        let Some(spec) = spec else { return Target::Missing(name.into()) };
+        if matches!(&spec.source, EndpointSource::Static(list) if list.is_empty()) {
+            notes.push(Note::NoEndpoints { cluster: name.clone() });
+        }
+        let cluster = match self.previous.get(&name) {
+            Some(old) if old.spec == spec => old.clone(),
+            _ => Arc::new(Cluster::new(spec)),
+        };
+        self.built.insert(name, cluster.clone());
+        Target::Cluster(cluster)
+    }
+
+    fn service_entry(&self, fqdn: &str) -> Option<(&'a str, &'a ServiceEntrySpec)> {
+        let entries = || {
+            self.resources.iter().filter_map(|r| match &r.spec {
+                Spec::ServiceEntry(se) => Some((r.key.namespace.as_str(), se)),
+                _ => None,
+            })
+        };
+        entries()
+            .find(|(_, se)| se.hosts.iter().any(|h| h.eq_ignore_ascii_case(fqdn)))
+            .or_else(|| entries().find(|(_, se)| se.hosts.iter().any(|h| h.starts_with('*') && hosts::subset_of(fqdn, h))))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn from_service_entry(
+        &self,
+        name: &str,
+        fqdn: &str,
+        port: u16,
+        subset: &str,
+        se_ns: &str,
+        se: &ServiceEntrySpec,
+        notes: &mut Vec<Note>,
+    ) -> Option<ClusterSpec> {
+        let Some(se_port) = se.ports.iter().find(|p| p.number == i64::from(port)) else {
+            notes.push(Note::MissingPort { port, host: fqdn.to_string() });
+            return None;
+        };
+        let labels = if subset.is_empty() {
+            None
+        } else {
+            match self.subset_labels(fqdn, subset) {
+                Some(labels) => Some(labels),
+                None => {
+                    notes.push(Note::MissingSubset { subset: subset.to_string(), host: fqdn.to_string() });
+                    return None;
+                }
+            }
+        };
+        let endpoints: Vec<&WorkloadEntrySpec> = self
+            .endpoints_of(se_ns, se)
+            .into_iter()
+            .filter(|ep| labels.is_none_or(|l| l.iter().all(|(k, v)| ep.labels.get(k) == Some(v))))
+            .collect();
+        let source = endpoint_source(se, se_port, &endpoints);
+        Some(ClusterSpec { name: name.to_string(), service: fqdn.to_string(), port, protocol: protocol_of(se_port.protocol.as_deref()), source })
+    }
+
+    /// Inline endpoints, or the WorkloadEntries a `workloadSelector` picks in the SE's namespace.
+    fn endpoints_of(&self, se_ns: &str, se: &'a ServiceEntrySpec) -> Vec<&'a WorkloadEntrySpec> {
+        let Some(selector) = &se.workload_selector else { return se.endpoints.iter().collect() };
+        self.resources
+            .iter()
+            .filter(|r| r.key.namespace == se_ns)
+            .filter_map(|r| match &r.spec {
+                Spec::WorkloadEntry(we) => Some(we),
+                _ => None,
+            })
+            .filter(|we| selector.labels.iter().all(|(k, v)| we.labels.get(k) == Some(v)))
+            .collect()
+    }
+
+    /// Labels of `subset` from the DestinationRules for `fqdn`: exact host first, then the most
+    /// specific wildcard; several rules for one host merge their subsets (first wins).
+    fn subset_labels(&self, fqdn: &str, subset: &str) -> Option<&'a BTreeMap<String, String>> {
+        let rules: Vec<(String, &DestinationRuleSpec)> = self
+            .resources
+            .iter()
+            .filter_map(|r| match &r.spec {
+                Spec::DestinationRule(dr) => Some((hosts::resolve_short_name(&dr.host, &r.key.namespace, &self.opts.cluster_domain), dr)),
+                _ => None,
+            })
+            .filter(|(host, _)| hosts::subset_of(fqdn, host))
+            .collect();
+        let exact = rules.iter().filter(|(h, _)| h.eq_ignore_ascii_case(fqdn));
+        let mut wildcards: Vec<_> = rules.iter().filter(|(h, _)| h.starts_with('*')).collect();
+        wildcards.sort_by_key(|(h, _)| std::cmp::Reverse(h.len()));
+        exact
+            .chain(wildcards)
+            .flat_map(|(_, dr)| dr.subsets.iter())
+            .find(|s| s.name == subset)
+            .map(|s| &s.labels)
+    }
+
+    fn from_dns(&self, name: &str, fqdn: &str, written: &str, port: u16, subset: &str, notes: &mut Vec<Note>) -> Option<ClusterSpec> {
+        if !subset.is_empty() {
+            // Subsets select endpoints by label, which only ServiceEntry/WorkloadEntry endpoints carry.
+            notes.push(Note::MissingSubset { subset: subset.to_string(), host: fqdn.to_string() });
+            return None;
+        }
+        let mut candidates = vec![fqdn.to_string()];
+        let written = written.to_ascii_lowercase();
+        if written != fqdn {
+            candidates.push(written);
+        }
+        let source = EndpointSource::Dns(vec![DnsTarget { candidates, port, weight: 1 }]);
+        Some(ClusterSpec { name: name.to_string(), service: fqdn.to_string(), port, protocol: UpstreamProtocol::Http1, source })
+    }
+}
+
+fn single_port(se: &ServiceEntrySpec) -> Option<u16> {
+    match se.ports.as_slice() {
+        [only] => u16::try_from(only.number).ok(),
+        _ => None,
+    }
+}
+
+fn protocol_of(protocol: Option<&str>) -> UpstreamProtocol {
+    match protocol.map(str::to_ascii_uppercase).as_deref() {
+        Some("HTTP2" | "GRPC") => UpstreamProtocol::Http2,
+        Some("TCP" | "TLS" | "HTTPS" | "MONGO" | "REDIS" | "MYSQL") => UpstreamProtocol::Opaque,
+        _ => UpstreamProtocol::Http1,
+    }
+}
+
+/// Endpoint port precedence: the endpoint's own port map > SE `targetPort` > SE port number.
+fn endpoint_port(ep: &WorkloadEntrySpec, se_port: &ServicePort) -> u16 {
+    ep.ports
+        .get(&se_port.name)
+        .copied()
+        .or(se_port.target_port)
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or(se_port.number as u16)
+}
+
+fn endpoint_source(se: &ServiceEntrySpec, se_port: &ServicePort, endpoints: &[&WorkloadEntrySpec]) -> EndpointSource {
+    let weight = |ep: &WorkloadEntrySpec| ep.weight.and_then(|w| u32::try_from(w).ok()).filter(|w| *w > 0).unwrap_or(1);
+    match se.resolution.as_deref().unwrap_or("NONE") {
+        "STATIC" => EndpointSource::Static(
+            endpoints
+                .iter()
+                .filter_map(|ep| {
+                    let ip: IpAddr = ep.address.parse().ok()?;
+                    Some(StaticEndpoint { addr: SocketAddr::new(ip, endpoint_port(ep, se_port)), weight: weight(ep) })
+                })
+                .collect(),
+        ),
+        "DNS" | "DNS_ROUND_ROBIN" if endpoints.is_empty() => EndpointSource::Dns(
+            se.hosts
+                .iter()
+                .filter(|h| !h.starts_with('*'))
+                .map(|h| DnsTarget { candidates: vec![h.to_ascii_lowercase()], port: endpoint_port(&WorkloadEntrySpec::default(), se_port), weight: 1 })
+                .collect(),
+        ),
+        "DNS" | "DNS_ROUND_ROBIN" => EndpointSource::Dns(
+            endpoints
+                .iter()
+                .map(|ep| DnsTarget { candidates: vec![ep.address.clone()], port: endpoint_port(ep, se_port), weight: weight(ep) })
+                .collect(),
+        ),
+        // NONE (original destination) has no meaning at an ingress: unroutable.
+        _ => EndpointSource::Static(Vec::new()),
+    }
+}

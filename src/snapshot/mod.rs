@@ -1,0 +1,109 @@
+//! The immutable compiled world that the data path reads: listeners by gateway port, their route
+//! tables, and clusters. Built only by [`compile::compile`]; published whole with arc-swap, so a
+//! request or connection sees one consistent generation from start to end.
+
+pub mod compile;
+mod gateway;
+mod http_routes;
+mod clusters;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::config::{Diagnostic, FileReport, Resource};
+use crate::route::RouteTable;
+use crate::upstream::Cluster;
+
+pub use compile::compile;
+
+/// Settings that shape compilation, from the command line.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Namespace of resources that have none.
+    pub namespace: String,
+    /// Namespace the gateway workload runs in (credential lookups, exportTo).
+    pub gateway_namespace: String,
+    /// The gateway workload's labels; Gateways select it with `spec.selector`.
+    pub labels: BTreeMap<String, String>,
+    pub cluster_domain: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            namespace: "default".into(),
+            gateway_namespace: "istio-system".into(),
+            labels: BTreeMap::from([("istio".to_string(), "ingressgateway".to_string())]),
+            cluster_domain: "cluster.local".into(),
+        }
+    }
+}
+
+/// Where a listener binds: the Gateway server's `bind` address (default all) and port number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ListenKey {
+    pub bind: IpAddr,
+    /// The Gateway's port number (routing always uses it, whatever port is actually bound).
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ServerClass {
+    /// HTTP, HTTP2, GRPC, GRPC-WEB: plaintext, one route table shared by the port.
+    Http,
+    /// HTTPS or TLS: SNI-selected servers.
+    Tls,
+    /// TCP and other opaque protocols.
+    Tcp,
+}
+
+#[derive(Debug)]
+pub struct Listener {
+    pub key: ListenKey,
+    pub class: ServerClass,
+    pub kind: ListenerKind,
+    /// The Gateways that contributed servers, as `ns/name`, for error attribution.
+    pub gateways: Vec<String>,
+}
+
+#[derive(Debug)]
+pub enum ListenerKind {
+    Http(Arc<RouteTable>),
+    /// TLS servers are compiled for diagnostics; serving them arrives with TLS termination.
+    Tls,
+    /// TCP servers are compiled for diagnostics; serving them arrives with the L4 proxy.
+    Tcp,
+}
+
+pub struct Snapshot {
+    pub generation: u64,
+    pub listeners: BTreeMap<ListenKey, Arc<Listener>>,
+    pub clusters: BTreeMap<String, Arc<Cluster>>,
+    /// Where each cluster is first referenced (file, line, field), for diagnostics about it.
+    pub cluster_refs: BTreeMap<String, Diagnostic>,
+    pub resources: Vec<Resource>,
+    pub diagnostics: Vec<Diagnostic>,
+    pub files: Vec<FileReport>,
+}
+
+impl Snapshot {
+    /// The snapshot before any configuration is loaded.
+    pub fn empty() -> Self {
+        Snapshot {
+            generation: 0,
+            listeners: BTreeMap::new(),
+            clusters: BTreeMap::new(),
+            cluster_refs: BTreeMap::new(),
+            resources: Vec::new(),
+            diagnostics: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+
+    pub fn error_count(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+}

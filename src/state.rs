@@ -1,0 +1,52 @@
+//! Process-wide state shared by the data path, the reloader and the admin API.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::snapshot::Snapshot;
+use crate::upstream::Upstreams;
+
+/// Data-path settings from the command line (not from YAML, so they never change on reload).
+#[derive(Debug, Clone, Default)]
+pub struct ProxySettings {
+    /// `--num-trusted-proxies`: hops in front of the gateway whose forwarding headers are believed.
+    pub num_trusted_proxies: u32,
+    /// `--https-redirect-port`: the port `httpsRedirect` puts in Location (none by default).
+    pub https_redirect_port: Option<u16>,
+}
+
+pub struct Shared {
+    /// The live configuration; only the reloader stores into it.
+    pub snapshot: ArcSwap<Snapshot>,
+    pub upstreams: Upstreams,
+    pub settings: ProxySettings,
+    ready: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(settings: ProxySettings) -> Arc<Self> {
+        Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(Snapshot::empty()),
+            upstreams: Upstreams::new(),
+            settings,
+            ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// Ready once the first configuration is loaded and its listeners are up, until draining.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+}

@@ -1,0 +1,218 @@
+//! A cluster (`outbound|<port>|<subset>|<host>`) and its endpoints.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use super::lb;
+
+/// How often DNS endpoints are re-resolved (Envoy's default `dns_refresh_rate`).
+const DNS_REFRESH: Duration = Duration::from_secs(5);
+/// Bound on one resolution, so a dead resolver cannot hold requests forever.
+const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum UpstreamProtocol {
+    Http1,
+    Http2,
+    Opaque,
+}
+
+/// Everything that defines a cluster; equal specs let a reload keep the live cluster (its DNS
+/// cache and request counters).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct ClusterSpec {
+    pub name: String,
+    pub service: String,
+    pub port: u16,
+    pub protocol: UpstreamProtocol,
+    pub source: EndpointSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum EndpointSource {
+    Static(Vec<StaticEndpoint>),
+    /// Each target resolves to all its addresses (Envoy STRICT_DNS).
+    Dns(Vec<DnsTarget>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct StaticEndpoint {
+    pub addr: SocketAddr,
+    pub weight: u32,
+}
+
+/// A name to resolve; the first candidate that resolves is used (FQDN first, then the name as written).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct DnsTarget {
+    pub candidates: Vec<String>,
+    pub port: u16,
+    pub weight: u32,
+}
+
+/// One upstream address with its load-balancing state.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub weight: u32,
+    /// `ip:port`, prebuilt for request URIs.
+    pub authority: http::uri::Authority,
+    active: AtomicU32,
+}
+
+impl Endpoint {
+    pub fn new(addr: SocketAddr, weight: u32) -> Option<Self> {
+        let authority = addr.to_string().parse().ok()?;
+        Some(Endpoint { addr, weight: weight.max(1), authority, active: AtomicU32::new(0) })
+    }
+
+    pub fn active_requests(&self) -> u32 {
+        self.active.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts a request against its endpoint for least-request balancing until dropped.
+pub struct ActiveRequest(pub Arc<Endpoint>);
+
+impl ActiveRequest {
+    pub fn start(endpoint: Arc<Endpoint>) -> Self {
+        endpoint.active.fetch_add(1, Ordering::Relaxed);
+        ActiveRequest(endpoint)
+    }
+}
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug)]
+pub struct Cluster {
+    pub spec: ClusterSpec,
+    endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
+    /// Milliseconds since `epoch` of the last DNS refresh start; 0 = never.
+    refreshed_at: AtomicU64,
+    refreshing: AtomicBool,
+    resolved_once: tokio::sync::OnceCell<()>,
+    epoch: Instant,
+}
+
+impl Cluster {
+    pub fn new(spec: ClusterSpec) -> Self {
+        let endpoints = match &spec.source {
+            EndpointSource::Static(list) => list.iter().filter_map(|e| Endpoint::new(e.addr, e.weight)).map(Arc::new).collect(),
+            EndpointSource::Dns(_) => Vec::new(),
+        };
+        Cluster {
+            spec,
+            endpoints: ArcSwap::from_pointee(endpoints),
+            refreshed_at: AtomicU64::new(0),
+            refreshing: AtomicBool::new(false),
+            resolved_once: tokio::sync::OnceCell::new(),
+            epoch: Instant::now(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn is_dns(&self) -> bool {
+        matches!(self.spec.source, EndpointSource::Dns(_))
+    }
+
+    /// Current endpoints without resolving (for admin output).
+    pub fn current_endpoints(&self) -> Arc<Vec<Arc<Endpoint>>> {
+        self.endpoints.load_full()
+    }
+
+    /// Picks an endpoint with the cluster's balancer; resolves DNS first if never resolved.
+    pub async fn pick(self: &Arc<Self>) -> Option<Arc<Endpoint>> {
+        if self.is_dns() {
+            self.refresh_dns().await;
+        }
+        lb::least_request(&self.endpoints.load())
+    }
+
+    /// First call waits for a resolution; later calls refresh in the background when stale.
+    async fn refresh_dns(self: &Arc<Self>) {
+        if self.resolved_once.initialized() {
+            let now = self.epoch.elapsed().as_millis() as u64;
+            let stale = now.saturating_sub(self.refreshed_at.load(Ordering::Relaxed)) > DNS_REFRESH.as_millis() as u64;
+            if stale && !self.refreshing.swap(true, Ordering::AcqRel) {
+                let cluster = self.clone();
+                tokio::spawn(async move { cluster.resolve().await });
+            }
+            return;
+        }
+        self.resolved_once.get_or_init(|| async { self.resolve().await }).await;
+    }
+
+    /// Resolves every target; keeps the previous endpoints if nothing resolves.
+    pub async fn resolve(&self) {
+        self.refreshed_at.store(self.epoch.elapsed().as_millis().max(1) as u64, Ordering::Relaxed);
+        let EndpointSource::Dns(targets) = &self.spec.source else { return };
+        let mut fresh = Vec::new();
+        for target in targets {
+            fresh.extend(resolve_target(target).await);
+        }
+        let previous = self.endpoints.load();
+        if !fresh.is_empty() || previous.is_empty() {
+            // Keep the load-balancing state of endpoints that are still there.
+            let merged = fresh
+                .into_iter()
+                .map(|e| previous.iter().find(|p| p.addr == e.addr && p.weight == e.weight).cloned().unwrap_or_else(|| Arc::new(e)))
+                .collect();
+            self.endpoints.store(Arc::new(merged));
+        }
+        self.refreshing.store(false, Ordering::Release);
+    }
+}
+
+async fn resolve_target(target: &DnsTarget) -> Vec<Endpoint> {
+    for name in &target.candidates {
+        let lookup = tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((name.as_str(), target.port))).await;
+        match lookup {
+            Ok(Ok(addrs)) => {
+                let mut list: Vec<_> = addrs.filter_map(|a| Endpoint::new(a, target.weight)).collect();
+                list.sort_by_key(|e| e.addr);
+                list.dedup_by_key(|e| e.addr);
+                if !list.is_empty() {
+                    return list;
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(name, error = %e, "DNS resolution failed"),
+            Err(_) => tracing::debug!(name, "DNS resolution timed out"),
+        }
+    }
+    Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(source: EndpointSource) -> ClusterSpec {
+        ClusterSpec { name: "c".into(), service: "s".into(), port: 80, protocol: UpstreamProtocol::Http1, source }
+    }
+
+    #[tokio::test]
+    async fn dns_cluster_falls_back_to_the_name_as_written() {
+        let target = DnsTarget { candidates: vec!["no-such-host.invalid".into(), "localhost".into()], port: 8080, weight: 1 };
+        let cluster = Arc::new(Cluster::new(spec(EndpointSource::Dns(vec![target]))));
+        let picked = cluster.pick().await.expect("localhost resolves");
+        assert!(picked.addr.ip().is_loopback());
+        assert_eq!(picked.addr.port(), 8080);
+    }
+
+    #[tokio::test]
+    async fn unresolvable_cluster_has_no_endpoint() {
+        let target = DnsTarget { candidates: vec!["no-such-host.invalid".into()], port: 80, weight: 1 };
+        let cluster = Arc::new(Cluster::new(spec(EndpointSource::Dns(vec![target]))));
+        assert!(cluster.pick().await.is_none());
+    }
+}

@@ -1,0 +1,9 @@
+//! The proxy core's upstream side: clusters of endpoints, how they are found (static or DNS),
+//! load balancing, and pooled connections.
+
+pub mod client;
+pub mod cluster;
+pub mod lb;
+
+pub use client::Upstreams;
+pub use cluster::{ActiveRequest, Cluster, ClusterSpec, DnsTarget, Endpoint, EndpointSource, StaticEndpoint, UpstreamProtocol};
