@@ -53,7 +53,9 @@ pub async fn start(role: Role, addr: SocketAddr, ctx: AdminContext) -> std::io::
     println!("LISTEN {} address={bound}", role.name());
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = tcp.accept().await else { continue };
+            let Ok((stream, _)) = tcp.accept().await else {
+                continue;
+            };
             let ctx = ctx.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
@@ -74,15 +76,27 @@ type AdminResponse = Response<Full<Bytes>>;
 fn route(role: Role, req: &Request<Incoming>, ctx: &AdminContext) -> AdminResponse {
     let path = req.uri().path();
     match (role, req.method(), path) {
-        (Role::Health, &Method::GET, "/healthz/ready") | (Role::Admin, &Method::GET, "/ready") => ready(ctx),
-        (Role::Admin | Role::Metrics, &Method::GET, "/stats/prometheus") => {
-            reply(StatusCode::OK, "text/plain; version=0.0.4", ctx.prometheus.render())
+        (Role::Health, &Method::GET, "/healthz/ready") | (Role::Admin, &Method::GET, "/ready") => {
+            ready(ctx)
         }
+        (Role::Admin | Role::Metrics, &Method::GET, "/stats/prometheus") => reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            ctx.prometheus.render(),
+        ),
         (Role::Admin, &Method::GET, "/config_dump") => {
             let dump = config_dump(&ctx.shared.snapshot.load(), &ctx.listeners);
-            reply(StatusCode::OK, "application/json", serde_json::to_string_pretty(&dump).unwrap_or_default())
+            reply(
+                StatusCode::OK,
+                "application/json",
+                serde_json::to_string_pretty(&dump).unwrap_or_default(),
+            )
         }
-        _ => reply(StatusCode::NOT_FOUND, "text/plain", format!("no such endpoint: {path}\n")),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            format!("no such endpoint: {path}\n"),
+        ),
     }
 }
 
@@ -90,14 +104,21 @@ fn ready(ctx: &AdminContext) -> AdminResponse {
     if ctx.shared.is_ready() {
         reply(StatusCode::OK, "text/plain", "LIVE\n".into())
     } else {
-        reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "NOT READY\n".into())
+        reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "NOT READY\n".into(),
+        )
     }
 }
 
 fn reply(status: StatusCode, content_type: &'static str, body: String) -> AdminResponse {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
     response
 }
 
@@ -140,7 +161,9 @@ pub fn config_dump(snapshot: &Snapshot, listeners: &Listeners) -> serde_json::Va
 }
 
 fn route_table(kind: &ListenerKind) -> serde_json::Value {
-    let ListenerKind::Http(table) = kind else { return serde_json::Value::Null };
+    let ListenerKind::Http(table) = kind else {
+        return serde_json::Value::Null;
+    };
     json!({
         "name": table.name,
         "virtual_hosts": table.vhosts.iter().map(|vh| json!({
@@ -169,7 +192,9 @@ fn spec_json(spec: &Spec) -> serde_json::Value {
         Spec::ServiceEntry(s) => serde_json::to_value(s),
         Spec::WorkloadEntry(s) => serde_json::to_value(s),
         // Key material never leaves the process: only the secret's type and key names.
-        Spec::Secret(s) => Ok(json!({"type": s.secret_type, "keys": s.entries.keys().collect::<Vec<_>>()})),
+        Spec::Secret(s) => {
+            Ok(json!({"type": s.secret_type, "keys": s.entries.keys().collect::<Vec<_>>()}))
+        }
     };
     value.unwrap_or(serde_json::Value::Null)
 }

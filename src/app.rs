@@ -13,7 +13,8 @@ use crate::state::{ProxySettings, Shared};
 
 /// Logs to stderr; `RUST_LOG` sets the level (default `info`).
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -27,7 +28,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 pub fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
-    let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let workers = workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .thread_name("tollgate-worker")
@@ -39,14 +42,30 @@ pub fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime
 pub async fn serve(args: RunArgs) -> anyhow::Result<()> {
     let config_dir = args.config.config_dir.clone();
     if !config_dir.is_dir() {
-        bail!("config dir {} does not exist or is not a directory", config_dir.display());
+        bail!(
+            "config dir {} does not exist or is not a directory",
+            config_dir.display()
+        );
     }
-    let settings = ProxySettings { num_trusted_proxies: args.num_trusted_proxies, https_redirect_port: args.https_redirect_port };
+    let settings = ProxySettings {
+        num_trusted_proxies: args.num_trusted_proxies,
+        https_redirect_port: args.https_redirect_port,
+    };
     let shared = Shared::new(settings);
     let listeners = Listeners::new(shared.clone(), args.port_map());
-    let ctx = AdminContext { shared: shared.clone(), listeners: listeners.clone(), prometheus: crate::metrics::install() };
-    for (role, addr) in [(Role::Admin, args.admin_addr), (Role::Health, args.health_addr), (Role::Metrics, args.metrics_addr)] {
-        admin::start(role, addr, ctx.clone()).await.with_context(|| format!("binding the {role:?} address {addr}"))?;
+    let ctx = AdminContext {
+        shared: shared.clone(),
+        listeners: listeners.clone(),
+        prometheus: crate::metrics::install(),
+    };
+    for (role, addr) in [
+        (Role::Admin, args.admin_addr),
+        (Role::Health, args.health_addr),
+        (Role::Metrics, args.metrics_addr),
+    ] {
+        admin::start(role, addr, ctx.clone())
+            .await
+            .with_context(|| format!("binding the {role:?} address {addr}"))?;
     }
     let store = ConfigStore::new(&config_dir, &args.config.namespace);
     let mut reloader = Reloader::new(store, args.config.options(), shared.clone(), listeners);

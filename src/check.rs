@@ -12,7 +12,10 @@ const DNS_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub fn run(args: &CheckArgs) -> ExitCode {
     if !args.config.config_dir.is_dir() {
-        eprintln!("tollgate check: config dir {} does not exist or is not a directory", args.config.config_dir.display());
+        eprintln!(
+            "tollgate check: config dir {} does not exist or is not a directory",
+            args.config.config_dir.display()
+        );
         return ExitCode::from(2);
     }
     let mut diagnostics = diagnose(args);
@@ -42,7 +45,12 @@ pub fn diagnose(args: &CheckArgs) -> Vec<Diagnostic> {
 }
 
 fn unresolvable_destinations(snapshot: &Snapshot) -> Vec<Diagnostic> {
-    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return Vec::new() };
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return Vec::new();
+    };
     runtime.block_on(async {
         let mut lookups = tokio::task::JoinSet::new();
         for cluster in snapshot.clusters.values().filter(|c| c.is_dns()).cloned() {

@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::snapshot::Options;
 
 #[derive(Debug, Parser)]
-#[command(name = "tollgate", version, about = "A TLS/SNI ingress gateway that speaks Istio's configuration language")]
+#[command(
+    name = "tollgate",
+    version,
+    about = "A TLS/SNI ingress gateway that speaks Istio's configuration language"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
@@ -58,6 +62,7 @@ impl ConfigArgs {
             gateway_namespace: self.gateway_namespace.clone(),
             labels: self.labels.clone(),
             cluster_domain: self.cluster_domain.clone(),
+            certs_dir: self.certs_dir.clone(),
         }
     }
 }
@@ -114,16 +119,26 @@ fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
     s.split(',')
         .filter(|p| !p.trim().is_empty())
         .map(|pair| {
-            let (k, v) = pair.split_once('=').ok_or_else(|| format!("label {pair:?} is not key=value"))?;
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("label {pair:?} is not key=value"))?;
             Ok((k.trim().to_string(), v.trim().to_string()))
         })
         .collect()
 }
 
 fn parse_port_mapping(s: &str) -> Result<(u16, u16), String> {
-    let (gw, listen) = s.split_once('=').ok_or_else(|| format!("{s:?} is not GW_PORT=LISTEN_PORT"))?;
-    let gw = gw.trim().parse::<u16>().map_err(|e| format!("gateway port {gw:?}: {e}"))?;
-    let listen = listen.trim().parse::<u16>().map_err(|e| format!("listen port {listen:?}: {e}"))?;
+    let (gw, listen) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not GW_PORT=LISTEN_PORT"))?;
+    let gw = gw
+        .trim()
+        .parse::<u16>()
+        .map_err(|e| format!("gateway port {gw:?}: {e}"))?;
+    let listen = listen
+        .trim()
+        .parse::<u16>()
+        .map_err(|e| format!("listen port {listen:?}: {e}"))?;
     Ok((gw, listen))
 }
 
@@ -143,10 +158,13 @@ mod tests {
 
     #[test]
     fn no_subcommand_means_run() {
-        let cli = Cli::try_parse_from(["tollgate", "--config-dir", "x", "--port-map", "80=0"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["tollgate", "--config-dir", "x", "--port-map", "80=0"]).unwrap();
         assert!(cli.command.is_none());
         assert_eq!(cli.run.port_map, vec![(80, 0)]);
         let cli = Cli::try_parse_from(["tollgate", "check", "--config-dir", "y"]).unwrap();
-        assert!(matches!(cli.command, Some(Command::Check(c)) if c.config.config_dir == PathBuf::from("y")));
+        assert!(
+            matches!(cli.command, Some(Command::Check(c)) if c.config.config_dir == PathBuf::from("y"))
+        );
     }
 }

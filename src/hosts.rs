@@ -7,7 +7,8 @@ use std::net::IpAddr;
 pub fn is_dns1123_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -36,7 +37,9 @@ pub fn validate_dns_name(host: &str) -> Result<(), String> {
     } else if host.contains(':') && !host.contains("::") {
         Err(format!("host {host:?} must not contain a port"))
     } else {
-        Err(format!("host {host:?} is not a valid DNS name (wildcards are only allowed as a leading `*.`)"))
+        Err(format!(
+            "host {host:?} is not a valid DNS name (wildcards are only allowed as a leading `*.`)"
+        ))
     }
 }
 
@@ -45,7 +48,9 @@ pub fn validate_gateway_host(host: &str) -> Result<(), String> {
     let (ns, name) = split_namespace(host);
     if let Some(ns) = ns {
         if ns != "*" && ns != "." && !is_dns1123_label(ns) {
-            return Err(format!("namespace {ns:?} in host {host:?} must be `*`, `.` or a namespace name"));
+            return Err(format!(
+                "namespace {ns:?} in host {host:?} must be `*`, `.` or a namespace name"
+            ));
         }
     }
     validate_dns_name(name)
@@ -74,11 +79,15 @@ pub fn validate_gateway_ref(gw: &str) -> Result<(), String> {
     }
     let (ns, name) = split_namespace(gw);
     let ns_ok = ns.is_none_or(|ns| ns == "." || is_dns1123_label(ns));
-    let name_ok = name.split('.').all(|l| is_dns1123_label(l) || l.contains('~'));
+    let name_ok = name
+        .split('.')
+        .all(|l| is_dns1123_label(l) || l.contains('~'));
     if ns_ok && name_ok {
         Ok(())
     } else {
-        Err(format!("{gw:?} is not a gateway reference (`name`, `namespace/name` or `mesh`)"))
+        Err(format!(
+            "{gw:?} is not a gateway reference (`name`, `namespace/name` or `mesh`)"
+        ))
     }
 }
 
@@ -108,7 +117,8 @@ pub fn subset_of(a: &str, b: &str) -> bool {
 }
 
 fn ends_with_ignore_case(s: &str, suffix: &str) -> bool {
-    s.len() >= suffix.len() && s.as_bytes()[s.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+    s.len() >= suffix.len()
+        && s.as_bytes()[s.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
 }
 
 /// Istio's gateway/VirtualService host intersection: the more specific of two overlapping names.
@@ -127,7 +137,10 @@ pub fn resolve_short_name(host: &str, namespace: &str, cluster_domain: &str) -> 
     if host.contains('.') || host.starts_with('*') || host.parse::<IpAddr>().is_ok() {
         host.to_ascii_lowercase()
     } else {
-        format!("{}.{namespace}.svc.{cluster_domain}", host.to_ascii_lowercase())
+        format!(
+            "{}.{namespace}.svc.{cluster_domain}",
+            host.to_ascii_lowercase()
+        )
     }
 }
 
@@ -178,7 +191,13 @@ mod tests {
 
     #[test]
     fn short_names_expand_relative_to_namespace() {
-        assert_eq!(resolve_short_name("webapp", "istioinaction", "cluster.local"), "webapp.istioinaction.svc.cluster.local");
-        assert_eq!(resolve_short_name("reviews.prod", "x", "cluster.local"), "reviews.prod");
+        assert_eq!(
+            resolve_short_name("webapp", "istioinaction", "cluster.local"),
+            "webapp.istioinaction.svc.cluster.local"
+        );
+        assert_eq!(
+            resolve_short_name("reviews.prod", "x", "cluster.local"),
+            "reviews.prod"
+        );
     }
 }

@@ -4,7 +4,10 @@
 //! [`listener`] accepts connections and hands them to [`http`], which routes each request with
 //! [`route`] and forwards it through the [`upstream`] proxy core.
 #![forbid(unsafe_code)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod admin;
 pub mod app;
@@ -20,4 +23,5 @@ pub mod reload;
 pub mod route;
 pub mod snapshot;
 pub mod state;
+pub mod tls;
 pub mod upstream;

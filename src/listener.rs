@@ -38,12 +38,20 @@ pub struct Listeners {
 
 impl Listeners {
     pub fn new(shared: Arc<Shared>, port_map: HashMap<u16, u16>) -> Arc<Self> {
-        Arc::new(Listeners { shared, port_map, running: Mutex::new(BTreeMap::new()), errors: Mutex::new(Vec::new()) })
+        Arc::new(Listeners {
+            shared,
+            port_map,
+            running: Mutex::new(BTreeMap::new()),
+            errors: Mutex::new(Vec::new()),
+        })
     }
 
     /// Bound addresses by gateway listener key.
     pub fn addresses(&self) -> Vec<(ListenKey, SocketAddr)> {
-        self.running.lock().map(|r| r.iter().map(|(k, v)| (*k, v.address)).collect()).unwrap_or_default()
+        self.running
+            .lock()
+            .map(|r| r.iter().map(|(k, v)| (*k, v.address)).collect())
+            .unwrap_or_default()
     }
 
     pub fn bind_errors(&self) -> Vec<BindError> {
@@ -53,14 +61,23 @@ impl Listeners {
     /// Opens ports the snapshot has and we don't; closes ports it no longer has. Existing
     /// connections on a closed port finish with the snapshot they hold.
     pub fn reconcile(&self, snapshot: &Snapshot) {
-        let Ok(mut running) = self.running.lock() else { return };
-        let wanted: BTreeMap<ListenKey, &Arc<Listener>> =
-            snapshot.listeners.iter().filter(|(_, l)| servable(l)).map(|(k, l)| (*k, l)).collect();
+        let Ok(mut running) = self.running.lock() else {
+            return;
+        };
+        let wanted: BTreeMap<ListenKey, &Arc<Listener>> = snapshot
+            .listeners
+            .iter()
+            .filter(|(_, l)| servable(l))
+            .map(|(k, l)| (*k, l))
+            .collect();
         running.retain(|key, r| {
             let keep = wanted.contains_key(key);
             if !keep {
                 r.task.abort();
-                println!("CLOSED listener gateway_port={} address={}", key.port, r.address);
+                println!(
+                    "CLOSED listener gateway_port={} address={}",
+                    key.port, r.address
+                );
             }
             keep
         });
@@ -69,18 +86,29 @@ impl Listeners {
             if running.contains_key(&key) {
                 continue;
             }
-            let address = SocketAddr::new(key.bind, self.port_map.get(&key.port).copied().unwrap_or(key.port));
+            let address = SocketAddr::new(
+                key.bind,
+                self.port_map.get(&key.port).copied().unwrap_or(key.port),
+            );
             match bind(address) {
                 Ok(tcp) => {
                     let address = tcp.local_addr().unwrap_or(address);
-                    println!("LISTEN listener gateway_port={} address={address}", key.port);
+                    println!(
+                        "LISTEN listener gateway_port={} address={address}",
+                        key.port
+                    );
                     let task = tokio::spawn(accept_loop(tcp, key, self.shared.clone()));
                     running.insert(key, Running { address, task });
                 }
                 Err(e) => {
                     crate::metrics::record_bind_error();
                     tracing::error!(gateway_port = key.port, %address, gateways = ?listener.gateways, error = %e, "cannot bind gateway port; other ports keep serving");
-                    errors.push(BindError { gateway_port: key.port, address, gateways: listener.gateways.clone(), error: e.to_string() });
+                    errors.push(BindError {
+                        gateway_port: key.port,
+                        address,
+                        gateways: listener.gateways.clone(),
+                        error: e.to_string(),
+                    });
                 }
             }
         }
@@ -96,7 +124,11 @@ fn servable(listener: &Listener) -> bool {
 }
 
 fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = socket2::Socket::new(socket2::Domain::for_address(address), socket2::Type::STREAM, None)?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(address),
+        socket2::Type::STREAM,
+        None,
+    )?;
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;
@@ -119,8 +151,16 @@ async fn accept_loop(tcp: TcpListener, key: ListenKey, shared: Arc<Shared>) {
         let _ = stream.set_nodelay(true);
         connections.increment(1);
         let snapshot = shared.snapshot.load();
-        let Some(listener) = snapshot.listeners.get(&key).cloned() else { continue };
-        let conn = ConnContext { shared: shared.clone(), key, peer, scheme: "http", listener };
+        let Some(listener) = snapshot.listeners.get(&key).cloned() else {
+            continue;
+        };
+        let conn = ConnContext {
+            shared: shared.clone(),
+            key,
+            peer,
+            scheme: "http",
+            listener,
+        };
         tokio::spawn(crate::http::server::serve(stream, conn));
     }
 }

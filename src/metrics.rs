@@ -11,7 +11,8 @@ pub const DOWNSTREAM_CONNECTIONS: &str = "tollgate_downstream_connections_total"
 pub const CONFIG_GENERATION: &str = "tollgate_config_generation";
 pub const CONFIG_RELOADS: &str = "tollgate_config_reloads_total";
 pub const CONFIG_ERRORS: &str = "tollgate_config_errors_total";
-pub const CONFIG_LAST_RELOAD_SUCCESS: &str = "tollgate_config_last_reload_success_timestamp_seconds";
+pub const CONFIG_LAST_RELOAD_SUCCESS: &str =
+    "tollgate_config_last_reload_success_timestamp_seconds";
 pub const LISTENER_BIND_ERRORS: &str = "tollgate_listener_bind_errors_total";
 
 /// Installs the Prometheus recorder once per process and returns its renderer.
@@ -22,7 +23,9 @@ pub fn install() -> PrometheusHandle {
             let recorder = PrometheusBuilder::new().build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
-                tracing::warn!("a metrics recorder was already installed; tollgate's metrics go there");
+                tracing::warn!(
+                    "a metrics recorder was already installed; tollgate's metrics go there"
+                );
             }
             describe();
             handle
@@ -32,19 +35,38 @@ pub fn install() -> PrometheusHandle {
 
 fn describe() {
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by status class");
-    describe_counter!(DOWNSTREAM_CONNECTIONS, "Downstream connections accepted, by gateway port");
-    describe_gauge!(CONFIG_GENERATION, "Generation of the configuration snapshot in force");
-    describe_counter!(CONFIG_RELOADS, "Configuration reloads, by result (ok: no errors; error: some resource or file rejected)");
-    describe_counter!(CONFIG_ERRORS, "Configuration errors found, each counted once when first seen");
-    describe_gauge!(CONFIG_LAST_RELOAD_SUCCESS, "Unix time of the last reload without errors");
-    describe_counter!(LISTENER_BIND_ERRORS, "Gateway ports that could not be bound");
+    describe_counter!(
+        DOWNSTREAM_CONNECTIONS,
+        "Downstream connections accepted, by gateway port"
+    );
+    describe_gauge!(
+        CONFIG_GENERATION,
+        "Generation of the configuration snapshot in force"
+    );
+    describe_counter!(
+        CONFIG_RELOADS,
+        "Configuration reloads, by result (ok: no errors; error: some resource or file rejected)"
+    );
+    describe_counter!(
+        CONFIG_ERRORS,
+        "Configuration errors found, each counted once when first seen"
+    );
+    describe_gauge!(
+        CONFIG_LAST_RELOAD_SUCCESS,
+        "Unix time of the last reload without errors"
+    );
+    describe_counter!(
+        LISTENER_BIND_ERRORS,
+        "Gateway ports that could not be bound"
+    );
 }
 
 /// Pre-registered per status class: recording is an atomic add, no allocation, no lock.
 pub fn record_http_response(status: StatusCode) {
     static CLASSES: OnceLock<[Counter; 6]> = OnceLock::new();
     let classes = CLASSES.get_or_init(|| {
-        ["1xx", "2xx", "3xx", "4xx", "5xx", "other"].map(|class| counter!(HTTP_REQUESTS, "code_class" => class))
+        ["1xx", "2xx", "3xx", "4xx", "5xx", "other"]
+            .map(|class| counter!(HTTP_REQUESTS, "code_class" => class))
     });
     let index = match status.as_u16() / 100 {
         c @ 1..=5 => usize::from(c) - 1,
@@ -64,7 +86,9 @@ pub fn record_reload(generation: u64, new_errors: usize, total_errors: usize) {
     let result = if total_errors == 0 { "ok" } else { "error" };
     counter!(CONFIG_RELOADS, "result" => result).increment(1);
     if total_errors == 0 {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
         gauge!(CONFIG_LAST_RELOAD_SUCCESS).set(now);
     }
 }

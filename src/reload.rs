@@ -29,8 +29,19 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    pub fn new(store: ConfigStore, opts: Options, shared: Arc<Shared>, listeners: Arc<Listeners>) -> Self {
-        Reloader { store, opts, shared, listeners, reported: HashSet::new() }
+    pub fn new(
+        store: ConfigStore,
+        opts: Options,
+        shared: Arc<Shared>,
+        listeners: Arc<Listeners>,
+    ) -> Self {
+        Reloader {
+            store,
+            opts,
+            shared,
+            listeners,
+            reported: HashSet::new(),
+        }
     }
 
     /// Builds and publishes the next generation; returns it.
@@ -38,7 +49,12 @@ impl Reloader {
         let started = std::time::Instant::now();
         let previous = self.shared.snapshot.load_full();
         let load = self.store.load();
-        let snapshot = Arc::new(compile(load, &self.opts, &previous, previous.generation + 1));
+        let snapshot = Arc::new(compile(
+            load,
+            &self.opts,
+            &previous,
+            previous.generation + 1,
+        ));
         self.shared.snapshot.store(snapshot.clone());
         self.listeners.reconcile(&snapshot);
         let new_errors = self.report(&snapshot);
@@ -78,12 +94,14 @@ impl Reloader {
     /// Reloads whenever files change under `dirs`, until the process ends.
     pub async fn watch(mut self, dirs: Vec<PathBuf>) {
         let (tx, mut rx) = mpsc::channel::<()>(1);
-        let mut watcher = match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok_and(|e| !e.kind.is_access()) {
-                // A full channel already holds a pending reload.
-                let _ = tx.try_send(());
-            }
-        }) {
+        let mut watcher = match notify::recommended_watcher(
+            move |event: notify::Result<notify::Event>| {
+                if event.is_ok_and(|e| !e.kind.is_access()) {
+                    // A full channel already holds a pending reload.
+                    let _ = tx.try_send(());
+                }
+            },
+        ) {
             Ok(w) => w,
             Err(e) => {
                 tracing::error!(error = %e, "cannot watch configuration; changes need a restart");

@@ -12,7 +12,9 @@ use crate::upstream::Cluster;
 
 /// Compiles an Istio (RE2) regex for a full-string match, as Envoy's safe_regex does.
 pub fn compile_regex(pattern: &str) -> Result<Regex, regex::Error> {
-    regex::RegexBuilder::new(&format!("^(?:{pattern})$")).size_limit(1 << 20).build()
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(1 << 20)
+        .build()
 }
 
 /// The request facts routing looks at.
@@ -102,7 +104,11 @@ impl WeightedClusters {
         let mut total = 0u64;
         let mut targets = Vec::with_capacity(destinations.len());
         for (weight, target) in destinations {
-            let w = if single || all_unset { 1 } else { weight.unwrap_or(0).max(0) as u64 };
+            let w = if single || all_unset {
+                1
+            } else {
+                weight.unwrap_or(0).max(0) as u64
+            };
             if w > 0 {
                 total += w;
                 targets.push((total, target));
@@ -117,7 +123,9 @@ impl WeightedClusters {
             return Some(&self.targets[0].1);
         }
         let point = roll % self.total.max(1);
-        let i = self.targets.partition_point(|(cumulative, _)| *cumulative <= point);
+        let i = self
+            .targets
+            .partition_point(|(cumulative, _)| *cumulative <= point);
         self.targets.get(i).map(|(_, t)| t)
     }
 
@@ -166,7 +174,10 @@ impl StrMatch {
     fn matches_ignore_case(&self, value: &str) -> bool {
         match self {
             StrMatch::Exact(e) => value.eq_ignore_ascii_case(e),
-            StrMatch::Prefix(p) => value.len() >= p.len() && value.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes()),
+            StrMatch::Prefix(p) => {
+                value.len() >= p.len()
+                    && value.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+            }
             other => other.matches(value),
         }
     }
@@ -184,18 +195,37 @@ impl StrMatch {
 impl RouteMatch {
     pub fn matches(&self, req: &RequestView<'_>) -> bool {
         if let Some(uri) = &self.uri {
-            let ok = if uri.ignore_case { uri.matcher.matches_ignore_case(req.path) } else { uri.matcher.matches(req.path) };
+            let ok = if uri.ignore_case {
+                uri.matcher.matches_ignore_case(req.path)
+            } else {
+                uri.matcher.matches(req.path)
+            };
             if !ok {
                 return false;
             }
         }
-        let simple = [(&self.method, req.method.as_str()), (&self.scheme, req.scheme), (&self.authority, req.authority)];
-        if simple.iter().any(|(m, v)| m.as_ref().is_some_and(|m| !m.matches(v))) {
+        let simple = [
+            (&self.method, req.method.as_str()),
+            (&self.scheme, req.scheme),
+            (&self.authority, req.authority),
+        ];
+        if simple
+            .iter()
+            .any(|(m, v)| m.as_ref().is_some_and(|m| !m.matches(v)))
+        {
             return false;
         }
-        self.headers.iter().all(|(name, m)| header_matches(req.headers, name, m))
-            && self.without_headers.iter().all(|(name, m)| !header_matches(req.headers, name, m))
-            && self.query.iter().all(|(name, m)| query_param(req.query, name).is_some_and(|v| m.matches(v)))
+        self.headers
+            .iter()
+            .all(|(name, m)| header_matches(req.headers, name, m))
+            && self
+                .without_headers
+                .iter()
+                .all(|(name, m)| !header_matches(req.headers, name, m))
+            && self
+                .query
+                .iter()
+                .all(|(name, m)| query_param(req.query, name).is_some_and(|v| m.matches(v)))
     }
 
     /// No conditions beyond a catch-all URI: every request matches.
@@ -214,7 +244,9 @@ impl RouteMatch {
 /// matched in place without allocating.
 fn header_matches(headers: &HeaderMap, name: &http::HeaderName, m: &StrMatch) -> bool {
     let mut values = headers.get_all(name).iter();
-    let Some(first) = values.next() else { return false };
+    let Some(first) = values.next() else {
+        return false;
+    };
     let Some(second) = values.next() else {
         return first.to_str().is_ok_and(|v| m.matches(v));
     };
@@ -236,7 +268,11 @@ fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
 
 impl RouteTable {
     pub fn new(name: String, vhosts: Vec<VirtualHost>) -> Self {
-        let mut table = RouteTable { name, vhosts, ..Default::default() };
+        let mut table = RouteTable {
+            name,
+            vhosts,
+            ..Default::default()
+        };
         for (i, vh) in table.vhosts.iter().enumerate() {
             if vh.domain == "*" {
                 table.catch_all = Some(i);
@@ -308,12 +344,24 @@ mod tests {
     use super::*;
 
     fn vh(domain: &str) -> VirtualHost {
-        VirtualHost { domain: domain.into(), routes: Vec::new(), https_redirect: false }
+        VirtualHost {
+            domain: domain.into(),
+            routes: Vec::new(),
+            https_redirect: false,
+        }
     }
 
     #[test]
     fn vhost_selection_prefers_exact_then_longest_wildcard_then_star() {
-        let table = RouteTable::new("t".into(), vec![vh("*"), vh("*.example.com"), vh("*.b.example.com"), vh("a.b.example.com")]);
+        let table = RouteTable::new(
+            "t".into(),
+            vec![
+                vh("*"),
+                vh("*.example.com"),
+                vh("*.b.example.com"),
+                vh("a.b.example.com"),
+            ],
+        );
         let pick = |h: &str| table.find_vhost(h).map(|v| v.domain.as_str());
         assert_eq!(pick("a.b.example.com"), Some("a.b.example.com"));
         assert_eq!(pick("A.B.Example.com:8080"), Some("a.b.example.com"));
@@ -347,7 +395,11 @@ mod tests {
     #[test]
     fn weights_split_proportionally() {
         let t = |n: &str| Target::Missing(n.into());
-        let w = WeightedClusters::new(vec![(Some(20), t("a")), (Some(80), t("b")), (Some(0), t("c"))]);
+        let w = WeightedClusters::new(vec![
+            (Some(20), t("a")),
+            (Some(80), t("b")),
+            (Some(0), t("c")),
+        ]);
         let mut counts = HashMap::new();
         for roll in 0..100u64 {
             if let Some(Target::Missing(n)) = w.pick(roll) {
@@ -358,7 +410,9 @@ mod tests {
         assert_eq!(counts.get("b"), Some(&80));
         assert_eq!(counts.get("c"), None);
         let any = WeightedClusters::new(vec![(Some(1), t("a")), (Some(3), t("b"))]);
-        let b = (0..400u64).filter(|r| matches!(any.pick(*r), Some(Target::Missing(n)) if &**n == "b")).count();
+        let b = (0..400u64)
+            .filter(|r| matches!(any.pick(*r), Some(Target::Missing(n)) if &**n == "b"))
+            .count();
         assert_eq!(b, 300);
     }
 }

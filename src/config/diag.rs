@@ -31,7 +31,12 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// The same location with another message.
     pub fn with_message(&self, severity: Severity, message: String) -> Diagnostic {
-        Diagnostic { severity, message, hint: None, ..self.clone() }
+        Diagnostic {
+            severity,
+            message,
+            hint: None,
+            ..self.clone()
+        }
     }
 
     pub fn is_error(&self) -> bool {
@@ -64,8 +69,7 @@ impl fmt::Display for Diagnostic {
 /// Sorts diagnostics for stable output: by file, line, then severity.
 pub fn sort(diags: &mut [Diagnostic]) {
     diags.sort_by(|a, b| {
-        (&a.file, a.line, a.severity, &a.field, &a.message).cmp(&(
-            &b.file, b.line, b.severity, &b.field, &b.message,
-        ))
+        (&a.file, a.line, a.severity, &a.field, &a.message)
+            .cmp(&(&b.file, b.line, b.severity, &b.field, &b.message))
     });
 }

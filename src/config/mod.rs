@@ -28,7 +28,12 @@ pub struct Finding {
 
 impl Finding {
     pub fn new(severity: Severity, field: &str, message: String, hint: Option<String>) -> Self {
-        Finding { severity, field: field.to_string(), message, hint }
+        Finding {
+            severity,
+            field: field.to_string(),
+            message,
+            hint,
+        }
     }
 
     /// Places the finding at its line in `origin`, naming `object` (`Kind ns/name`).

@@ -117,26 +117,45 @@ pub enum Classified {
 }
 
 const ISTIO_VERSIONS: &[&str] = &["v1alpha3", "v1beta1", "v1"];
-const ENFORCED_SECURITY_KINDS: &[&str] = &["AuthorizationPolicy", "RequestAuthentication", "PeerAuthentication"];
+const ENFORCED_SECURITY_KINDS: &[&str] = &[
+    "AuthorizationPolicy",
+    "RequestAuthentication",
+    "PeerAuthentication",
+];
 
 /// Turns one document into a typed resource, or says why not.
 pub fn classify(doc: &RawDoc, file: &Arc<Path>, default_namespace: &str) -> Classified {
-    let origin = Origin { file: file.clone(), doc_index: doc.index, lines: Arc::new(doc.lines.clone()) };
-    let finding = |severity, field: &str, message: String| Finding::new(severity, field, message, None);
+    let origin = Origin {
+        file: file.clone(),
+        doc_index: doc.index,
+        lines: Arc::new(doc.lines.clone()),
+    };
+    let finding =
+        |severity, field: &str, message: String| Finding::new(severity, field, message, None);
     if !doc.is_mapping() {
-        return Classified::Invalid(finding(super::Severity::Error, "", "document is not a mapping (expected a Kubernetes object)".into()));
+        return Classified::Invalid(finding(
+            super::Severity::Error,
+            "",
+            "document is not a mapping (expected a Kubernetes object)".into(),
+        ));
     }
-    let (Some(api_version), Some(kind)) = (doc.str_field("apiVersion"), doc.str_field("kind")) else {
-        return Classified::Invalid(finding(super::Severity::Error, "", "document has no apiVersion or kind".into()));
+    let (Some(api_version), Some(kind)) = (doc.str_field("apiVersion"), doc.str_field("kind"))
+    else {
+        return Classified::Invalid(finding(
+            super::Severity::Error,
+            "",
+            "document has no apiVersion or kind".into(),
+        ));
     };
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     let decoded = match (group, kind) {
-        ("networking.istio.io", "Gateway" | "VirtualService" | "DestinationRule" | "ServiceEntry" | "WorkloadEntry")
-            if ISTIO_VERSIONS.contains(&version) =>
-        {
-            decode_istio(doc, kind)
+        (
+            "networking.istio.io",
+            "Gateway" | "VirtualService" | "DestinationRule" | "ServiceEntry" | "WorkloadEntry",
+        ) if ISTIO_VERSIONS.contains(&version) => decode_istio(doc, kind),
+        ("", "Secret") if version == "v1" && is_tls_secret_type(doc.str_field("type")) => {
+            decode_secret(doc)
         }
-        ("", "Secret") if version == "v1" && is_tls_secret_type(doc.str_field("type")) => decode_secret(doc),
         _ => return Classified::Skipped(skip_reason(group, kind, &doc_name(doc))),
     };
     match decoded {
@@ -146,12 +165,18 @@ pub fn classify(doc: &RawDoc, file: &Arc<Path>, default_namespace: &str) -> Clas
 }
 
 fn doc_name(doc: &RawDoc) -> String {
-    doc.decode::<Metadata>("metadata").map(|m| m.value.name).unwrap_or_default()
+    doc.decode::<Metadata>("metadata")
+        .map(|m| m.value.name)
+        .unwrap_or_default()
 }
 
 fn skip_reason(group: &str, kind: &str, name: &str) -> Finding {
     use super::Severity::{Info, Warning};
-    let what = if name.is_empty() { kind.to_string() } else { format!("{kind} {name}") };
+    let what = if name.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind} {name}")
+    };
     let (severity, message) = match group {
         "security.istio.io" if ENFORCED_SECURITY_KINDS.contains(&kind) => (
             Warning,
@@ -192,20 +217,51 @@ fn decode_secret(doc: &RawDoc) -> Result<DecodedSpec, FieldError> {
     Ok((Spec::Secret(doc.decode_secret()?), Vec::new()))
 }
 
-fn into_resource(doc: &RawDoc, spec: Spec, mut unknown: Vec<String>, origin: Origin, default_ns: &str) -> Classified {
+fn into_resource(
+    doc: &RawDoc,
+    spec: Spec,
+    mut unknown: Vec<String>,
+    origin: Origin,
+    default_ns: &str,
+) -> Classified {
     let meta = match doc.decode::<Metadata>("metadata") {
         Ok(m) => {
             unknown.extend(m.unknown_fields);
             m.value
         }
-        Err(err) => return Classified::Invalid(Finding::new(super::Severity::Error, &err.path, err.message, None)),
+        Err(err) => {
+            return Classified::Invalid(Finding::new(
+                super::Severity::Error,
+                &err.path,
+                err.message,
+                None,
+            ))
+        }
     };
     if meta.name.is_empty() {
-        return Classified::Invalid(Finding::new(super::Severity::Error, "metadata.name", "is required".into(), None));
+        return Classified::Invalid(Finding::new(
+            super::Severity::Error,
+            "metadata.name",
+            "is required".into(),
+            None,
+        ));
     }
-    let namespace = meta.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| default_ns.to_string());
-    let key = ResourceKey { kind: spec.kind(), namespace, name: meta.name.clone() };
-    let mut resource = Resource { key, meta, spec, origin };
+    let namespace = meta
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| default_ns.to_string());
+    let key = ResourceKey {
+        kind: spec.kind(),
+        namespace,
+        name: meta.name.clone(),
+    };
+    let mut resource = Resource {
+        key,
+        meta,
+        spec,
+        origin,
+    };
     resource.meta.namespace = Some(resource.key.namespace.clone());
     let notes = unknown.into_iter().map(unknown_field_finding).collect();
     Classified::Resource(Box::new(resource), notes)
@@ -220,7 +276,12 @@ fn unknown_field_finding(path: String) -> Finding {
         .filter(|(score, _)| *score > 0.85)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, known)| format!("did you mean `{known}`?"));
-    Finding::new(super::Severity::Warning, &path, format!("unknown field `{field}` is ignored"), hint)
+    Finding::new(
+        super::Severity::Warning,
+        &path,
+        format!("unknown field `{field}` is ignored"),
+        hint,
+    )
 }
 
 /// The identity a document claims, even when it cannot be decoded (to keep its last good version).
@@ -235,8 +296,15 @@ pub fn claimed_key(doc: &RawDoc, default_namespace: &str) -> Option<ResourceKey>
         _ => return None,
     };
     let meta = doc.decode::<Metadata>("metadata").ok()?.value;
-    let namespace = meta.namespace.filter(|n| !n.is_empty()).unwrap_or_else(|| default_namespace.to_string());
-    (!meta.name.is_empty()).then_some(ResourceKey { kind, namespace, name: meta.name })
+    let namespace = meta
+        .namespace
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| default_namespace.to_string());
+    (!meta.name.is_empty()).then_some(ResourceKey {
+        kind,
+        namespace,
+        name: meta.name,
+    })
 }
 
 /// `Kind ns/name` for diagnostics, from whatever the document says.

@@ -32,7 +32,10 @@ fn walk(dir: &Path, depth: usize, found: &mut Vec<PathBuf>, errors: &mut Vec<Sou
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => {
-            errors.push(SourceError { path: dir.to_path_buf(), message: format!("cannot read directory: {e}") });
+            errors.push(SourceError {
+                path: dir.to_path_buf(),
+                message: format!("cannot read directory: {e}"),
+            });
             return;
         }
     };
@@ -42,7 +45,9 @@ fn walk(dir: &Path, depth: usize, found: &mut Vec<PathBuf>, errors: &mut Vec<Sou
             continue;
         }
         // Follow symlinks: ConfigMap files are links into `..data`.
-        let Ok(meta) = fs::metadata(&path) else { continue };
+        let Ok(meta) = fs::metadata(&path) else {
+            continue;
+        };
         if meta.is_dir() && depth < MAX_DEPTH {
             walk(&path, depth + 1, found, errors);
         } else if meta.is_file() && is_yaml(&path) {
@@ -52,7 +57,10 @@ fn walk(dir: &Path, depth: usize, found: &mut Vec<PathBuf>, errors: &mut Vec<Sou
 }
 
 fn is_yaml(path: &Path) -> bool {
-    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    )
 }
 
 #[cfg(test)]
@@ -73,7 +81,13 @@ mod tests {
         fs::write(dir.path().join("notes.txt"), "d").unwrap();
         let (files, errors) = discover(dir.path());
         assert!(errors.is_empty());
-        let names: Vec<_> = files.iter().map(|p| p.strip_prefix(dir.path()).unwrap().to_path_buf()).collect();
-        assert_eq!(names, vec![PathBuf::from("gw.yaml"), PathBuf::from("sub/vs.yml")]);
+        let names: Vec<_> = files
+            .iter()
+            .map(|p| p.strip_prefix(dir.path()).unwrap().to_path_buf())
+            .collect();
+        assert_eq!(
+            names,
+            vec![PathBuf::from("gw.yaml"), PathBuf::from("sub/vs.yml")]
+        );
     }
 }

@@ -41,7 +41,11 @@ pub struct ConfigStore {
 
 impl ConfigStore {
     pub fn new(dir: impl Into<PathBuf>, default_namespace: impl Into<String>) -> Self {
-        ConfigStore { dir: dir.into(), default_namespace: default_namespace.into(), files: BTreeMap::new() }
+        ConfigStore {
+            dir: dir.into(),
+            default_namespace: default_namespace.into(),
+            files: BTreeMap::new(),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -68,7 +72,11 @@ impl ConfigStore {
         let all = self.files.values().flatten().cloned().collect();
         let resources = dedupe(config_order(all), &mut diagnostics);
         diag::sort(&mut diagnostics);
-        LoadResult { resources, diagnostics, files: reports }
+        LoadResult {
+            resources,
+            diagnostics,
+            files: reports,
+        }
     }
 }
 
@@ -91,14 +99,25 @@ impl LoadedFile {
 }
 
 fn plain_diag(severity: Severity, path: &Path, line: u32, message: String) -> Diagnostic {
-    Diagnostic { severity, file: path.to_path_buf(), line, object: String::new(), field: String::new(), message, hint: None }
+    Diagnostic {
+        severity,
+        file: path.to_path_buf(),
+        line,
+        object: String::new(),
+        field: String::new(),
+        message,
+        hint: None,
+    }
 }
 
 fn load_file(path: &Path, previous: Vec<Resource>, default_ns: &str) -> LoadedFile {
     let kept = |message: String, line: u32| {
         let mut d = plain_diag(Severity::Error, path, line, message);
         if !previous.is_empty() {
-            d.hint = Some(format!("the file's {} previously loaded resource(s) stay in force", previous.len()));
+            d.hint = Some(format!(
+                "the file's {} previously loaded resource(s) stay in force",
+                previous.len()
+            ));
         }
         d
     };
@@ -106,26 +125,43 @@ fn load_file(path: &Path, previous: Vec<Resource>, default_ns: &str) -> LoadedFi
         Ok(text) => text,
         Err(e) => {
             let d = kept(format!("cannot read file: {e}"), 1);
-            return LoadedFile { accepted: previous, diagnostics: vec![d] };
+            return LoadedFile {
+                accepted: previous,
+                diagnostics: vec![d],
+            };
         }
     };
     let docs = match parse_documents(&text) {
         Ok(docs) => docs,
         Err(e) => {
             let d = kept(format!("YAML syntax error: {}", e.message), e.line);
-            return LoadedFile { accepted: previous, diagnostics: vec![d] };
+            return LoadedFile {
+                accepted: previous,
+                diagnostics: vec![d],
+            };
         }
     };
     let file: Arc<Path> = Arc::from(path);
-    let mut previous: HashMap<ResourceKey, Resource> = previous.into_iter().map(|r| (r.key.clone(), r)).collect();
-    let mut out = LoadedFile { accepted: Vec::new(), diagnostics: Vec::new() };
+    let mut previous: HashMap<ResourceKey, Resource> =
+        previous.into_iter().map(|r| (r.key.clone(), r)).collect();
+    let mut out = LoadedFile {
+        accepted: Vec::new(),
+        diagnostics: Vec::new(),
+    };
     for doc in &docs {
-        let origin = Origin { file: file.clone(), doc_index: doc.index, lines: Arc::new(doc.lines.clone()) };
+        let origin = Origin {
+            file: file.clone(),
+            doc_index: doc.index,
+            lines: Arc::new(doc.lines.clone()),
+        };
         match classify(doc, &file, default_ns) {
             Classified::Resource(resource, notes) => out.admit(*resource, notes, &mut previous),
-            Classified::Skipped(finding) => out.diagnostics.push(finding.locate(&origin, describe(doc, default_ns))),
+            Classified::Skipped(finding) => out
+                .diagnostics
+                .push(finding.locate(&origin, describe(doc, default_ns))),
             Classified::Invalid(finding) => {
-                out.diagnostics.push(finding.locate(&origin, describe(doc, default_ns)));
+                out.diagnostics
+                    .push(finding.locate(&origin, describe(doc, default_ns)));
                 let key = claimed_key(doc, default_ns);
                 out.keep_previous(key.as_ref(), &mut previous, &origin);
             }
@@ -136,12 +172,21 @@ fn load_file(path: &Path, previous: Vec<Resource>, default_ns: &str) -> LoadedFi
 
 impl LoadedFile {
     /// Validates a decoded resource; on error, rejects it and keeps its previous version, if any.
-    fn admit(&mut self, resource: Resource, notes: Vec<Finding>, previous: &mut HashMap<ResourceKey, Resource>) {
+    fn admit(
+        &mut self,
+        resource: Resource,
+        notes: Vec<Finding>,
+        previous: &mut HashMap<ResourceKey, Resource>,
+    ) {
         let mut findings = notes;
         findings.extend(validate::validate(&resource));
         let rejected = findings.iter().any(|f| f.severity == Severity::Error);
         let object = resource.key.to_string();
-        self.diagnostics.extend(findings.into_iter().map(|f| f.locate(&resource.origin, object.clone())));
+        self.diagnostics.extend(
+            findings
+                .into_iter()
+                .map(|f| f.locate(&resource.origin, object.clone())),
+        );
         if rejected {
             self.keep_previous(Some(&resource.key), previous, &resource.origin);
         } else {
@@ -150,10 +195,21 @@ impl LoadedFile {
         }
     }
 
-    fn keep_previous(&mut self, key: Option<&ResourceKey>, previous: &mut HashMap<ResourceKey, Resource>, at: &Origin) {
-        let Some(old) = key.and_then(|k| previous.remove(k)) else { return };
-        let message = format!("{} was rejected; its previous version stays in force", old.key);
-        self.diagnostics.push(Finding::new(Severity::Info, "", message, None).locate(at, String::new()));
+    fn keep_previous(
+        &mut self,
+        key: Option<&ResourceKey>,
+        previous: &mut HashMap<ResourceKey, Resource>,
+        at: &Origin,
+    ) {
+        let Some(old) = key.and_then(|k| previous.remove(k)) else {
+            return;
+        };
+        let message = format!(
+            "{} was rejected; its previous version stays in force",
+            old.key
+        );
+        self.diagnostics
+            .push(Finding::new(Severity::Info, "", message, None).locate(at, String::new()));
         self.accepted.push(old);
     }
 }
@@ -168,7 +224,12 @@ pub fn config_order(mut resources: Vec<Resource>) -> Vec<Resource> {
 
 fn order_key(r: &Resource) -> (bool, &str, &Path, usize) {
     let ts = r.meta.creation_timestamp.as_deref();
-    (ts.is_none(), ts.unwrap_or(""), &r.origin.file, r.origin.doc_index)
+    (
+        ts.is_none(),
+        ts.unwrap_or(""),
+        &r.origin.file,
+        r.origin.doc_index,
+    )
 }
 
 /// Two resources of one kind with the same namespace and name: the later one is rejected.
@@ -178,8 +239,15 @@ fn dedupe(resources: Vec<Resource>, diagnostics: &mut Vec<Diagnostic>) -> Vec<Re
     for r in resources {
         let line = r.origin.line_of("metadata.name");
         if let Some((file, first_line)) = first_seen.get(&r.key) {
-            let message = format!("duplicate {}: already defined at {}:{first_line}; this one is ignored", r.key, file.display());
-            diagnostics.push(Finding::new(Severity::Error, "metadata.name", message, None).locate(&r.origin, r.key.to_string()));
+            let message = format!(
+                "duplicate {}: already defined at {}:{first_line}; this one is ignored",
+                r.key,
+                file.display()
+            );
+            diagnostics.push(
+                Finding::new(Severity::Error, "metadata.name", message, None)
+                    .locate(&r.origin, r.key.to_string()),
+            );
             continue;
         }
         first_seen.insert(r.key.clone(), (r.origin.file.to_path_buf(), line));

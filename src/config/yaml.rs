@@ -46,7 +46,11 @@ pub fn parse_documents(text: &str) -> Result<Vec<RawDoc>, SyntaxError> {
         let value = serde_yaml::Value::deserialize(de).map_err(syntax_error)?;
         let doc_lines = lines.next().unwrap_or_default();
         if !value.is_null() {
-            docs.push(RawDoc { index, lines: doc_lines, value });
+            docs.push(RawDoc {
+                index,
+                lines: doc_lines,
+                value,
+            });
         }
     }
     Ok(docs)
@@ -54,7 +58,10 @@ pub fn parse_documents(text: &str) -> Result<Vec<RawDoc>, SyntaxError> {
 
 fn syntax_error(err: serde_yaml::Error) -> SyntaxError {
     let line = err.location().map_or(1, |l| l.line() as u32);
-    SyntaxError { line, message: err.to_string() }
+    SyntaxError {
+        line,
+        message: err.to_string(),
+    }
 }
 
 impl RawDoc {
@@ -73,9 +80,15 @@ impl RawDoc {
     }
 
     /// Decodes the top-level field `key` (absent = default) as `T`, with paths prefixed by `key`.
-    pub fn decode<T: DeserializeOwned + Default>(&self, key: &str) -> Result<Decoded<T>, FieldError> {
+    pub fn decode<T: DeserializeOwned + Default>(
+        &self,
+        key: &str,
+    ) -> Result<Decoded<T>, FieldError> {
         match self.value.get(key) {
-            None | Some(serde_yaml::Value::Null) => Ok(Decoded { value: T::default(), unknown_fields: Vec::new() }),
+            None | Some(serde_yaml::Value::Null) => Ok(Decoded {
+                value: T::default(),
+                unknown_fields: Vec::new(),
+            }),
             Some(v) => decode_value(v.clone(), key),
         }
     }
@@ -87,30 +100,49 @@ impl RawDoc {
         let data: BTreeMap<String, String> = self.decode("data")?.value;
         for (key, encoded) in data {
             let compact: String = encoded.split_whitespace().collect();
-            let bytes = base64::engine::general_purpose::STANDARD.decode(compact).map_err(|e| FieldError {
-                path: format!("data.{key}"),
-                message: format!("value is not valid base64: {e}"),
-            })?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(compact)
+                .map_err(|e| FieldError {
+                    path: format!("data.{key}"),
+                    message: format!("value is not valid base64: {e}"),
+                })?;
             entries.insert(key, bytes);
         }
         let string_data: BTreeMap<String, String> = self.decode("stringData")?.value;
         for (key, text) in string_data {
             entries.insert(key, text.into_bytes());
         }
-        Ok(SecretData { secret_type, entries })
+        Ok(SecretData {
+            secret_type,
+            entries,
+        })
     }
 }
 
-fn decode_value<T: DeserializeOwned>(value: serde_yaml::Value, root: &str) -> Result<Decoded<T>, FieldError> {
+fn decode_value<T: DeserializeOwned>(
+    value: serde_yaml::Value,
+    root: &str,
+) -> Result<Decoded<T>, FieldError> {
     let mut unknown_fields = Vec::new();
-    let mut on_unknown = |path: serde_ignored::Path<'_>| unknown_fields.push(join(root, &ignored_path(&path)));
+    let mut on_unknown =
+        |path: serde_ignored::Path<'_>| unknown_fields.push(join(root, &ignored_path(&path)));
     let ignoring = serde_ignored::Deserializer::new(value, &mut on_unknown);
     match serde_path_to_error::deserialize(ignoring) {
-        Ok(value) => Ok(Decoded { value, unknown_fields }),
+        Ok(value) => Ok(Decoded {
+            value,
+            unknown_fields,
+        }),
         Err(err) => {
             let path = err.path().to_string();
-            let path = if path == "." { root.to_string() } else { join(root, &path) };
-            Err(FieldError { path, message: clean_message(&err.into_inner().to_string()) })
+            let path = if path == "." {
+                root.to_string()
+            } else {
+                join(root, &path)
+            };
+            Err(FieldError {
+                path,
+                message: clean_message(&err.into_inner().to_string()),
+            })
         }
     }
 }
@@ -130,9 +162,9 @@ fn ignored_path(path: &serde_ignored::Path<'_>) -> String {
         Path::Root => String::new(),
         Path::Seq { parent, index } => format!("{}[{index}]", ignored_path(parent)),
         Path::Map { parent, key } => join_key(&ignored_path(parent), key),
-        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
-            ignored_path(parent)
-        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => ignored_path(parent),
     }
 }
 
@@ -161,7 +193,10 @@ mod tests {
     fn decodes_with_unknown_fields_and_paths() {
         let docs = parse_documents("kind: Gateway\nspec:\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    hostz: [a]\n").unwrap();
         let spec: Decoded<GatewaySpec> = docs[0].decode("spec").unwrap();
-        assert_eq!(spec.unknown_fields, vec!["spec.servers[0].hostz".to_string()]);
+        assert_eq!(
+            spec.unknown_fields,
+            vec!["spec.servers[0].hostz".to_string()]
+        );
         assert_eq!(spec.value.servers[0].port.as_ref().unwrap().number, 80);
     }
 
@@ -187,7 +222,10 @@ mod tests {
 
     #[test]
     fn secrets_decode_base64_and_string_data() {
-        let docs = parse_documents("type: kubernetes.io/tls\ndata:\n  tls.crt: aGVsbG8=\nstringData:\n  tls.key: world\n").unwrap();
+        let docs = parse_documents(
+            "type: kubernetes.io/tls\ndata:\n  tls.crt: aGVsbG8=\nstringData:\n  tls.key: world\n",
+        )
+        .unwrap();
         let secret = docs[0].decode_secret().unwrap();
         assert_eq!(secret.entries["tls.crt"], b"hello");
         assert_eq!(secret.entries["tls.key"], b"world");

@@ -10,7 +10,11 @@ use crate::cli::DemoArgs;
 use echo::EchoIdentity;
 
 /// HTTP echo backends: (service, version, 127.0.0.1 port), as `gateway-configs/00-backends.yaml` lists them.
-pub const HTTP_BACKENDS: &[(&str, &str, u16)] = &[("webapp", "v1", 9081), ("catalog", "v1", 9082), ("catalog", "v2", 9083)];
+pub const HTTP_BACKENDS: &[(&str, &str, u16)] = &[
+    ("webapp", "v1", 9081),
+    ("catalog", "v1", 9082),
+    ("catalog", "v2", 9083),
+];
 /// The TCP echo backend behind Gateway port 31400.
 pub const TCP_ECHO_PORT: u16 = 9090;
 /// One port plan everywhere: Gateway 80 on 8080, 443 on 8443, 31400 on 31400.
@@ -34,7 +38,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 async fn start_backends() -> anyhow::Result<()> {
     for (service, version, port) in HTTP_BACKENDS {
         let listener = bind(*port, &format!("{service} {version}")).await?;
-        let id = EchoIdentity { service: (*service).to_string(), version: (*version).to_string() };
+        let id = EchoIdentity {
+            service: (*service).to_string(),
+            version: (*version).to_string(),
+        };
         tokio::spawn(echo::serve_http_echo(listener, id));
     }
     let listener = bind(TCP_ECHO_PORT, "tcp-echo").await?;
@@ -43,11 +50,17 @@ async fn start_backends() -> anyhow::Result<()> {
 }
 
 async fn bind(port: u16, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("demo backend {what} needs 127.0.0.1:{port}"))
+    TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("demo backend {what} needs 127.0.0.1:{port}"))
 }
 
 fn print_tour(run: &crate::cli::RunArgs) {
-    let http = run.port_map.iter().find(|(g, _)| *g == 80).map_or(80, |(_, l)| *l);
+    let http = run
+        .port_map
+        .iter()
+        .find(|(g, _)| *g == 80)
+        .map_or(80, |(_, l)| *l);
     println!(
         "\ntollgate demo: backends webapp v1, catalog v1 and v2 (HTTP echo), tcp-echo. Try:\n\
          \x20 curl --resolve webapp.istioinaction.io:{http}:127.0.0.1 http://webapp.istioinaction.io:{http}/hello\n\

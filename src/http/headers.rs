@@ -2,18 +2,25 @@
 
 use std::net::IpAddr;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE,
+};
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub const X_ENVOY_EXTERNAL_ADDRESS: HeaderName = HeaderName::from_static("x-envoy-external-address");
-pub const X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
+pub const X_ENVOY_EXTERNAL_ADDRESS: HeaderName =
+    HeaderName::from_static("x-envoy-external-address");
+pub const X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
+    HeaderName::from_static("x-envoy-upstream-service-time");
 pub const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) that never cross the proxy.
-const HOP_BY_HOP: [HeaderName; 3] =
-    [HeaderName::from_static("keep-alive"), HeaderName::from_static("proxy-connection"), HeaderName::from_static("proxy-authenticate")];
+const HOP_BY_HOP: [HeaderName; 3] = [
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("proxy-authenticate"),
+];
 
 /// `x-envoy-*` request headers Envoy strips from external requests: clients must not steer the proxy.
 const ENVOY_INTERNAL: [&str; 16] = [
@@ -38,7 +45,12 @@ const ENVOY_INTERNAL: [&str; 16] = [
 /// Whether the request asks for a WebSocket (or other) upgrade that must pass through.
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(UPGRADE)
-        && headers.get_all(CONNECTION).iter().any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))))
+        && headers.get_all(CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+        })
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header names. Upgrade requests
@@ -66,7 +78,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         headers.remove(UPGRADE);
     }
     // `te: trailers` is the only TE value allowed through.
-    if headers.get(TE).is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers")) {
+    if headers
+        .get(TE)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    {
         headers.remove(TE);
     }
 }
@@ -82,7 +97,8 @@ pub struct Downstream {
 /// Request headers towards the upstream: XFF appended, XFP overwritten, a fresh x-request-id
 /// unless trusted proxies vouch for the client's, Envoy-internal headers stripped.
 pub fn prepare_request(headers: &mut HeaderMap, down: &Downstream) {
-    let peer = HeaderValue::from_str(&down.peer.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
+    let peer = HeaderValue::from_str(&down.peer.to_string())
+        .unwrap_or(HeaderValue::from_static("unknown"));
     let trusted = down.trusted_hops > 0;
     if !trusted {
         for name in ENVOY_INTERNAL {
@@ -100,7 +116,9 @@ pub fn prepare_request(headers: &mut HeaderMap, down: &Downstream) {
 
 fn append_forwarded_for(headers: &mut HeaderMap, peer: &HeaderValue) {
     let joined = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(existing) if !existing.is_empty() => HeaderValue::from_str(&format!("{existing},{}", peer.to_str().unwrap_or_default())).ok(),
+        Some(existing) if !existing.is_empty() => {
+            HeaderValue::from_str(&format!("{existing},{}", peer.to_str().unwrap_or_default())).ok()
+        }
         _ => None,
     };
     headers.insert(X_FORWARDED_FOR, joined.unwrap_or_else(|| peer.clone()));
@@ -109,7 +127,9 @@ fn append_forwarded_for(headers: &mut HeaderMap, peer: &HeaderValue) {
 fn new_request_id() -> HeaderValue {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
-    HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("00000000-0000-4000-8000-000000000000"))
+    HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static(
+        "00000000-0000-4000-8000-000000000000",
+    ))
 }
 
 #[cfg(test)]
@@ -117,7 +137,11 @@ mod tests {
     use super::*;
 
     fn down() -> Downstream {
-        Downstream { peer: "10.1.2.3".parse().unwrap(), scheme: "http", trusted_hops: 0 }
+        Downstream {
+            peer: "10.1.2.3".parse().unwrap(),
+            scheme: "http",
+            trusted_hops: 0,
+        }
     }
 
     #[test]

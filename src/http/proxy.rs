@@ -42,7 +42,9 @@ async fn route_and_forward(req: Request<Incoming>, conn: &ConnContext) -> Respon
     // Each request routes with the snapshot current when it arrives.
     let snapshot = conn.shared.snapshot.load();
     let listener = snapshot.listeners.get(&conn.key).unwrap_or(&conn.listener);
-    let ListenerKind::Http(table) = &listener.kind else { return LocalReply::NoRoute.response() };
+    let ListenerKind::Http(table) = &listener.kind else {
+        return LocalReply::NoRoute.response();
+    };
     let action = match select(table, &req, conn) {
         Ok(action) => action,
         Err(response) => return response,
@@ -59,11 +61,21 @@ enum Selected {
 }
 
 /// Pure routing: virtual host, redirect, route, then the weighted target or a direct answer.
-fn select(table: &RouteTable, req: &Request<Incoming>, conn: &ConnContext) -> Result<Selected, Response<Body>> {
+fn select(
+    table: &RouteTable,
+    req: &Request<Incoming>,
+    conn: &ConnContext,
+) -> Result<Selected, Response<Body>> {
     let authority = authority(req);
-    let vhost = table.find_vhost(authority).ok_or_else(|| LocalReply::NoRoute.response())?;
+    let vhost = table
+        .find_vhost(authority)
+        .ok_or_else(|| LocalReply::NoRoute.response())?;
     if vhost.https_redirect {
-        return Ok(Selected::Response(https_redirect(req, authority, conn.shared.settings.https_redirect_port)));
+        return Ok(Selected::Response(https_redirect(
+            req,
+            authority,
+            conn.shared.settings.https_redirect_port,
+        )));
     }
     let path_and_query = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
     let view = RequestView {
@@ -74,16 +86,25 @@ fn select(table: &RouteTable, req: &Request<Incoming>, conn: &ConnContext) -> Re
         authority,
         headers: req.headers(),
     };
-    let route = vhost.find_route(&view).ok_or_else(|| LocalReply::NoRoute.response())?;
+    let route = vhost
+        .find_route(&view)
+        .ok_or_else(|| LocalReply::NoRoute.response())?;
     Ok(match &route.action {
         Action::Forward(clusters) => match clusters.pick(fastrand::u64(..)) {
             Some(target) => Selected::Forward(target.clone()),
             None => Selected::Response(LocalReply::ClusterNotFound.response()),
         },
-        Action::Redirect(r) => Selected::Response(route_redirect(r, conn.scheme, authority, path_and_query, conn.key.port)),
-        Action::Direct(d) => {
-            Selected::Response(local::text(StatusCode::from_u16(d.status).unwrap_or(StatusCode::OK), d.body.clone()))
-        }
+        Action::Redirect(r) => Selected::Response(route_redirect(
+            r,
+            conn.scheme,
+            authority,
+            path_and_query,
+            conn.key.port,
+        )),
+        Action::Direct(d) => Selected::Response(local::text(
+            StatusCode::from_u16(d.status).unwrap_or(StatusCode::OK),
+            d.body.clone(),
+        )),
     })
 }
 
@@ -110,10 +131,18 @@ fn https_redirect(req: &Request<Incoming>, authority: &str, port: Option<u16>) -
 }
 
 /// VirtualService `redirect` (reference §2.6).
-fn route_redirect(r: &Redirect, scheme: &str, authority: &str, path_and_query: &str, gateway_port: u16) -> Response<Body> {
+fn route_redirect(
+    r: &Redirect,
+    scheme: &str,
+    authority: &str,
+    path_and_query: &str,
+    gateway_port: u16,
+) -> Response<Body> {
     let new_scheme = r.scheme.as_deref().unwrap_or(scheme);
     let host = crate::route::strip_port(authority);
-    let old_port = authority[host.len()..].strip_prefix(':').and_then(|p| p.parse::<u16>().ok());
+    let old_port = authority[host.len()..]
+        .strip_prefix(':')
+        .and_then(|p| p.parse::<u16>().ok());
     let host = r.authority.as_deref().unwrap_or(host);
     let port = if r.authority.is_some() {
         r.port
@@ -126,7 +155,8 @@ fn route_redirect(r: &Redirect, scheme: &str, authority: &str, path_and_query: &
     } else {
         old_port
     };
-    let port = port.filter(|p| !(*p == 80 && new_scheme == "http" || *p == 443 && new_scheme == "https"));
+    let port =
+        port.filter(|p| !(*p == 80 && new_scheme == "http" || *p == 443 && new_scheme == "https"));
     let path = match &r.uri {
         Some(uri) if uri.contains('?') => uri.clone(),
         Some(uri) => match path_and_query.split_once('?') {
@@ -139,25 +169,43 @@ fn route_redirect(r: &Redirect, scheme: &str, authority: &str, path_and_query: &
         Some(p) => format!("{new_scheme}://{host}:{p}{path}"),
         None => format!("{new_scheme}://{host}{path}"),
     };
-    local::redirect(StatusCode::from_u16(r.code).unwrap_or(StatusCode::MOVED_PERMANENTLY), &location)
+    local::redirect(
+        StatusCode::from_u16(r.code).unwrap_or(StatusCode::MOVED_PERMANENTLY),
+        &location,
+    )
 }
 
 async fn forward(req: Request<Incoming>, target: Target, conn: &ConnContext) -> Response<Body> {
-    let Target::Cluster(cluster) = target else { return LocalReply::ClusterNotFound.response() };
-    let Some(endpoint) = cluster.pick().await else { return LocalReply::NoHealthyUpstream.response() };
+    let Target::Cluster(cluster) = target else {
+        return LocalReply::ClusterNotFound.response();
+    };
+    let Some(endpoint) = cluster.pick().await else {
+        return LocalReply::NoHealthyUpstream.response();
+    };
     send_upstream(req, &cluster, endpoint, conn).await
 }
 
-async fn send_upstream(mut req: Request<Incoming>, cluster: &Cluster, endpoint: Arc<Endpoint>, conn: &ConnContext) -> Response<Body> {
+async fn send_upstream(
+    mut req: Request<Incoming>,
+    cluster: &Cluster,
+    endpoint: Arc<Endpoint>,
+    conn: &ConnContext,
+) -> Response<Body> {
     let upgrade = headers::is_upgrade(req.headers());
     let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let upstream_req = match upstream_request(req, cluster.spec.protocol, &endpoint, conn, upgrade) {
+    let upstream_req = match upstream_request(req, cluster.spec.protocol, &endpoint, conn, upgrade)
+    {
         Some(r) => r,
         None => return LocalReply::NoRoute.response(),
     };
     let active = ActiveRequest::start(endpoint);
     let started = Instant::now();
-    let result = conn.shared.upstreams.client(cluster.spec.protocol).request(upstream_req).await;
+    let result = conn
+        .shared
+        .upstreams
+        .client(cluster.spec.protocol)
+        .request(upstream_req)
+        .await;
     drop(active);
     let mut response = match result {
         Ok(response) => response,
@@ -180,24 +228,55 @@ fn upstream_request(
     let (mut parts, body) = req.into_parts();
     if !parts.headers.contains_key(HOST) {
         // HTTP/2 carries the host in :authority; HTTP/1.1 upstreams need a Host header.
-        if let Some(value) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+        if let Some(value) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
             parts.headers.insert(HOST, value);
         }
     }
-    let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-    parts.uri = Uri::builder().scheme(Scheme::HTTP).authority(endpoint.authority.clone()).path_and_query(path).build().ok()?;
-    parts.version = if protocol == UpstreamProtocol::Http2 { Version::HTTP_2 } else { Version::HTTP_11 };
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    parts.uri = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(endpoint.authority.clone())
+        .path_and_query(path)
+        .build()
+        .ok()?;
+    parts.version = if protocol == UpstreamProtocol::Http2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    let down = Downstream { peer: conn.peer.ip(), scheme: conn.scheme, trusted_hops: conn.shared.settings.num_trusted_proxies };
+    let down = Downstream {
+        peer: conn.peer.ip(),
+        scheme: conn.scheme,
+        trusted_hops: conn.shared.settings.num_trusted_proxies,
+    };
     headers::prepare_request(&mut parts.headers, &down);
     Some(Request::from_parts(parts, body))
 }
 
-fn finish_response(response: Response<Incoming>, started: Instant, upgrade: bool) -> Response<Body> {
+fn finish_response(
+    response: Response<Incoming>,
+    started: Instant,
+    upgrade: bool,
+) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers, upgrade && parts.status == StatusCode::SWITCHING_PROTOCOLS);
+    headers::strip_hop_by_hop(
+        &mut parts.headers,
+        upgrade && parts.status == StatusCode::SWITCHING_PROTOCOLS,
+    );
     parts.headers.insert(SERVER, SERVER_NAME);
-    parts.headers.insert(X_ENVOY_UPSTREAM_SERVICE_TIME, HeaderValue::from(started.elapsed().as_millis() as u64));
+    parts.headers.insert(
+        X_ENVOY_UPSTREAM_SERVICE_TIME,
+        HeaderValue::from(started.elapsed().as_millis() as u64),
+    );
     Response::from_parts(parts, Either::Left(body))
 }
 
@@ -226,7 +305,9 @@ fn upstream_error(err: &hyper_util::client::legacy::Error) -> LocalReply {
 /// After a 101, copies bytes both ways between the client and the upstream until both finish.
 fn tunnel(down: hyper::upgrade::OnUpgrade, up: hyper::upgrade::OnUpgrade) {
     tokio::spawn(async move {
-        let (Ok(down), Ok(up)) = (down.await, up.await) else { return };
+        let (Ok(down), Ok(up)) = (down.await, up.await) else {
+            return;
+        };
         let mut down = hyper_util::rt::TokioIo::new(down);
         let mut up = hyper_util::rt::TokioIo::new(up);
         if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {

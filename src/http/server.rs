@@ -22,9 +22,19 @@ pub async fn serve(stream: TcpStream, conn: ConnContext) {
         async move { Ok::<_, Infallible>(proxy::handle(req, &conn).await) }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(100);
-    if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(100);
+    if let Err(e) = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .await
+    {
         tracing::debug!(error = %e, "downstream connection ended with an error");
     }
 }

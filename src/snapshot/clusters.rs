@@ -6,11 +6,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use super::Options;
-use crate::config::model::{Destination, DestinationRuleSpec, ServiceEntrySpec, ServicePort, WorkloadEntrySpec};
+use crate::config::model::{
+    Destination, DestinationRuleSpec, ServiceEntrySpec, ServicePort, WorkloadEntrySpec,
+};
 use crate::config::{Diagnostic, Finding, Resource, Severity, Spec};
 use crate::hosts;
 use crate::route::Target;
-use crate::upstream::{Cluster, ClusterSpec, DnsTarget, EndpointSource, StaticEndpoint, UpstreamProtocol};
+use crate::upstream::{
+    Cluster, ClusterSpec, DnsTarget, EndpointSource, StaticEndpoint, UpstreamProtocol,
+};
 
 /// Builds clusters on demand while routes compile; reuses the live cluster of the previous
 /// snapshot when its definition is unchanged (keeps DNS caches and balancer state).
@@ -31,12 +35,29 @@ pub(crate) enum Note {
 }
 
 impl<'a> ClusterBuilder<'a> {
-    pub fn new(resources: &'a [Resource], opts: &'a Options, previous: &'a BTreeMap<String, Arc<Cluster>>) -> Self {
-        ClusterBuilder { resources, opts, previous, built: BTreeMap::new(), refs: BTreeMap::new() }
+    pub fn new(
+        resources: &'a [Resource],
+        opts: &'a Options,
+        previous: &'a BTreeMap<String, Arc<Cluster>>,
+    ) -> Self {
+        ClusterBuilder {
+            resources,
+            opts,
+            previous,
+            built: BTreeMap::new(),
+            refs: BTreeMap::new(),
+        }
     }
 
     /// The cluster for `dest`, written at `field` of `resource`, routed from `server_port`.
-    pub fn target(&mut self, dest: &Destination, resource: &Resource, field: &str, server_port: u16, notes: &mut Vec<Note>) -> Target {
+    pub fn target(
+        &mut self,
+        dest: &Destination,
+        resource: &Resource,
+        field: &str,
+        server_port: u16,
+        notes: &mut Vec<Note>,
+    ) -> Target {
         let ns = resource.key.namespace.as_str();
         let fqdn = hosts::resolve_short_name(&dest.host, ns, &self.opts.cluster_domain);
         let entry = self.service_entry(&fqdn);
@@ -49,18 +70,25 @@ impl<'a> ClusterBuilder<'a> {
         let subset = dest.subset.as_deref().unwrap_or("");
         let name = format!("outbound|{port}|{subset}|{fqdn}");
         self.refs.entry(name.clone()).or_insert_with(|| {
-            Finding::new(Severity::Info, field, String::new(), None).locate(&resource.origin, resource.key.to_string())
+            Finding::new(Severity::Info, field, String::new(), None)
+                .locate(&resource.origin, resource.key.to_string())
         });
         if let Some(cluster) = self.built.get(&name) {
             return Target::Cluster(cluster.clone());
         }
         let spec = match entry {
-            Some((se_ns, se)) => self.from_service_entry(&name, &fqdn, port, subset, se_ns, se, notes),
+            Some((se_ns, se)) => {
+                self.from_service_entry(&name, &fqdn, port, subset, se_ns, se, notes)
+            }
             None => self.from_dns(&name, &fqdn, &dest.host, port, subset, notes),
         };
-        let Some(spec) = spec else { return Target::Missing(name.into()) };
+        let Some(spec) = spec else {
+            return Target::Missing(name.into());
+        };
         if matches!(&spec.source, EndpointSource::Static(list) if list.is_empty()) {
-            notes.push(Note::NoEndpoints { cluster: name.clone() });
+            notes.push(Note::NoEndpoints {
+                cluster: name.clone(),
+            });
         }
         let cluster = match self.previous.get(&name) {
             Some(old) if old.spec == spec => old.clone(),
@@ -79,7 +107,13 @@ impl<'a> ClusterBuilder<'a> {
         };
         entries()
             .find(|(_, se)| se.hosts.iter().any(|h| h.eq_ignore_ascii_case(fqdn)))
-            .or_else(|| entries().find(|(_, se)| se.hosts.iter().any(|h| h.starts_with('*') && hosts::subset_of(fqdn, h))))
+            .or_else(|| {
+                entries().find(|(_, se)| {
+                    se.hosts
+                        .iter()
+                        .any(|h| h.starts_with('*') && hosts::subset_of(fqdn, h))
+                })
+            })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -94,7 +128,10 @@ impl<'a> ClusterBuilder<'a> {
         notes: &mut Vec<Note>,
     ) -> Option<ClusterSpec> {
         let Some(se_port) = se.ports.iter().find(|p| p.number == i64::from(port)) else {
-            notes.push(Note::MissingPort { port, host: fqdn.to_string() });
+            notes.push(Note::MissingPort {
+                port,
+                host: fqdn.to_string(),
+            });
             return None;
         };
         let labels = if subset.is_empty() {
@@ -103,7 +140,10 @@ impl<'a> ClusterBuilder<'a> {
             match self.subset_labels(fqdn, subset) {
                 Some(labels) => Some(labels),
                 None => {
-                    notes.push(Note::MissingSubset { subset: subset.to_string(), host: fqdn.to_string() });
+                    notes.push(Note::MissingSubset {
+                        subset: subset.to_string(),
+                        host: fqdn.to_string(),
+                    });
                     return None;
                 }
             }
@@ -114,12 +154,20 @@ impl<'a> ClusterBuilder<'a> {
             .filter(|ep| labels.is_none_or(|l| l.iter().all(|(k, v)| ep.labels.get(k) == Some(v))))
             .collect();
         let source = endpoint_source(se, se_port, &endpoints);
-        Some(ClusterSpec { name: name.to_string(), service: fqdn.to_string(), port, protocol: protocol_of(se_port.protocol.as_deref()), source })
+        Some(ClusterSpec {
+            name: name.to_string(),
+            service: fqdn.to_string(),
+            port,
+            protocol: protocol_of(se_port.protocol.as_deref()),
+            source,
+        })
     }
 
     /// Inline endpoints, or the WorkloadEntries a `workloadSelector` picks in the SE's namespace.
     fn endpoints_of(&self, se_ns: &str, se: &'a ServiceEntrySpec) -> Vec<&'a WorkloadEntrySpec> {
-        let Some(selector) = &se.workload_selector else { return se.endpoints.iter().collect() };
+        let Some(selector) = &se.workload_selector else {
+            return se.endpoints.iter().collect();
+        };
         self.resources
             .iter()
             .filter(|r| r.key.namespace == se_ns)
@@ -127,7 +175,12 @@ impl<'a> ClusterBuilder<'a> {
                 Spec::WorkloadEntry(we) => Some(we),
                 _ => None,
             })
-            .filter(|we| selector.labels.iter().all(|(k, v)| we.labels.get(k) == Some(v)))
+            .filter(|we| {
+                selector
+                    .labels
+                    .iter()
+                    .all(|(k, v)| we.labels.get(k) == Some(v))
+            })
             .collect()
     }
 
@@ -138,7 +191,14 @@ impl<'a> ClusterBuilder<'a> {
             .resources
             .iter()
             .filter_map(|r| match &r.spec {
-                Spec::DestinationRule(dr) => Some((hosts::resolve_short_name(&dr.host, &r.key.namespace, &self.opts.cluster_domain), dr)),
+                Spec::DestinationRule(dr) => Some((
+                    hosts::resolve_short_name(
+                        &dr.host,
+                        &r.key.namespace,
+                        &self.opts.cluster_domain,
+                    ),
+                    dr,
+                )),
                 _ => None,
             })
             .filter(|(host, _)| hosts::subset_of(fqdn, host))
@@ -153,10 +213,21 @@ impl<'a> ClusterBuilder<'a> {
             .map(|s| &s.labels)
     }
 
-    fn from_dns(&self, name: &str, fqdn: &str, written: &str, port: u16, subset: &str, notes: &mut Vec<Note>) -> Option<ClusterSpec> {
+    fn from_dns(
+        &self,
+        name: &str,
+        fqdn: &str,
+        written: &str,
+        port: u16,
+        subset: &str,
+        notes: &mut Vec<Note>,
+    ) -> Option<ClusterSpec> {
         if !subset.is_empty() {
             // Subsets select endpoints by label, which only ServiceEntry/WorkloadEntry endpoints carry.
-            notes.push(Note::MissingSubset { subset: subset.to_string(), host: fqdn.to_string() });
+            notes.push(Note::MissingSubset {
+                subset: subset.to_string(),
+                host: fqdn.to_string(),
+            });
             return None;
         }
         let mut candidates = vec![fqdn.to_string()];
@@ -164,8 +235,18 @@ impl<'a> ClusterBuilder<'a> {
         if written != fqdn {
             candidates.push(written);
         }
-        let source = EndpointSource::Dns(vec![DnsTarget { candidates, port, weight: 1 }]);
-        Some(ClusterSpec { name: name.to_string(), service: fqdn.to_string(), port, protocol: UpstreamProtocol::Http1, source })
+        let source = EndpointSource::Dns(vec![DnsTarget {
+            candidates,
+            port,
+            weight: 1,
+        }]);
+        Some(ClusterSpec {
+            name: name.to_string(),
+            service: fqdn.to_string(),
+            port,
+            protocol: UpstreamProtocol::Http1,
+            source,
+        })
     }
 }
 
@@ -194,15 +275,27 @@ fn endpoint_port(ep: &WorkloadEntrySpec, se_port: &ServicePort) -> u16 {
         .unwrap_or(se_port.number as u16)
 }
 
-fn endpoint_source(se: &ServiceEntrySpec, se_port: &ServicePort, endpoints: &[&WorkloadEntrySpec]) -> EndpointSource {
-    let weight = |ep: &WorkloadEntrySpec| ep.weight.and_then(|w| u32::try_from(w).ok()).filter(|w| *w > 0).unwrap_or(1);
+fn endpoint_source(
+    se: &ServiceEntrySpec,
+    se_port: &ServicePort,
+    endpoints: &[&WorkloadEntrySpec],
+) -> EndpointSource {
+    let weight = |ep: &WorkloadEntrySpec| {
+        ep.weight
+            .and_then(|w| u32::try_from(w).ok())
+            .filter(|w| *w > 0)
+            .unwrap_or(1)
+    };
     match se.resolution.as_deref().unwrap_or("NONE") {
         "STATIC" => EndpointSource::Static(
             endpoints
                 .iter()
                 .filter_map(|ep| {
                     let ip: IpAddr = ep.address.parse().ok()?;
-                    Some(StaticEndpoint { addr: SocketAddr::new(ip, endpoint_port(ep, se_port)), weight: weight(ep) })
+                    Some(StaticEndpoint {
+                        addr: SocketAddr::new(ip, endpoint_port(ep, se_port)),
+                        weight: weight(ep),
+                    })
                 })
                 .collect(),
         ),
@@ -210,13 +303,21 @@ fn endpoint_source(se: &ServiceEntrySpec, se_port: &ServicePort, endpoints: &[&W
             se.hosts
                 .iter()
                 .filter(|h| !h.starts_with('*'))
-                .map(|h| DnsTarget { candidates: vec![h.to_ascii_lowercase()], port: endpoint_port(&WorkloadEntrySpec::default(), se_port), weight: 1 })
+                .map(|h| DnsTarget {
+                    candidates: vec![h.to_ascii_lowercase()],
+                    port: endpoint_port(&WorkloadEntrySpec::default(), se_port),
+                    weight: 1,
+                })
                 .collect(),
         ),
         "DNS" | "DNS_ROUND_ROBIN" => EndpointSource::Dns(
             endpoints
                 .iter()
-                .map(|ep| DnsTarget { candidates: vec![ep.address.clone()], port: endpoint_port(ep, se_port), weight: weight(ep) })
+                .map(|ep| DnsTarget {
+                    candidates: vec![ep.address.clone()],
+                    port: endpoint_port(ep, se_port),
+                    weight: weight(ep),
+                })
                 .collect(),
         ),
         // NONE (original destination) has no meaning at an ingress: unroutable.

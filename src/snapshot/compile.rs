@@ -12,36 +12,68 @@ use crate::hosts;
 
 /// Compiles a loaded configuration into generation `generation`.
 pub fn compile(load: LoadResult, opts: &Options, previous: &Snapshot, generation: u64) -> Snapshot {
-    let LoadResult { resources, mut diagnostics, files } = load;
+    let LoadResult {
+        resources,
+        mut diagnostics,
+        files,
+    } = load;
     let (listeners, clusters, cluster_refs) = {
         let gateways = gateway::selected(&resources, opts);
         let vss = bound_virtual_services(&resources, opts, &mut diagnostics);
         let ports = gateway::merge(&gateways, &mut diagnostics);
         warn_unexposed_hosts(&vss, &gateways, &ports, &mut diagnostics);
+        super::credentials::check(&ports, &resources, opts, &mut diagnostics);
         let mut clusters = ClusterBuilder::new(&resources, opts, &previous.clusters);
         let mut listeners = BTreeMap::new();
         for (key, plan) in &ports {
             let kind = match plan.class {
                 ServerClass::Http => {
-                    let mut builder = TableBuilder { opts, clusters: &mut clusters, diags: &mut diagnostics };
+                    let mut builder = TableBuilder {
+                        opts,
+                        clusters: &mut clusters,
+                        diags: &mut diagnostics,
+                    };
                     ListenerKind::Http(Arc::new(builder.http_table(plan, &vss)))
                 }
                 ServerClass::Tls => ListenerKind::Tls,
                 ServerClass::Tcp => ListenerKind::Tcp,
             };
-            let mut gateways: Vec<String> = plan.servers.iter().map(|s| s.gateway.key.clone()).collect();
+            let mut gateways: Vec<String> =
+                plan.servers.iter().map(|s| s.gateway.key.clone()).collect();
             gateways.dedup();
-            listeners.insert(*key, Arc::new(Listener { key: *key, class: plan.class, kind, gateways }));
+            listeners.insert(
+                *key,
+                Arc::new(Listener {
+                    key: *key,
+                    class: plan.class,
+                    kind,
+                    gateways,
+                }),
+            );
         }
         (listeners, clusters.built, clusters.refs)
     };
     diag::sort(&mut diagnostics);
-    Snapshot { generation, listeners, clusters, cluster_refs, resources, diagnostics, files }
+    // A VirtualService attached to several servers compiles once per server; report once.
+    diagnostics.dedup();
+    Snapshot {
+        generation,
+        listeners,
+        clusters,
+        cluster_refs,
+        resources,
+        diagnostics,
+        files,
+    }
 }
 
 /// VirtualServices bound to some Gateway and visible to the gateway's namespace, in Istio's
 /// order: private to the gateway namespace, then exported to it, then public; config order within.
-fn bound_virtual_services<'a>(resources: &'a [Resource], opts: &Options, diags: &mut Vec<Diagnostic>) -> Vec<BoundVs<'a>> {
+fn bound_virtual_services<'a>(
+    resources: &'a [Resource],
+    opts: &Options,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<BoundVs<'a>> {
     let known: HashSet<String> = resources
         .iter()
         .filter(|r| matches!(r.spec, Spec::Gateway(_)))
@@ -49,20 +81,53 @@ fn bound_virtual_services<'a>(resources: &'a [Resource], opts: &Options, diags: 
         .collect();
     let mut tiers: [Vec<BoundVs<'a>>; 3] = Default::default();
     for r in resources {
-        let Spec::VirtualService(spec) = &r.spec else { continue };
+        let Spec::VirtualService(spec) = &r.spec else {
+            continue;
+        };
         let ns = r.key.namespace.as_str();
-        let gateways: Vec<String> = spec.gateways.iter().filter(|g| *g != "mesh").map(|g| resolve_gateway_ref(g, ns)).collect();
-        for (i, g) in spec.gateways.iter().enumerate().filter(|(_, g)| *g != "mesh") {
+        let gateways: Vec<String> = spec
+            .gateways
+            .iter()
+            .filter(|g| *g != "mesh")
+            .map(|g| resolve_gateway_ref(g, ns))
+            .collect();
+        for (i, g) in spec
+            .gateways
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| *g != "mesh")
+        {
             let resolved = resolve_gateway_ref(g, ns);
             if !known.contains(&resolved) {
                 let hint = closest_gateway(&resolved, &known);
-                let message = format!("Gateway {resolved:?} does not exist; this VirtualService does not bind to it");
-                diags.push(Finding::new(Severity::Warning, &format!("spec.gateways[{i}]"), message, hint).locate(&r.origin, r.key.to_string()));
+                let message = format!(
+                    "Gateway {resolved:?} does not exist; this VirtualService does not bind to it"
+                );
+                diags.push(
+                    Finding::new(
+                        Severity::Warning,
+                        &format!("spec.gateways[{i}]"),
+                        message,
+                        hint,
+                    )
+                    .locate(&r.origin, r.key.to_string()),
+                );
             }
         }
-        let Some(tier) = export_tier(&spec.export_to, ns, &opts.gateway_namespace) else { continue };
-        let hosts = spec.hosts.iter().map(|h| hosts::resolve_short_name(h, ns, &opts.cluster_domain)).collect();
-        tiers[tier].push(BoundVs { resource: r, spec, gateways, hosts });
+        let Some(tier) = export_tier(&spec.export_to, ns, &opts.gateway_namespace) else {
+            continue;
+        };
+        let hosts = spec
+            .hosts
+            .iter()
+            .map(|h| hosts::resolve_short_name(h, ns, &opts.cluster_domain))
+            .collect();
+        tiers[tier].push(BoundVs {
+            resource: r,
+            spec,
+            gateways,
+            hosts,
+        });
     }
     tiers.into_iter().flatten().collect()
 }
@@ -70,8 +135,15 @@ fn bound_virtual_services<'a>(resources: &'a [Resource], opts: &Options, diags: 
 fn closest_gateway(name: &str, known: &HashSet<String>) -> Option<String> {
     let mut sorted: Vec<&String> = known.iter().collect();
     sorted.sort();
-    let best = sorted.iter().max_by(|a, b| strsim::jaro_winkler(name, a).total_cmp(&strsim::jaro_winkler(name, b)));
-    let listed = sorted.iter().take(5).map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+    let best = sorted
+        .iter()
+        .max_by(|a, b| strsim::jaro_winkler(name, a).total_cmp(&strsim::jaro_winkler(name, b)));
+    let listed = sorted
+        .iter()
+        .take(5)
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     match best {
         Some(b) if strsim::jaro_winkler(name, b) > 0.85 => Some(format!("did you mean {b:?}?")),
         Some(_) => Some(format!("known: {listed}")),
@@ -85,7 +157,7 @@ fn export_tier(export_to: &[String], ns: &str, gateway_ns: &str) -> Option<usize
     if export_to.is_empty() || export_to.iter().any(|e| e == "*") {
         return Some(2);
     }
-    if export_to.iter().any(|e| e == "." ) && ns == gateway_ns {
+    if export_to.iter().any(|e| e == ".") && ns == gateway_ns {
         return Some(0);
     }
     export_to.iter().any(|e| e == gateway_ns).then_some(1)
@@ -99,20 +171,41 @@ fn warn_unexposed_hosts(
     diags: &mut Vec<Diagnostic>,
 ) {
     for vs in vss {
-        let bound: Vec<&SelectedGateway<'_>> = gateways.iter().filter(|g| vs.binds_to(&g.key)).collect();
+        let bound: Vec<&SelectedGateway<'_>> =
+            gateways.iter().filter(|g| vs.binds_to(&g.key)).collect();
         if bound.is_empty() || vs.hosts.is_empty() {
             continue;
         }
-        let servers: Vec<_> = ports.values().flat_map(|p| &p.servers).filter(|s| vs.binds_to(&s.gateway.key)).collect();
+        let servers: Vec<_> = ports
+            .values()
+            .flat_map(|p| &p.servers)
+            .filter(|s| vs.binds_to(&s.gateway.key))
+            .collect();
         for (i, host) in vs.hosts.iter().enumerate() {
             let exposed = servers.iter().any(|s| {
-                let single = BoundVs { resource: vs.resource, spec: vs.spec, gateways: vs.gateways.clone(), hosts: vec![host.clone()] };
+                let single = BoundVs {
+                    resource: vs.resource,
+                    spec: vs.spec,
+                    gateways: vs.gateways.clone(),
+                    hosts: vec![host.clone()],
+                };
                 !attached_hosts(s, &single).is_empty()
             });
             if !exposed {
                 let names: Vec<_> = bound.iter().map(|g| g.key.as_str()).collect();
-                let message = format!("host {host:?} is not exposed by any server of Gateway {}", names.join(", "));
-                diags.push(Finding::new(Severity::Warning, &format!("spec.hosts[{i}]"), message, None).locate(&vs.resource.origin, vs.resource.key.to_string()));
+                let message = format!(
+                    "host {host:?} is not exposed by any server of Gateway {}",
+                    names.join(", ")
+                );
+                diags.push(
+                    Finding::new(
+                        Severity::Warning,
+                        &format!("spec.hosts[{i}]"),
+                        message,
+                        None,
+                    )
+                    .locate(&vs.resource.origin, vs.resource.key.to_string()),
+                );
             }
         }
     }

@@ -44,8 +44,15 @@ impl ServerRef<'_> {
     }
 
     pub fn diag(&self, severity: Severity, field: &str, message: String) -> Diagnostic {
-        let field = if field.is_empty() { self.field() } else { format!("{}.{field}", self.field()) };
-        Finding::new(severity, &field, message, None).locate(&self.gateway.resource.origin, self.gateway.resource.key.to_string())
+        let field = if field.is_empty() {
+            self.field()
+        } else {
+            format!("{}.{field}", self.field())
+        };
+        Finding::new(severity, &field, message, None).locate(
+            &self.gateway.resource.origin,
+            self.gateway.resource.key.to_string(),
+        )
     }
 }
 
@@ -54,8 +61,17 @@ pub(crate) fn selected<'a>(resources: &'a [Resource], opts: &Options) -> Vec<Sel
     resources
         .iter()
         .filter_map(|r| match &r.spec {
-            Spec::Gateway(spec) if spec.selector.iter().all(|(k, v)| opts.labels.get(k) == Some(v)) => {
-                Some(SelectedGateway { resource: r, spec, key: format!("{}/{}", r.key.namespace, r.key.name) })
+            Spec::Gateway(spec)
+                if spec
+                    .selector
+                    .iter()
+                    .all(|(k, v)| opts.labels.get(k) == Some(v)) =>
+            {
+                Some(SelectedGateway {
+                    resource: r,
+                    spec,
+                    key: format!("{}/{}", r.key.namespace, r.key.name),
+                })
             }
             _ => None,
         })
@@ -71,13 +87,22 @@ pub(crate) fn class_of(protocol: &str) -> ServerClass {
 }
 
 /// Merges every selected server into its port, in config order.
-pub(crate) fn merge<'a>(gateways: &'a [SelectedGateway<'a>], diags: &mut Vec<Diagnostic>) -> BTreeMap<ListenKey, PortPlan<'a>> {
+pub(crate) fn merge<'a>(
+    gateways: &'a [SelectedGateway<'a>],
+    diags: &mut Vec<Diagnostic>,
+) -> BTreeMap<ListenKey, PortPlan<'a>> {
     let mut ports: BTreeMap<ListenKey, PortPlan<'a>> = BTreeMap::new();
     for gateway in gateways {
         for (index, server) in gateway.spec.servers.iter().enumerate() {
             let Some(port) = &server.port else { continue };
-            let Ok(number) = u16::try_from(port.number) else { continue };
-            let bind = server.bind.as_deref().and_then(|b| b.parse::<IpAddr>().ok()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+            let Ok(number) = u16::try_from(port.number) else {
+                continue;
+            };
+            let bind = server
+                .bind
+                .as_deref()
+                .and_then(|b| b.parse::<IpAddr>().ok())
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
             let key = ListenKey { bind, port: number };
             let class = class_of(&port.protocol);
             let server_ref = ServerRef {
@@ -87,9 +112,17 @@ pub(crate) fn merge<'a>(gateways: &'a [SelectedGateway<'a>], diags: &mut Vec<Dia
                 hosts: normalise_hosts(&server.hosts, &gateway.resource.key.namespace),
                 https_redirect: server.tls.as_ref().is_some_and(|t| t.https_redirect),
             };
-            let plan = ports.entry(key).or_insert_with(|| PortPlan { key, class, servers: Vec::new() });
+            let plan = ports.entry(key).or_insert_with(|| PortPlan {
+                key,
+                class,
+                servers: Vec::new(),
+            });
             if let Some(problem) = conflict(plan, &server_ref, class) {
-                diags.push(server_ref.diag(Severity::Warning, "", format!("{problem}; this server is ignored")));
+                diags.push(server_ref.diag(
+                    Severity::Warning,
+                    "",
+                    format!("{problem}; this server is ignored"),
+                ));
                 continue;
             }
             plan.servers.push(server_ref);
@@ -104,7 +137,10 @@ fn conflict(plan: &PortPlan<'_>, server: &ServerRef<'_>, class: ServerClass) -> 
     let first = plan.servers.first()?;
     let owner = format!("{} {}", first.gateway.key, first.field());
     if class != plan.class {
-        return Some(format!("port {port} is already served as {:?} by {owner}; a {:?} server cannot share it", plan.class, class));
+        return Some(format!(
+            "port {port} is already served as {:?} by {owner}; a {:?} server cannot share it",
+            plan.class, class
+        ));
     }
     match class {
         ServerClass::Http => None,
@@ -119,7 +155,10 @@ fn conflict(plan: &PortPlan<'_>, server: &ServerRef<'_>, class: ServerClass) -> 
 /// `*/*` replaces the whole list with `*` (an Istio quirk); `./h` means the Gateway's namespace.
 fn normalise_hosts(hosts: &[String], gateway_ns: &str) -> Vec<ServerHost> {
     if hosts.iter().any(|h| h == "*/*") {
-        return vec![ServerHost { namespace: None, name: "*".into() }];
+        return vec![ServerHost {
+            namespace: None,
+            name: "*".into(),
+        }];
     }
     let mut out: Vec<ServerHost> = Vec::with_capacity(hosts.len());
     for host in hosts {
@@ -129,7 +168,10 @@ fn normalise_hosts(hosts: &[String], gateway_ns: &str) -> Vec<ServerHost> {
             Some(".") => Some(gateway_ns.to_string()),
             Some(ns) => Some(ns.to_string()),
         };
-        let host = ServerHost { namespace, name: name.to_ascii_lowercase() };
+        let host = ServerHost {
+            namespace,
+            name: name.to_ascii_lowercase(),
+        };
         if !out.contains(&host) {
             out.push(host);
         }

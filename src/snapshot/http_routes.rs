@@ -8,7 +8,10 @@ use super::Options;
 use crate::config::model::{HttpMatch, HttpRoute, StringMatch, VirtualServiceSpec};
 use crate::config::{Diagnostic, Finding, Resource, Severity};
 use crate::hosts;
-use crate::route::{self, Action, DirectReply, Redirect, Route, RouteMatch, RouteTable, StrMatch, UriMatch, VirtualHost, WeightedClusters};
+use crate::route::{
+    self, Action, DirectReply, Redirect, Route, RouteMatch, RouteTable, StrMatch, UriMatch,
+    VirtualHost, WeightedClusters,
+};
 
 /// A VirtualService bound to at least one selected Gateway.
 pub(crate) struct BoundVs<'a> {
@@ -28,7 +31,11 @@ impl BoundVs<'_> {
     /// Whether this VS, or one of its matches, binds to `gateway`.
     pub fn binds_to(&self, gateway: &str) -> bool {
         self.gateways.iter().any(|g| g == gateway)
-            || self.spec.http.iter().flat_map(|r| &r.matches).any(|m| m.gateways.iter().any(|g| resolve_gateway_ref(g, self.namespace()) == gateway))
+            || self.spec.http.iter().flat_map(|r| &r.matches).any(|m| {
+                m.gateways
+                    .iter()
+                    .any(|g| resolve_gateway_ref(g, self.namespace()) == gateway)
+            })
     }
 }
 
@@ -49,7 +56,11 @@ pub(crate) fn resolve_gateway_ref(reference: &str, vs_ns: &str) -> String {
 /// for VirtualServices in that namespace.
 pub(crate) fn attached_hosts(server: &ServerRef<'_>, vs: &BoundVs<'_>) -> Vec<String> {
     let mut names = Vec::new();
-    for sh in server.hosts.iter().filter(|h| h.namespace.as_deref().is_none_or(|ns| ns == vs.namespace())) {
+    for sh in server
+        .hosts
+        .iter()
+        .filter(|h| h.namespace.as_deref().is_none_or(|ns| ns == vs.namespace()))
+    {
         for vh in &vs.hosts {
             if let Some(name) = hosts::more_specific(&sh.name, vh) {
                 if !names.iter().any(|n: &String| n == name) {
@@ -74,7 +85,11 @@ impl TableBuilder<'_, '_> {
         let mut by_name: HashMap<String, usize> = HashMap::new();
         let mut vhost = |name: &str, vhosts: &mut Vec<VirtualHost>| -> usize {
             *by_name.entry(name.to_string()).or_insert_with(|| {
-                vhosts.push(VirtualHost { domain: name.to_string(), routes: Vec::new(), https_redirect: false });
+                vhosts.push(VirtualHost {
+                    domain: name.to_string(),
+                    routes: Vec::new(),
+                    https_redirect: false,
+                });
                 vhosts.len() - 1
             })
         };
@@ -103,7 +118,8 @@ impl TableBuilder<'_, '_> {
         }
         for vh in &mut vhosts {
             // Catch-alls last, so a later VirtualService's specific routes are not shadowed.
-            let (specific, catch_all): (Vec<Route>, Vec<Route>) = vh.routes.drain(..).partition(|r| !r.matcher.is_catch_all());
+            let (specific, catch_all): (Vec<Route>, Vec<Route>) =
+                vh.routes.drain(..).partition(|r| !r.matcher.is_catch_all());
             vh.routes = specific.into_iter().chain(catch_all).collect();
         }
         RouteTable::new(format!("http.{}", plan.key.port), vhosts)
@@ -114,15 +130,33 @@ impl TableBuilder<'_, '_> {
         let mut out = Vec::new();
         for (i, rule) in vs.spec.http.iter().enumerate() {
             let action = self.action(vs, rule, i, port);
-            let matches: Vec<Option<&HttpMatch>> = if rule.matches.is_empty() { vec![None] } else { rule.matches.iter().map(Some).collect() };
+            let matches: Vec<Option<&HttpMatch>> = if rule.matches.is_empty() {
+                vec![None]
+            } else {
+                rule.matches.iter().map(Some).collect()
+            };
             for m in matches {
                 if !self.match_applies(vs, m, gateway, port) {
                     continue;
                 }
-                let Some(matcher) = m.map_or(Some(RouteMatch::default()), compile_match) else { continue };
+                let Some(matcher) = m.map_or(Some(RouteMatch::default()), compile_match) else {
+                    continue;
+                };
                 let catch_all = matcher.is_catch_all();
-                let name = format!("{}/{}.http[{i}]{}", vs.namespace(), vs.resource.key.name, rule.name.as_deref().map(|n| format!(".{n}")).unwrap_or_default());
-                out.push(Route { name, matcher, action: action.clone() });
+                let name = format!(
+                    "{}/{}.http[{i}]{}",
+                    vs.namespace(),
+                    vs.resource.key.name,
+                    rule.name
+                        .as_deref()
+                        .map(|n| format!(".{n}"))
+                        .unwrap_or_default()
+                );
+                out.push(Route {
+                    name,
+                    matcher,
+                    action: action.clone(),
+                });
                 if catch_all {
                     // Everything after a catch-all in the same VirtualService is unreachable.
                     return out;
@@ -134,23 +168,40 @@ impl TableBuilder<'_, '_> {
 
     /// Match-level `port`, `gateways`, `sourceLabels` and `sourceNamespace` are decided here, at
     /// build time, against this gateway (reference §2.4).
-    fn match_applies(&self, vs: &BoundVs<'_>, m: Option<&HttpMatch>, gateway: &str, port: u16) -> bool {
-        let Some(m) = m else { return vs.gateways.iter().any(|g| g == gateway) };
+    fn match_applies(
+        &self,
+        vs: &BoundVs<'_>,
+        m: Option<&HttpMatch>,
+        gateway: &str,
+        port: u16,
+    ) -> bool {
+        let Some(m) = m else {
+            return vs.gateways.iter().any(|g| g == gateway);
+        };
         let gateways_ok = if m.gateways.is_empty() {
             vs.gateways.iter().any(|g| g == gateway)
         } else {
-            m.gateways.iter().any(|g| resolve_gateway_ref(g, vs.namespace()) == gateway)
+            m.gateways
+                .iter()
+                .any(|g| resolve_gateway_ref(g, vs.namespace()) == gateway)
         };
         gateways_ok
             && m.port.is_none_or(|p| p == i64::from(port))
-            && m.source_labels.iter().all(|(k, v)| self.opts.labels.get(k) == Some(v))
-            && m.source_namespace.as_deref().is_none_or(|ns| ns == self.opts.gateway_namespace)
+            && m.source_labels
+                .iter()
+                .all(|(k, v)| self.opts.labels.get(k) == Some(v))
+            && m.source_namespace
+                .as_deref()
+                .is_none_or(|ns| ns == self.opts.gateway_namespace)
     }
 
     fn action(&mut self, vs: &BoundVs<'_>, rule: &HttpRoute, index: usize, port: u16) -> Action {
         if let Some(r) = &rule.redirect {
             return Action::Redirect(Redirect {
-                code: r.redirect_code.and_then(|c| u16::try_from(c).ok()).unwrap_or(301),
+                code: r
+                    .redirect_code
+                    .and_then(|c| u16::try_from(c).ok())
+                    .unwrap_or(301),
                 scheme: r.scheme.clone(),
                 authority: r.authority.clone(),
                 port: r.port.and_then(|p| u16::try_from(p).ok()),
@@ -159,8 +210,16 @@ impl TableBuilder<'_, '_> {
             });
         }
         if let Some(d) = &rule.direct_response {
-            let body = d.body.as_ref().and_then(|b| b.string.clone().map(bytes::Bytes::from).or_else(|| b.bytes.as_deref().and_then(decode_base64)));
-            return Action::Direct(DirectReply { status: u16::try_from(d.status).unwrap_or(500), body: body.unwrap_or_default() });
+            let body = d.body.as_ref().and_then(|b| {
+                b.string
+                    .clone()
+                    .map(bytes::Bytes::from)
+                    .or_else(|| b.bytes.as_deref().and_then(decode_base64))
+            });
+            return Action::Direct(DirectReply {
+                status: u16::try_from(d.status).unwrap_or(500),
+                body: body.unwrap_or_default(),
+            });
         }
         let mut notes = Vec::new();
         let targets = rule
@@ -169,7 +228,11 @@ impl TableBuilder<'_, '_> {
             .enumerate()
             .map(|(j, d)| {
                 let field = format!("spec.http[{index}].route[{j}].destination");
-                (d.weight, self.clusters.target(&d.destination, vs.resource, &field, port, &mut notes))
+                (
+                    d.weight,
+                    self.clusters
+                        .target(&d.destination, vs.resource, &field, port, &mut notes),
+                )
             })
             .collect();
         for note in notes {
@@ -186,36 +249,65 @@ impl TableBuilder<'_, '_> {
             Note::MissingPort { port, host } => format!("ServiceEntry for {host} has no port {port}; requests to it get 503"),
             Note::NoEndpoints { cluster } => format!("destination {cluster} has no endpoints; requests to it get 503 no healthy upstream"),
         };
-        self.diags.push(Finding::new(Severity::Warning, field, message, None).locate(&resource.origin, resource.key.to_string()));
+        self.diags.push(
+            Finding::new(Severity::Warning, field, message, None)
+                .locate(&resource.origin, resource.key.to_string()),
+        );
     }
 }
 
 fn decode_base64(text: &str) -> Option<bytes::Bytes> {
     use base64::Engine;
-    base64::engine::general_purpose::STANDARD.decode(text).ok().map(bytes::Bytes::from)
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()
+        .map(bytes::Bytes::from)
 }
 
 /// Compiles a validated match; `None` only if validation let something uncompilable through.
 pub(crate) fn compile_match(m: &HttpMatch) -> Option<RouteMatch> {
     let mut out = RouteMatch {
         uri: match &m.uri {
-            Some(sm) => Some(UriMatch { matcher: compile_string_match(sm)?, ignore_case: m.ignore_uri_case }),
+            Some(sm) => Some(UriMatch {
+                matcher: compile_string_match(sm)?,
+                ignore_case: m.ignore_uri_case,
+            }),
             None => None,
         },
-        method: m.method.as_ref().map(compile_string_match).transpose_none()?,
-        scheme: m.scheme.as_ref().map(compile_string_match).transpose_none()?,
-        authority: m.authority.as_ref().map(compile_string_match).transpose_none()?,
+        method: m
+            .method
+            .as_ref()
+            .map(compile_string_match)
+            .transpose_none()?,
+        scheme: m
+            .scheme
+            .as_ref()
+            .map(compile_string_match)
+            .transpose_none()?,
+        authority: m
+            .authority
+            .as_ref()
+            .map(compile_string_match)
+            .transpose_none()?,
         ..RouteMatch::default()
     };
     for (name, sm) in &m.headers {
         // Istio ignores these pseudo-header keys in `headers` (they have their own fields).
-        if matches!(name.as_str(), "uri" | "scheme" | "method" | "authority") || name.starts_with('@') {
+        if matches!(name.as_str(), "uri" | "scheme" | "method" | "authority")
+            || name.starts_with('@')
+        {
             continue;
         }
-        out.headers.push((http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok()?, compile_string_match(sm)?));
+        out.headers.push((
+            http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok()?,
+            compile_string_match(sm)?,
+        ));
     }
     for (name, sm) in &m.without_headers {
-        out.without_headers.push((http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok()?, compile_string_match(sm)?));
+        out.without_headers.push((
+            http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok()?,
+            compile_string_match(sm)?,
+        ));
     }
     for (name, sm) in &m.query_params {
         out.query.push((name.clone(), compile_string_match(sm)?));

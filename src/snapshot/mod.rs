@@ -2,10 +2,11 @@
 //! tables, and clusters. Built only by [`compile::compile`]; published whole with arc-swap, so a
 //! request or connection sees one consistent generation from start to end.
 
+mod clusters;
 pub mod compile;
+mod credentials;
 mod gateway;
 mod http_routes;
-mod clusters;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -29,6 +30,8 @@ pub struct Options {
     /// The gateway workload's labels; Gateways select it with `spec.selector`.
     pub labels: BTreeMap<String, String>,
     pub cluster_domain: String,
+    /// Credential folders in Kubernetes secret layout (`<name>/tls.crt`, ...).
+    pub certs_dir: std::path::PathBuf,
 }
 
 impl Default for Options {
@@ -38,6 +41,7 @@ impl Default for Options {
             gateway_namespace: "istio-system".into(),
             labels: BTreeMap::from([("istio".to_string(), "ingressgateway".to_string())]),
             cluster_domain: "cluster.local".into(),
+            certs_dir: "certs".into(),
         }
     }
 }

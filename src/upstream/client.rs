@@ -22,7 +22,10 @@ pub struct Upstreams {
 
 impl Upstreams {
     pub fn new() -> Self {
-        Upstreams { http1: build(false), http2: build(true) }
+        Upstreams {
+            http1: build(false),
+            http2: build(true),
+        }
     }
 
     pub fn client(&self, protocol: UpstreamProtocol) -> &UpstreamClient {
@@ -44,7 +47,11 @@ fn build(http2: bool) -> UpstreamClient {
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
     let mut builder = Client::builder(TokioExecutor::new());
-    builder.timer(TokioTimer::new()).pool_timer(TokioTimer::new()).pool_idle_timeout(Duration::from_secs(60)).set_host(false);
+    builder
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .set_host(false);
     if http2 {
         builder.http2_only(true);
     }

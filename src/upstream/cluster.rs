@@ -66,7 +66,12 @@ pub struct Endpoint {
 impl Endpoint {
     pub fn new(addr: SocketAddr, weight: u32) -> Option<Self> {
         let authority = addr.to_string().parse().ok()?;
-        Some(Endpoint { addr, weight: weight.max(1), authority, active: AtomicU32::new(0) })
+        Some(Endpoint {
+            addr,
+            weight: weight.max(1),
+            authority,
+            active: AtomicU32::new(0),
+        })
     }
 
     pub fn active_requests(&self) -> u32 {
@@ -104,7 +109,11 @@ pub struct Cluster {
 impl Cluster {
     pub fn new(spec: ClusterSpec) -> Self {
         let endpoints = match &spec.source {
-            EndpointSource::Static(list) => list.iter().filter_map(|e| Endpoint::new(e.addr, e.weight)).map(Arc::new).collect(),
+            EndpointSource::Static(list) => list
+                .iter()
+                .filter_map(|e| Endpoint::new(e.addr, e.weight))
+                .map(Arc::new)
+                .collect(),
             EndpointSource::Dns(_) => Vec::new(),
         };
         Cluster {
@@ -142,20 +151,28 @@ impl Cluster {
     async fn refresh_dns(self: &Arc<Self>) {
         if self.resolved_once.initialized() {
             let now = self.epoch.elapsed().as_millis() as u64;
-            let stale = now.saturating_sub(self.refreshed_at.load(Ordering::Relaxed)) > DNS_REFRESH.as_millis() as u64;
+            let stale = now.saturating_sub(self.refreshed_at.load(Ordering::Relaxed))
+                > DNS_REFRESH.as_millis() as u64;
             if stale && !self.refreshing.swap(true, Ordering::AcqRel) {
                 let cluster = self.clone();
                 tokio::spawn(async move { cluster.resolve().await });
             }
             return;
         }
-        self.resolved_once.get_or_init(|| async { self.resolve().await }).await;
+        self.resolved_once
+            .get_or_init(|| async { self.resolve().await })
+            .await;
     }
 
     /// Resolves every target; keeps the previous endpoints if nothing resolves.
     pub async fn resolve(&self) {
-        self.refreshed_at.store(self.epoch.elapsed().as_millis().max(1) as u64, Ordering::Relaxed);
-        let EndpointSource::Dns(targets) = &self.spec.source else { return };
+        self.refreshed_at.store(
+            self.epoch.elapsed().as_millis().max(1) as u64,
+            Ordering::Relaxed,
+        );
+        let EndpointSource::Dns(targets) = &self.spec.source else {
+            return;
+        };
         let mut fresh = Vec::new();
         for target in targets {
             fresh.extend(resolve_target(target).await);
@@ -165,7 +182,13 @@ impl Cluster {
             // Keep the load-balancing state of endpoints that are still there.
             let merged = fresh
                 .into_iter()
-                .map(|e| previous.iter().find(|p| p.addr == e.addr && p.weight == e.weight).cloned().unwrap_or_else(|| Arc::new(e)))
+                .map(|e| {
+                    previous
+                        .iter()
+                        .find(|p| p.addr == e.addr && p.weight == e.weight)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::new(e))
+                })
                 .collect();
             self.endpoints.store(Arc::new(merged));
         }
@@ -175,10 +198,16 @@ impl Cluster {
 
 async fn resolve_target(target: &DnsTarget) -> Vec<Endpoint> {
     for name in &target.candidates {
-        let lookup = tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((name.as_str(), target.port))).await;
+        let lookup = tokio::time::timeout(
+            DNS_TIMEOUT,
+            tokio::net::lookup_host((name.as_str(), target.port)),
+        )
+        .await;
         match lookup {
             Ok(Ok(addrs)) => {
-                let mut list: Vec<_> = addrs.filter_map(|a| Endpoint::new(a, target.weight)).collect();
+                let mut list: Vec<_> = addrs
+                    .filter_map(|a| Endpoint::new(a, target.weight))
+                    .collect();
                 list.sort_by_key(|e| e.addr);
                 list.dedup_by_key(|e| e.addr);
                 if !list.is_empty() {
@@ -197,12 +226,22 @@ mod tests {
     use super::*;
 
     fn spec(source: EndpointSource) -> ClusterSpec {
-        ClusterSpec { name: "c".into(), service: "s".into(), port: 80, protocol: UpstreamProtocol::Http1, source }
+        ClusterSpec {
+            name: "c".into(),
+            service: "s".into(),
+            port: 80,
+            protocol: UpstreamProtocol::Http1,
+            source,
+        }
     }
 
     #[tokio::test]
     async fn dns_cluster_falls_back_to_the_name_as_written() {
-        let target = DnsTarget { candidates: vec!["no-such-host.invalid".into(), "localhost".into()], port: 8080, weight: 1 };
+        let target = DnsTarget {
+            candidates: vec!["no-such-host.invalid".into(), "localhost".into()],
+            port: 8080,
+            weight: 1,
+        };
         let cluster = Arc::new(Cluster::new(spec(EndpointSource::Dns(vec![target]))));
         let picked = cluster.pick().await.expect("localhost resolves");
         assert!(picked.addr.ip().is_loopback());
@@ -211,7 +250,11 @@ mod tests {
 
     #[tokio::test]
     async fn unresolvable_cluster_has_no_endpoint() {
-        let target = DnsTarget { candidates: vec!["no-such-host.invalid".into()], port: 80, weight: 1 };
+        let target = DnsTarget {
+            candidates: vec!["no-such-host.invalid".into()],
+            port: 80,
+            weight: 1,
+        };
         let cluster = Arc::new(Cluster::new(spec(EndpointSource::Dns(vec![target]))));
         assert!(cluster.pick().await.is_none());
     }

@@ -17,7 +17,11 @@ pub fn least_request(endpoints: &[Arc<Endpoint>]) -> Option<Arc<Endpoint>> {
                 b = (a + 1 + fastrand::usize(..n - 1)) % n;
             }
             let (ea, eb) = (&endpoints[a], &endpoints[b]);
-            Some(if eb.active_requests() < ea.active_requests() { eb.clone() } else { ea.clone() })
+            Some(if eb.active_requests() < ea.active_requests() {
+                eb.clone()
+            } else {
+                ea.clone()
+            })
         }
     }
 }
@@ -47,14 +51,20 @@ mod tests {
         weights
             .iter()
             .enumerate()
-            .map(|(i, w)| Arc::new(Endpoint::new(format!("127.0.0.1:{}", 1000 + i).parse().unwrap(), *w).unwrap()))
+            .map(|(i, w)| {
+                Arc::new(
+                    Endpoint::new(format!("127.0.0.1:{}", 1000 + i).parse().unwrap(), *w).unwrap(),
+                )
+            })
             .collect()
     }
 
     #[test]
     fn avoids_the_busy_endpoint() {
         let eps = endpoints(&[1, 1]);
-        let _busy: Vec<_> = (0..5).map(|_| ActiveRequest::start(eps[0].clone())).collect();
+        let _busy: Vec<_> = (0..5)
+            .map(|_| ActiveRequest::start(eps[0].clone()))
+            .collect();
         for _ in 0..100 {
             assert_eq!(least_request(&eps).unwrap().addr, eps[1].addr);
         }

@@ -6,4 +6,7 @@ pub mod cluster;
 pub mod lb;
 
 pub use client::Upstreams;
-pub use cluster::{ActiveRequest, Cluster, ClusterSpec, DnsTarget, Endpoint, EndpointSource, StaticEndpoint, UpstreamProtocol};
+pub use cluster::{
+    ActiveRequest, Cluster, ClusterSpec, DnsTarget, Endpoint, EndpointSource, StaticEndpoint,
+    UpstreamProtocol,
+};

@@ -176,7 +176,7 @@ pub fn service_entry(
         yaml_str(host),
     );
     if endpoints.is_empty() {
-        y.push_str("  []\n");
+        y.push_str("    []\n");
     }
     for (addr, labels) in endpoints {
         y.push_str(&format!(

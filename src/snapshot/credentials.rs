@@ -1,0 +1,63 @@
+//! Every terminating TLS server's credential must resolve and validate; a failure is an error on
+//! that server only (reference §1.5, with tollgate's stricter "report it" stance).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::gateway::PortPlan;
+use super::{ListenKey, Options, ServerClass};
+use crate::config::{Diagnostic, Resource, Severity};
+use crate::tls::{credential, Credentials};
+
+pub(crate) fn check(
+    ports: &BTreeMap<ListenKey, PortPlan<'_>>,
+    resources: &[Resource],
+    opts: &Options,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let credentials = Credentials::new(&opts.certs_dir, &opts.gateway_namespace, resources);
+    for server in ports
+        .values()
+        .filter(|p| p.class == ServerClass::Tls)
+        .flat_map(|p| &p.servers)
+    {
+        let Some(tls) = &server.server.tls else {
+            continue;
+        };
+        let mode = tls.mode.as_deref().unwrap_or("PASSTHROUGH");
+        let client_ca = matches!(mode, "MUTUAL" | "OPTIONAL_MUTUAL");
+        if !(client_ca || mode == "SIMPLE") {
+            continue;
+        }
+        let gateway_ns = &server.gateway.resource.key.namespace;
+        let names = tls.credential_name.iter().chain(&tls.credential_names);
+        for (i, name) in names.enumerate() {
+            if let Err(e) = credentials.resolve(name, gateway_ns, client_ca) {
+                let field = if tls.credential_name.is_some() {
+                    "tls.credentialName".to_string()
+                } else {
+                    format!("tls.credentialNames[{i}]")
+                };
+                diags.push(server.diag(
+                    Severity::Error,
+                    &field,
+                    format!("{e}; handshakes for this server's hosts fail"),
+                ));
+            }
+        }
+        if let (Some(cert), Some(key)) = (&tls.server_certificate, &tls.private_key) {
+            let ca = tls
+                .ca_certificates
+                .as_deref()
+                .filter(|_| client_ca)
+                .map(Path::new);
+            if let Err(e) = credential::from_files(Path::new(cert), Path::new(key), ca) {
+                diags.push(server.diag(
+                    Severity::Error,
+                    "tls.serverCertificate",
+                    format!("{e}; handshakes for this server's hosts fail"),
+                ));
+            }
+        }
+    }
+}
