@@ -1,1 +1,52 @@
-fn main() {}
+//! Reload cost: YAML load + validation + compile (+ the arc-swap publish), at 1,000 and 10,000
+//! VirtualServices.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use criterion::{criterion_group, criterion_main, Criterion};
+use tollgate::config::ConfigStore;
+use tollgate::snapshot::{compile, Options, Snapshot};
+
+mod common;
+
+fn reload(c: &mut Criterion) {
+    let mut group = c.benchmark_group("reload");
+    group.sample_size(10);
+    for count in [1_000, 10_000] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        common::write_config(dir.path(), count);
+        let opts = Options::default();
+        let live = ArcSwap::from_pointee(Snapshot::empty());
+        let mut store = ConfigStore::new(dir.path(), "default");
+        let load = store.load();
+        assert_eq!(
+            load.diagnostics.iter().filter(|d| d.is_error()).count(),
+            0,
+            "bench config must be valid"
+        );
+        group.bench_function(format!("load_compile_swap_{count}_virtualservices"), |b| {
+            b.iter(|| {
+                let previous = live.load_full();
+                let next = compile(store.load(), &opts, &previous, previous.generation + 1);
+                live.store(Arc::new(next));
+            })
+        });
+        let resources = store.load();
+        group.bench_function(format!("compile_only_{count}_virtualservices"), |b| {
+            b.iter_batched(
+                || tollgate::config::LoadResult {
+                    resources: resources.resources.clone(),
+                    diagnostics: Vec::new(),
+                    files: Vec::new(),
+                },
+                |load| compile(load, &opts, &Snapshot::empty(), 1),
+                criterion::BatchSize::LargeInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, reload);
+criterion_main!(benches);

@@ -164,7 +164,7 @@ mod tests {
         assert_eq!(cli.run.port_map, vec![(80, 0)]);
         let cli = Cli::try_parse_from(["tollgate", "check", "--config-dir", "y"]).unwrap();
         assert!(
-            matches!(cli.command, Some(Command::Check(c)) if c.config.config_dir == PathBuf::from("y"))
+            matches!(cli.command, Some(Command::Check(c)) if c.config.config_dir == std::path::Path::new("y"))
         );
     }
 }

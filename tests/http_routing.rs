@@ -241,9 +241,12 @@ fn host_routing(w: &World) {
     assert_eq!(w.service(w.port81, "10.1.2.3", "/", &[]), "star");
 }
 
+/// (path, method, headers, expected backend)
+type MatchCase<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
+
 fn match_types(w: &World) {
     let h = "match.example.com";
-    let cases: &[(&str, &str, &[(&str, &str)], &str)] = &[
+    let cases: &[MatchCase] = &[
         ("/exact", "GET", &[], "exact"),
         ("/exact/more", "GET", &[], "fallback"),
         ("/prefix/a/b", "GET", &[], "prefix"),

@@ -4,7 +4,6 @@
 //! and what fails keeps its last good version (see [`store::ConfigStore`]).
 
 pub mod diag;
-#[path = "lines_stub.rs"]
 pub mod lines;
 pub mod model;
 pub mod resource;

@@ -286,6 +286,13 @@ fn unknown_field_finding(path: String) -> Finding {
 
 /// The identity a document claims, even when it cannot be decoded (to keep its last good version).
 pub fn claimed_key(doc: &RawDoc, default_namespace: &str) -> Option<ResourceKey> {
+    let group = doc
+        .str_field("apiVersion")?
+        .rsplit_once('/')
+        .map_or("", |(g, _)| g);
+    if !matches!(group, "networking.istio.io" | "") {
+        return None;
+    }
     let kind = match doc.str_field("kind")? {
         "Gateway" => Kind::Gateway,
         "VirtualService" => Kind::VirtualService,
@@ -311,6 +318,19 @@ pub fn claimed_key(doc: &RawDoc, default_namespace: &str) -> Option<ResourceKey>
 pub fn describe(doc: &RawDoc, default_namespace: &str) -> String {
     match claimed_key(doc, default_namespace) {
         Some(key) => key.to_string(),
-        None => doc.str_field("kind").unwrap_or_default().to_string(),
+        None => {
+            let kind = doc.str_field("kind").unwrap_or_default();
+            let api = doc.str_field("apiVersion").unwrap_or_default();
+            match doc.decode::<Metadata>("metadata").map(|m| m.value) {
+                Ok(m) if !m.name.is_empty() => {
+                    format!(
+                        "{kind} ({api}) {}/{}",
+                        m.namespace.unwrap_or_else(|| default_namespace.to_string()),
+                        m.name
+                    )
+                }
+                _ => format!("{kind} ({api})"),
+            }
+        }
     }
 }

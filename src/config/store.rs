@@ -60,11 +60,9 @@ impl ConfigStore {
             .map(|e| plain_diag(Severity::Error, &e.path, 1, e.message))
             .collect();
         let mut next = BTreeMap::new();
-        let mut reports = Vec::new();
         for path in paths {
             let previous = self.files.remove(&path).unwrap_or_default();
             let loaded = load_file(&path, previous, &self.default_namespace);
-            reports.push(loaded.report(&path));
             diagnostics.extend(loaded.diagnostics);
             next.insert(path, loaded.accepted);
         }
@@ -72,10 +70,15 @@ impl ConfigStore {
         let all = self.files.values().flatten().cloned().collect();
         let resources = dedupe(config_order(all), &mut diagnostics);
         diag::sort(&mut diagnostics);
+        let files = self
+            .files
+            .iter()
+            .map(|(path, accepted)| report(path, accepted, &diagnostics))
+            .collect();
         LoadResult {
             resources,
             diagnostics,
-            files: reports,
+            files,
         }
     }
 }
@@ -85,16 +88,18 @@ struct LoadedFile {
     diagnostics: Vec<Diagnostic>,
 }
 
-impl LoadedFile {
-    fn report(&self, path: &Path) -> FileReport {
-        let errors: Vec<_> = self.diagnostics.iter().filter(|d| d.is_error()).collect();
-        FileReport {
-            path: path.to_path_buf(),
-            ok: errors.is_empty(),
-            resources: self.accepted.len(),
-            errors: errors.len(),
-            last_error: errors.last().map(|d| d.to_string()),
-        }
+/// A file's status from every diagnostic that names it (including cross-file duplicates).
+fn report(path: &Path, accepted: &[Resource], diagnostics: &[Diagnostic]) -> FileReport {
+    let errors: Vec<_> = diagnostics
+        .iter()
+        .filter(|d| d.is_error() && d.file == path)
+        .collect();
+    FileReport {
+        path: path.to_path_buf(),
+        ok: errors.is_empty(),
+        resources: accepted.len(),
+        errors: errors.len(),
+        last_error: errors.last().map(|d| d.to_string()),
     }
 }
 

@@ -541,16 +541,16 @@ fn string_match(
         } else if let Err(e) = crate::route::compile_regex(re) {
             f.error(
                 format!("{field}.regex"),
-                format!("does not compile: {}", first_line(&e.to_string())),
+                format!("does not compile: {}", last_line(&e.to_string())),
             );
         }
     }
 }
 
-fn first_line(s: &str) -> String {
+/// The regex crate's messages end with the useful line.
+fn last_line(s: &str) -> String {
     s.lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rfind(|l| !l.trim().is_empty())
         .unwrap_or(s)
         .trim()
         .to_string()

@@ -45,37 +45,31 @@ async fn route_and_forward(req: Request<Incoming>, conn: &ConnContext) -> Respon
     let ListenerKind::Http(table) = &listener.kind else {
         return LocalReply::NoRoute.response();
     };
-    let action = match select(table, &req, conn) {
-        Ok(action) => action,
-        Err(response) => return response,
-    };
-    match action {
+    match select(table, &req, conn) {
         Selected::Forward(target) => forward(req, target, conn).await,
+        Selected::Reply(reply) => reply.response(),
         Selected::Response(response) => response,
     }
 }
 
 enum Selected {
     Forward(Target),
+    Reply(LocalReply),
     Response(Response<Body>),
 }
 
 /// Pure routing: virtual host, redirect, route, then the weighted target or a direct answer.
-fn select(
-    table: &RouteTable,
-    req: &Request<Incoming>,
-    conn: &ConnContext,
-) -> Result<Selected, Response<Body>> {
+fn select(table: &RouteTable, req: &Request<Incoming>, conn: &ConnContext) -> Selected {
     let authority = authority(req);
-    let vhost = table
-        .find_vhost(authority)
-        .ok_or_else(|| LocalReply::NoRoute.response())?;
+    let Some(vhost) = table.find_vhost(authority) else {
+        return Selected::Reply(LocalReply::NoRoute);
+    };
     if vhost.https_redirect {
-        return Ok(Selected::Response(https_redirect(
+        return Selected::Response(https_redirect(
             req,
             authority,
             conn.shared.settings.https_redirect_port,
-        )));
+        ));
     }
     let path_and_query = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
     let view = RequestView {
@@ -86,13 +80,13 @@ fn select(
         authority,
         headers: req.headers(),
     };
-    let route = vhost
-        .find_route(&view)
-        .ok_or_else(|| LocalReply::NoRoute.response())?;
-    Ok(match &route.action {
+    let Some(route) = vhost.find_route(&view) else {
+        return Selected::Reply(LocalReply::NoRoute);
+    };
+    match &route.action {
         Action::Forward(clusters) => match clusters.pick(fastrand::u64(..)) {
             Some(target) => Selected::Forward(target.clone()),
-            None => Selected::Response(LocalReply::ClusterNotFound.response()),
+            None => Selected::Reply(LocalReply::ClusterNotFound),
         },
         Action::Redirect(r) => Selected::Response(route_redirect(
             r,
@@ -105,7 +99,7 @@ fn select(
             StatusCode::from_u16(d.status).unwrap_or(StatusCode::OK),
             d.body.clone(),
         )),
-    })
+    }
 }
 
 /// The Host header, or `:authority` for HTTP/2.
@@ -144,9 +138,8 @@ fn route_redirect(
         .strip_prefix(':')
         .and_then(|p| p.parse::<u16>().ok());
     let host = r.authority.as_deref().unwrap_or(host);
-    let port = if r.authority.is_some() {
-        r.port
-    } else if r.port.is_some() {
+    // A new authority drops the request's port; an explicit port always wins.
+    let port = if r.authority.is_some() || r.port.is_some() {
         r.port
     } else if r.port_from_request {
         Some(gateway_port)

@@ -78,9 +78,9 @@ impl<'a> ClusterBuilder<'a> {
         }
         let spec = match entry {
             Some((se_ns, se)) => {
-                self.from_service_entry(&name, &fqdn, port, subset, se_ns, se, notes)
+                self.cluster_from_service_entry(&name, &fqdn, port, subset, se_ns, se, notes)
             }
-            None => self.from_dns(&name, &fqdn, &dest.host, port, subset, notes),
+            None => self.dns_cluster(&name, &fqdn, &dest.host, port, subset, notes),
         };
         let Some(spec) = spec else {
             return Target::Missing(name.into());
@@ -117,7 +117,7 @@ impl<'a> ClusterBuilder<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn from_service_entry(
+    fn cluster_from_service_entry(
         &self,
         name: &str,
         fqdn: &str,
@@ -213,7 +213,7 @@ impl<'a> ClusterBuilder<'a> {
             .map(|s| &s.labels)
     }
 
-    fn from_dns(
+    fn dns_cluster(
         &self,
         name: &str,
         fqdn: &str,

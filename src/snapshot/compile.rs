@@ -22,7 +22,7 @@ pub fn compile(load: LoadResult, opts: &Options, previous: &Snapshot, generation
         let vss = bound_virtual_services(&resources, opts, &mut diagnostics);
         let ports = gateway::merge(&gateways, &mut diagnostics);
         warn_unexposed_hosts(&vss, &gateways, &ports, &mut diagnostics);
-        super::credentials::check(&ports, &resources, opts, &mut diagnostics);
+        super::credentials::check(&gateways, &resources, opts, &mut diagnostics);
         let mut clusters = ClusterBuilder::new(&resources, opts, &previous.clusters);
         let mut listeners = BTreeMap::new();
         for (key, plan) in &ports {

@@ -1,27 +1,48 @@
 //! Every terminating TLS server's credential must resolve and validate; a failure is an error on
 //! that server only (reference §1.5, with tollgate's stricter "report it" stance).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::gateway::PortPlan;
-use super::{ListenKey, Options, ServerClass};
+use super::gateway::{class_of, SelectedGateway, ServerRef};
+use super::{Options, ServerClass};
 use crate::config::{Diagnostic, Resource, Severity};
 use crate::tls::{credential, Credentials};
 
+/// Checks every selected server, including those a port conflict dropped: a broken credential is
+/// worth reporting whichever server wins.
 pub(crate) fn check(
-    ports: &BTreeMap<ListenKey, PortPlan<'_>>,
+    gateways: &[SelectedGateway<'_>],
     resources: &[Resource],
     opts: &Options,
     diags: &mut Vec<Diagnostic>,
 ) {
     let credentials = Credentials::new(&opts.certs_dir, &opts.gateway_namespace, resources);
-    for server in ports
-        .values()
-        .filter(|p| p.class == ServerClass::Tls)
-        .flat_map(|p| &p.servers)
-    {
-        let Some(tls) = &server.server.tls else {
+    let servers = gateways.iter().flat_map(|g| {
+        g.spec
+            .servers
+            .iter()
+            .enumerate()
+            .map(move |(i, s)| (g, i, s))
+    });
+    for (gateway, index, server) in servers {
+        let server = ServerRef {
+            gateway,
+            index,
+            server,
+            hosts: Vec::new(),
+            https_redirect: false,
+        };
+        let protocol = server
+            .server
+            .port
+            .as_ref()
+            .map_or("", |p| p.protocol.as_str());
+        let Some(tls) = server
+            .server
+            .tls
+            .as_ref()
+            .filter(|_| class_of(protocol) == ServerClass::Tls)
+        else {
             continue;
         };
         let mode = tls.mode.as_deref().unwrap_or("PASSTHROUGH");

@@ -127,10 +127,11 @@ impl<'a> Credentials<'a> {
         if explicit_ns.is_none() && folder.is_dir() {
             return Ok(read_folder(&folder));
         }
-        let namespaces = match explicit_ns {
+        let mut namespaces = match explicit_ns {
             Some(ns) => vec![ns],
             None => vec![self.gateway_namespace, gateway_ns],
         };
+        namespaces.dedup();
         namespaces
             .iter()
             .find_map(|ns| self.secrets.get(&(*ns, bare)).map(|s| (ns, s)))
