@@ -6,6 +6,10 @@ use tollgate::config::ConfigStore;
 use tollgate::route::RequestView;
 use tollgate::snapshot::{compile, ListenerKind, Options, Snapshot};
 
+/// The same allocator as the binary, so the numbers match what it does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod common;
 
 fn routing(c: &mut Criterion) {

@@ -3,6 +3,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use tollgate::cli::{Cli, Command};
 
+/// mimalloc: the proxy allocates per request and per reload from many threads; glibc's
+/// arenas contend and fragment under that load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tollgate::app::init_logging();

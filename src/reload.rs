@@ -57,13 +57,15 @@ impl Reloader {
         ));
         self.shared.snapshot.store(snapshot.clone());
         self.listeners.reconcile(&snapshot);
+        let elapsed = started.elapsed();
+        crate::snapshot::retire(previous);
         let new_errors = self.report(&snapshot);
         crate::metrics::record_reload(snapshot.generation, new_errors, snapshot.error_count());
         tracing::info!(
             generation = snapshot.generation,
             resources = snapshot.resources.len(),
             errors = snapshot.error_count(),
-            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            elapsed_ms = elapsed.as_secs_f64() * 1e3,
             "configuration applied"
         );
         snapshot

@@ -17,6 +17,26 @@ pub fn compile_regex(pattern: &str) -> Result<Regex, regex::Error> {
         .build()
 }
 
+/// Compiled regexes by pattern. Each snapshot keeps the ones it uses, and the next compile starts
+/// from them: compiling a regex costs tens of microseconds, and configs repeat patterns.
+#[derive(Debug, Default, Clone)]
+pub struct RegexCache(HashMap<Box<str>, Regex>);
+
+impl RegexCache {
+    /// The compiled `pattern`, from this cache, else from `previous`, else compiled now.
+    pub fn get(&mut self, previous: &RegexCache, pattern: &str) -> Option<Regex> {
+        if let Some(re) = self.0.get(pattern) {
+            return Some(re.clone());
+        }
+        let re = match previous.0.get(pattern) {
+            Some(re) => re.clone(),
+            None => compile_regex(pattern).ok()?,
+        };
+        self.0.insert(pattern.into(), re.clone());
+        Some(re)
+    }
+}
+
 /// The request facts routing looks at.
 pub struct RequestView<'a> {
     /// Path without the query string.
@@ -44,7 +64,8 @@ pub struct RouteTable {
 pub struct VirtualHost {
     /// The domain, lower-cased: `a.example.com`, `*.example.com` or `*`.
     pub domain: String,
-    pub routes: Vec<Route>,
+    /// Shared: a VirtualService's routes serve every host name it attaches to.
+    pub routes: Vec<Arc<Route>>,
     /// Plain HTTP servers with `tls.httpsRedirect`: every request is redirected before routing.
     pub https_redirect: bool,
 }
@@ -313,7 +334,10 @@ impl RouteTable {
 
 impl VirtualHost {
     pub fn find_route(&self, req: &RequestView<'_>) -> Option<&Route> {
-        self.routes.iter().find(|r| r.matcher.matches(req))
+        self.routes
+            .iter()
+            .map(|r| &**r)
+            .find(|r| r.matcher.matches(req))
     }
 }
 

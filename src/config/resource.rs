@@ -124,12 +124,7 @@ const ENFORCED_SECURITY_KINDS: &[&str] = &[
 ];
 
 /// Turns one document into a typed resource, or says why not.
-pub fn classify(doc: &RawDoc, file: &Arc<Path>, default_namespace: &str) -> Classified {
-    let origin = Origin {
-        file: file.clone(),
-        doc_index: doc.index,
-        lines: Arc::new(doc.lines.clone()),
-    };
+pub fn classify(doc: &RawDoc, origin: Origin, default_namespace: &str) -> Classified {
     let finding =
         |severity, field: &str, message: String| Finding::new(severity, field, message, None);
     if !doc.is_mapping() {

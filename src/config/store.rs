@@ -27,7 +27,7 @@ pub struct FileReport {
 
 pub struct LoadResult {
     /// Effective resources in config order (see [`config_order`]), unique by key.
-    pub resources: Vec<Resource>,
+    pub resources: Vec<Arc<Resource>>,
     pub diagnostics: Vec<Diagnostic>,
     pub files: Vec<FileReport>,
 }
@@ -36,7 +36,7 @@ pub struct ConfigStore {
     dir: PathBuf,
     default_namespace: String,
     /// Last accepted resources of each file.
-    files: BTreeMap<PathBuf, Vec<Resource>>,
+    files: BTreeMap<PathBuf, LoadedFile>,
 }
 
 impl ConfigStore {
@@ -61,19 +61,24 @@ impl ConfigStore {
             .collect();
         let mut next = BTreeMap::new();
         for path in paths {
-            let previous = self.files.remove(&path).unwrap_or_default();
+            let previous = self.files.remove(&path);
             let loaded = load_file(&path, previous, &self.default_namespace);
-            diagnostics.extend(loaded.diagnostics);
-            next.insert(path, loaded.accepted);
+            diagnostics.extend(loaded.diagnostics.iter().cloned());
+            next.insert(path, loaded);
         }
         self.files = next;
-        let all = self.files.values().flatten().cloned().collect();
+        let all = self
+            .files
+            .values()
+            .flat_map(|f| &f.accepted)
+            .cloned()
+            .collect();
         let resources = dedupe(config_order(all), &mut diagnostics);
         diag::sort(&mut diagnostics);
         let files = self
             .files
             .iter()
-            .map(|(path, accepted)| report(path, accepted, &diagnostics))
+            .map(|(path, loaded)| report(path, &loaded.accepted, &diagnostics))
             .collect();
         LoadResult {
             resources,
@@ -83,13 +88,24 @@ impl ConfigStore {
     }
 }
 
+/// One file's outcome, kept so that an unchanged file is not parsed again.
+#[derive(Default)]
 struct LoadedFile {
-    accepted: Vec<Resource>,
+    /// Hash of the content this outcome came from; `None` when the file could not be read.
+    content_hash: Option<u64>,
+    accepted: Vec<Arc<Resource>>,
     diagnostics: Vec<Diagnostic>,
 }
 
+fn content_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// A file's status from every diagnostic that names it (including cross-file duplicates).
-fn report(path: &Path, accepted: &[Resource], diagnostics: &[Diagnostic]) -> FileReport {
+fn report(path: &Path, accepted: &[Arc<Resource>], diagnostics: &[Diagnostic]) -> FileReport {
     let errors: Vec<_> = diagnostics
         .iter()
         .filter(|d| d.is_error() && d.file == path)
@@ -115,51 +131,69 @@ fn plain_diag(severity: Severity, path: &Path, line: u32, message: String) -> Di
     }
 }
 
-fn load_file(path: &Path, previous: Vec<Resource>, default_ns: &str) -> LoadedFile {
-    let kept = |message: String, line: u32| {
-        let mut d = plain_diag(Severity::Error, path, line, message);
-        if !previous.is_empty() {
-            d.hint = Some(format!(
-                "the file's {} previously loaded resource(s) stay in force",
-                previous.len()
-            ));
-        }
-        d
-    };
+fn load_file(path: &Path, previous: Option<LoadedFile>, default_ns: &str) -> LoadedFile {
+    let previous = previous.unwrap_or_default();
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) => {
-            let d = kept(format!("cannot read file: {e}"), 1);
-            return LoadedFile {
-                accepted: previous,
-                diagnostics: vec![d],
-            };
+            return keep_previous_file(path, previous, None, format!("cannot read file: {e}"), 1)
         }
     };
+    let hash = content_hash(&text);
+    if previous.content_hash == Some(hash) {
+        return previous;
+    }
     let docs = match parse_documents(&text) {
         Ok(docs) => docs,
         Err(e) => {
-            let d = kept(format!("YAML syntax error: {}", e.message), e.line);
-            return LoadedFile {
-                accepted: previous,
-                diagnostics: vec![d],
-            };
+            let message = format!("YAML syntax error: {}", e.message);
+            return keep_previous_file(path, previous, Some(hash), message, e.line);
         }
     };
+    let mut loaded = parse_file(path, &docs, previous.accepted, default_ns);
+    loaded.content_hash = Some(hash);
+    loaded
+}
+
+/// A file that cannot be read or parsed keeps every resource it had.
+fn keep_previous_file(
+    path: &Path,
+    previous: LoadedFile,
+    hash: Option<u64>,
+    message: String,
+    line: u32,
+) -> LoadedFile {
+    let mut d = plain_diag(Severity::Error, path, line, message);
+    if !previous.accepted.is_empty() {
+        let count = previous.accepted.len();
+        d.hint = Some(format!(
+            "the file's {count} previously loaded resource(s) stay in force"
+        ));
+    }
+    LoadedFile {
+        content_hash: hash,
+        accepted: previous.accepted,
+        diagnostics: vec![d],
+    }
+}
+
+fn parse_file(
+    path: &Path,
+    docs: &[crate::config::yaml::RawDoc],
+    previous: Vec<Arc<Resource>>,
+    default_ns: &str,
+) -> LoadedFile {
     let file: Arc<Path> = Arc::from(path);
-    let mut previous: HashMap<ResourceKey, Resource> =
+    let mut previous: HashMap<ResourceKey, Arc<Resource>> =
         previous.into_iter().map(|r| (r.key.clone(), r)).collect();
-    let mut out = LoadedFile {
-        accepted: Vec::new(),
-        diagnostics: Vec::new(),
-    };
-    for doc in &docs {
+    let mut out = LoadedFile::default();
+    for doc in docs {
         let origin = Origin {
             file: file.clone(),
             doc_index: doc.index,
-            lines: Arc::new(doc.lines.clone()),
+            lines: doc.lines.clone(),
         };
-        match classify(doc, &file, default_ns) {
+        match classify(doc, origin.clone(), default_ns) {
             Classified::Resource(resource, notes) => out.admit(*resource, notes, &mut previous),
             Classified::Skipped(finding) => out
                 .diagnostics
@@ -181,7 +215,7 @@ impl LoadedFile {
         &mut self,
         resource: Resource,
         notes: Vec<Finding>,
-        previous: &mut HashMap<ResourceKey, Resource>,
+        previous: &mut HashMap<ResourceKey, Arc<Resource>>,
     ) {
         let mut findings = notes;
         findings.extend(validate::validate(&resource));
@@ -196,14 +230,14 @@ impl LoadedFile {
             self.keep_previous(Some(&resource.key), previous, &resource.origin);
         } else {
             previous.remove(&resource.key);
-            self.accepted.push(resource);
+            self.accepted.push(Arc::new(resource));
         }
     }
 
     fn keep_previous(
         &mut self,
         key: Option<&ResourceKey>,
-        previous: &mut HashMap<ResourceKey, Resource>,
+        previous: &mut HashMap<ResourceKey, Arc<Resource>>,
         at: &Origin,
     ) {
         let Some(old) = key.and_then(|k| previous.remove(k)) else {
@@ -222,12 +256,12 @@ impl LoadedFile {
 /// Istio orders resources by creation time; without a cluster, tollgate uses
 /// `metadata.creationTimestamp` when present (those first, oldest first), then file path and
 /// document index. Stable across reloads.
-pub fn config_order(mut resources: Vec<Resource>) -> Vec<Resource> {
+pub fn config_order(mut resources: Vec<Arc<Resource>>) -> Vec<Arc<Resource>> {
     resources.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
     resources
 }
 
-fn order_key(r: &Resource) -> (bool, &str, &Path, usize) {
+fn order_key(r: &Arc<Resource>) -> (bool, &str, &Path, usize) {
     let ts = r.meta.creation_timestamp.as_deref();
     (
         ts.is_none(),
@@ -238,25 +272,31 @@ fn order_key(r: &Resource) -> (bool, &str, &Path, usize) {
 }
 
 /// Two resources of one kind with the same namespace and name: the later one is rejected.
-fn dedupe(resources: Vec<Resource>, diagnostics: &mut Vec<Diagnostic>) -> Vec<Resource> {
-    let mut first_seen: HashMap<ResourceKey, (PathBuf, u32)> = HashMap::new();
-    let mut out = Vec::with_capacity(resources.len());
-    for r in resources {
-        let line = r.origin.line_of("metadata.name");
-        if let Some((file, first_line)) = first_seen.get(&r.key) {
-            let message = format!(
-                "duplicate {}: already defined at {}:{first_line}; this one is ignored",
-                r.key,
-                file.display()
-            );
-            diagnostics.push(
-                Finding::new(Severity::Error, "metadata.name", message, None)
-                    .locate(&r.origin, r.key.to_string()),
-            );
+fn dedupe(resources: Vec<Arc<Resource>>, diagnostics: &mut Vec<Diagnostic>) -> Vec<Arc<Resource>> {
+    let mut first_seen: HashMap<&ResourceKey, &Arc<Resource>> =
+        HashMap::with_capacity(resources.len());
+    let mut keep = vec![true; resources.len()];
+    for (i, r) in resources.iter().enumerate() {
+        let Some(first) = first_seen.get(&r.key) else {
+            first_seen.insert(&r.key, r);
             continue;
-        }
-        first_seen.insert(r.key.clone(), (r.origin.file.to_path_buf(), line));
-        out.push(r);
+        };
+        keep[i] = false;
+        let message = format!(
+            "duplicate {}: already defined at {}:{}; this one is ignored",
+            r.key,
+            first.origin.file.display(),
+            first.origin.line_of("metadata.name")
+        );
+        diagnostics.push(
+            Finding::new(Severity::Error, "metadata.name", message, None)
+                .locate(&r.origin, r.key.to_string()),
+        );
     }
-    out
+    drop(first_seen);
+    resources
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(r, k)| k.then_some(r))
+        .collect()
 }

@@ -3,6 +3,7 @@
 //! library means rewriting only this module.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use base64::Engine;
 use serde::de::DeserializeOwned;
@@ -28,7 +29,7 @@ pub struct FieldError {
 /// One parsed YAML document of a file.
 pub struct RawDoc {
     pub index: usize,
-    pub lines: DocLines,
+    pub lines: Arc<DocLines>,
     value: serde_yaml::Value,
 }
 
@@ -48,7 +49,7 @@ pub fn parse_documents(text: &str) -> Result<Vec<RawDoc>, SyntaxError> {
         if !value.is_null() {
             docs.push(RawDoc {
                 index,
-                lines: doc_lines,
+                lines: Arc::new(doc_lines),
                 value,
             });
         }
@@ -89,7 +90,7 @@ impl RawDoc {
                 value: T::default(),
                 unknown_fields: Vec::new(),
             }),
-            Some(v) => decode_value(v.clone(), key),
+            Some(v) => decode_value(v, key),
         }
     }
 
@@ -120,7 +121,7 @@ impl RawDoc {
 }
 
 fn decode_value<T: DeserializeOwned>(
-    value: serde_yaml::Value,
+    value: &serde_yaml::Value,
     root: &str,
 ) -> Result<Decoded<T>, FieldError> {
     let mut unknown_fields = Vec::new();

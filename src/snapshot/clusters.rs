@@ -1,7 +1,7 @@
 //! Destination → cluster: ServiceEntry endpoints (STATIC or DNS), DestinationRule subsets, else
 //! DNS of the fully qualified name and then of the name as written (reference §4.5).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ use crate::upstream::{
 /// Builds clusters on demand while routes compile; reuses the live cluster of the previous
 /// snapshot when its definition is unchanged (keeps DNS caches and balancer state).
 pub(crate) struct ClusterBuilder<'a> {
-    resources: &'a [Resource],
+    registry: Registry<'a>,
     opts: &'a Options,
     previous: &'a BTreeMap<String, Arc<Cluster>>,
     pub built: BTreeMap<String, Arc<Cluster>>,
@@ -36,12 +36,12 @@ pub(crate) enum Note {
 
 impl<'a> ClusterBuilder<'a> {
     pub fn new(
-        resources: &'a [Resource],
+        resources: &'a [Arc<Resource>],
         opts: &'a Options,
         previous: &'a BTreeMap<String, Arc<Cluster>>,
     ) -> Self {
         ClusterBuilder {
-            resources,
+            registry: Registry::new(resources, opts),
             opts,
             previous,
             built: BTreeMap::new(),
@@ -99,21 +99,14 @@ impl<'a> ClusterBuilder<'a> {
     }
 
     fn service_entry(&self, fqdn: &str) -> Option<(&'a str, &'a ServiceEntrySpec)> {
-        let entries = || {
-            self.resources.iter().filter_map(|r| match &r.spec {
-                Spec::ServiceEntry(se) => Some((r.key.namespace.as_str(), se)),
-                _ => None,
-            })
-        };
-        entries()
-            .find(|(_, se)| se.hosts.iter().any(|h| h.eq_ignore_ascii_case(fqdn)))
-            .or_else(|| {
-                entries().find(|(_, se)| {
-                    se.hosts
-                        .iter()
-                        .any(|h| h.starts_with('*') && hosts::subset_of(fqdn, h))
-                })
-            })
+        let registry = &self.registry;
+        registry.exact_entries.get(fqdn).copied().or_else(|| {
+            registry
+                .wildcard_entries
+                .iter()
+                .find(|(host, _, _)| hosts::subset_of(fqdn, host))
+                .map(|(_, ns, se)| (*ns, *se))
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -168,43 +161,29 @@ impl<'a> ClusterBuilder<'a> {
         let Some(selector) = &se.workload_selector else {
             return se.endpoints.iter().collect();
         };
-        self.resources
+        self.registry
+            .workload_entries
             .iter()
-            .filter(|r| r.key.namespace == se_ns)
-            .filter_map(|r| match &r.spec {
-                Spec::WorkloadEntry(we) => Some(we),
-                _ => None,
+            .filter(|(ns, we)| {
+                *ns == se_ns
+                    && selector
+                        .labels
+                        .iter()
+                        .all(|(k, v)| we.labels.get(k) == Some(v))
             })
-            .filter(|we| {
-                selector
-                    .labels
-                    .iter()
-                    .all(|(k, v)| we.labels.get(k) == Some(v))
-            })
+            .map(|(_, we)| *we)
             .collect()
     }
 
     /// Labels of `subset` from the DestinationRules for `fqdn`: exact host first, then the most
     /// specific wildcard; several rules for one host merge their subsets (first wins).
     fn subset_labels(&self, fqdn: &str, subset: &str) -> Option<&'a BTreeMap<String, String>> {
-        let rules: Vec<(String, &DestinationRuleSpec)> = self
-            .resources
-            .iter()
-            .filter_map(|r| match &r.spec {
-                Spec::DestinationRule(dr) => Some((
-                    hosts::resolve_short_name(
-                        &dr.host,
-                        &r.key.namespace,
-                        &self.opts.cluster_domain,
-                    ),
-                    dr,
-                )),
-                _ => None,
-            })
-            .filter(|(host, _)| hosts::subset_of(fqdn, host))
-            .collect();
+        let rules = &self.registry.destination_rules;
         let exact = rules.iter().filter(|(h, _)| h.eq_ignore_ascii_case(fqdn));
-        let mut wildcards: Vec<_> = rules.iter().filter(|(h, _)| h.starts_with('*')).collect();
+        let mut wildcards: Vec<_> = rules
+            .iter()
+            .filter(|(h, _)| h.starts_with('*') && hosts::subset_of(fqdn, h))
+            .collect();
         wildcards.sort_by_key(|(h, _)| std::cmp::Reverse(h.len()));
         exact
             .chain(wildcards)
@@ -322,5 +301,51 @@ fn endpoint_source(
         ),
         // NONE (original destination) has no meaning at an ingress: unroutable.
         _ => EndpointSource::Static(Vec::new()),
+    }
+}
+
+/// The registry a compile consults for every destination, indexed once (a compile resolves
+/// thousands of destinations; scanning all resources for each would be quadratic).
+struct Registry<'a> {
+    /// Exact ServiceEntry hosts, lower-cased; the first in config order wins.
+    exact_entries: HashMap<String, (&'a str, &'a ServiceEntrySpec)>,
+    wildcard_entries: Vec<(&'a str, &'a str, &'a ServiceEntrySpec)>,
+    /// DestinationRules with their host expanded relative to their namespace.
+    destination_rules: Vec<(String, &'a DestinationRuleSpec)>,
+    workload_entries: Vec<(&'a str, &'a WorkloadEntrySpec)>,
+}
+
+impl<'a> Registry<'a> {
+    fn new(resources: &'a [Arc<Resource>], opts: &Options) -> Self {
+        let mut registry = Registry {
+            exact_entries: HashMap::new(),
+            wildcard_entries: Vec::new(),
+            destination_rules: Vec::new(),
+            workload_entries: Vec::new(),
+        };
+        for r in resources {
+            let ns = r.key.namespace.as_str();
+            match &r.spec {
+                Spec::ServiceEntry(se) => {
+                    for host in &se.hosts {
+                        if host.starts_with('*') {
+                            registry.wildcard_entries.push((host, ns, se));
+                        } else {
+                            registry
+                                .exact_entries
+                                .entry(host.to_ascii_lowercase())
+                                .or_insert((ns, se));
+                        }
+                    }
+                }
+                Spec::DestinationRule(dr) => {
+                    let host = hosts::resolve_short_name(&dr.host, ns, &opts.cluster_domain);
+                    registry.destination_rules.push((host, dr));
+                }
+                Spec::WorkloadEntry(we) => registry.workload_entries.push((ns, we)),
+                _ => {}
+            }
+        }
+        registry
     }
 }

@@ -4,11 +4,12 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use super::clusters::ClusterBuilder;
-use super::gateway::{self, SelectedGateway};
-use super::http_routes::{attached_hosts, resolve_gateway_ref, BoundVs, TableBuilder};
+use super::gateway::{self, PortPlan, SelectedGateway};
+use super::http_routes::{attached_hosts, resolve_gateway_ref, BoundVs, Regexes, TableBuilder};
 use super::{Listener, ListenerKind, Options, ServerClass, Snapshot};
 use crate::config::{diag, Diagnostic, Finding, LoadResult, Resource, Severity, Spec};
 use crate::hosts;
+use crate::route::RegexCache;
 
 /// Compiles a loaded configuration into generation `generation`.
 pub fn compile(load: LoadResult, opts: &Options, previous: &Snapshot, generation: u64) -> Snapshot {
@@ -17,41 +18,28 @@ pub fn compile(load: LoadResult, opts: &Options, previous: &Snapshot, generation
         mut diagnostics,
         files,
     } = load;
-    let (listeners, clusters, cluster_refs) = {
+    let mut regexes = Regexes {
+        previous: &previous.regexes,
+        next: RegexCache::default(),
+    };
+    let (listeners, clusters) = {
         let gateways = gateway::selected(&resources, opts);
         let vss = bound_virtual_services(&resources, opts, &mut diagnostics);
         let ports = gateway::merge(&gateways, &mut diagnostics);
         warn_unexposed_hosts(&vss, &gateways, &ports, &mut diagnostics);
         super::credentials::check(&gateways, &resources, opts, &mut diagnostics);
         let mut clusters = ClusterBuilder::new(&resources, opts, &previous.clusters);
-        let mut listeners = BTreeMap::new();
-        for (key, plan) in &ports {
-            let kind = match plan.class {
-                ServerClass::Http => {
-                    let mut builder = TableBuilder {
-                        opts,
-                        clusters: &mut clusters,
-                        diags: &mut diagnostics,
-                    };
-                    ListenerKind::Http(Arc::new(builder.http_table(plan, &vss)))
-                }
-                ServerClass::Tls => ListenerKind::Tls,
-                ServerClass::Tcp => ListenerKind::Tcp,
-            };
-            let mut gateways: Vec<String> =
-                plan.servers.iter().map(|s| s.gateway.key.clone()).collect();
-            gateways.dedup();
-            listeners.insert(
-                *key,
-                Arc::new(Listener {
-                    key: *key,
-                    class: plan.class,
-                    kind,
-                    gateways,
-                }),
-            );
-        }
-        (listeners, clusters.built, clusters.refs)
+        let mut builder = TableBuilder {
+            opts,
+            regexes: &mut regexes,
+            clusters: &mut clusters,
+            diags: &mut diagnostics,
+        };
+        let listeners = ports
+            .iter()
+            .map(|(key, plan)| (*key, Arc::new(listener(plan, &vss, &mut builder))))
+            .collect();
+        (listeners, clusters)
     };
     diag::sort(&mut diagnostics);
     // A VirtualService attached to several servers compiles once per server; report once.
@@ -59,18 +47,39 @@ pub fn compile(load: LoadResult, opts: &Options, previous: &Snapshot, generation
     Snapshot {
         generation,
         listeners,
-        clusters,
-        cluster_refs,
+        clusters: clusters.built,
+        cluster_refs: clusters.refs,
+        regexes: regexes.next,
         resources,
         diagnostics,
         files,
     }
 }
 
+fn listener(
+    plan: &PortPlan<'_>,
+    vss: &[BoundVs<'_>],
+    builder: &mut TableBuilder<'_, '_>,
+) -> Listener {
+    let kind = match plan.class {
+        ServerClass::Http => ListenerKind::Http(Arc::new(builder.http_table(plan, vss))),
+        ServerClass::Tls => ListenerKind::Tls,
+        ServerClass::Tcp => ListenerKind::Tcp,
+    };
+    let mut gateways: Vec<String> = plan.servers.iter().map(|s| s.gateway.key.clone()).collect();
+    gateways.dedup();
+    Listener {
+        key: plan.key,
+        class: plan.class,
+        kind,
+        gateways,
+    }
+}
+
 /// VirtualServices bound to some Gateway and visible to the gateway's namespace, in Istio's
 /// order: private to the gateway namespace, then exported to it, then public; config order within.
 fn bound_virtual_services<'a>(
-    resources: &'a [Resource],
+    resources: &'a [Arc<Resource>],
     opts: &Options,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<BoundVs<'a>> {

@@ -2,6 +2,7 @@
 //! that server only (reference §1.5, with tollgate's stricter "report it" stance).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use super::gateway::{class_of, SelectedGateway, ServerRef};
 use super::{Options, ServerClass};
@@ -12,7 +13,7 @@ use crate::tls::{credential, Credentials};
 /// worth reporting whichever server wins.
 pub(crate) fn check(
     gateways: &[SelectedGateway<'_>],
-    resources: &[Resource],
+    resources: &[Arc<Resource>],
     opts: &Options,
     diags: &mut Vec<Diagnostic>,
 ) {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use super::{ListenKey, Options, ServerClass};
 use crate::config::model::{GatewaySpec, Server};
@@ -57,7 +58,10 @@ impl ServerRef<'_> {
 }
 
 /// Gateways whose selector is a subset of our labels (an empty selector selects every gateway).
-pub(crate) fn selected<'a>(resources: &'a [Resource], opts: &Options) -> Vec<SelectedGateway<'a>> {
+pub(crate) fn selected<'a>(
+    resources: &'a [Arc<Resource>],
+    opts: &Options,
+) -> Vec<SelectedGateway<'a>> {
     resources
         .iter()
         .filter_map(|r| match &r.spec {

@@ -1,6 +1,7 @@
 //! VirtualService HTTP routes → one route table per plaintext port (reference §2.2–2.6).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::clusters::{ClusterBuilder, Note};
 use super::gateway::{PortPlan, ServerRef};
@@ -9,7 +10,7 @@ use crate::config::model::{HttpMatch, HttpRoute, StringMatch, VirtualServiceSpec
 use crate::config::{Diagnostic, Finding, Resource, Severity};
 use crate::hosts;
 use crate::route::{
-    self, Action, DirectReply, Redirect, Route, RouteMatch, RouteTable, StrMatch, UriMatch,
+    Action, DirectReply, Redirect, RegexCache, Route, RouteMatch, RouteTable, StrMatch, UriMatch,
     VirtualHost, WeightedClusters,
 };
 
@@ -74,6 +75,7 @@ pub(crate) fn attached_hosts(server: &ServerRef<'_>, vs: &BoundVs<'_>) -> Vec<St
 
 pub(crate) struct TableBuilder<'b, 'a> {
     pub opts: &'b Options,
+    pub regexes: &'b mut Regexes<'a>,
     pub clusters: &'b mut ClusterBuilder<'a>,
     pub diags: &'b mut Vec<Diagnostic>,
 }
@@ -118,15 +120,14 @@ impl TableBuilder<'_, '_> {
         }
         for vh in &mut vhosts {
             // Catch-alls last, so a later VirtualService's specific routes are not shadowed.
-            let (specific, catch_all): (Vec<Route>, Vec<Route>) =
-                vh.routes.drain(..).partition(|r| !r.matcher.is_catch_all());
-            vh.routes = specific.into_iter().chain(catch_all).collect();
+            // A stable sort: false (specific) before true (catch-all), order otherwise kept.
+            vh.routes.sort_by_key(|r| r.matcher.is_catch_all());
         }
         RouteTable::new(format!("http.{}", plan.key.port), vhosts)
     }
 
     /// The routes of one VS as seen from `gateway` on `port`, in rule then match order.
-    fn routes(&mut self, vs: &BoundVs<'_>, gateway: &str, port: u16) -> Vec<Route> {
+    fn routes(&mut self, vs: &BoundVs<'_>, gateway: &str, port: u16) -> Vec<Arc<Route>> {
         let mut out = Vec::new();
         for (i, rule) in vs.spec.http.iter().enumerate() {
             let action = self.action(vs, rule, i, port);
@@ -139,7 +140,9 @@ impl TableBuilder<'_, '_> {
                 if !self.match_applies(vs, m, gateway, port) {
                     continue;
                 }
-                let Some(matcher) = m.map_or(Some(RouteMatch::default()), compile_match) else {
+                let Some(matcher) = m.map_or(Some(RouteMatch::default()), |m| {
+                    compile_match(m, self.regexes)
+                }) else {
                     continue;
                 };
                 let catch_all = matcher.is_catch_all();
@@ -152,11 +155,11 @@ impl TableBuilder<'_, '_> {
                         .map(|n| format!(".{n}"))
                         .unwrap_or_default()
                 );
-                out.push(Route {
+                out.push(Arc::new(Route {
                     name,
                     matcher,
                     action: action.clone(),
-                });
+                }));
                 if catch_all {
                     // Everything after a catch-all in the same VirtualService is unreachable.
                     return out;
@@ -265,11 +268,11 @@ fn decode_base64(text: &str) -> Option<bytes::Bytes> {
 }
 
 /// Compiles a validated match; `None` only if validation let something uncompilable through.
-pub(crate) fn compile_match(m: &HttpMatch) -> Option<RouteMatch> {
+pub(crate) fn compile_match(m: &HttpMatch, regexes: &mut Regexes<'_>) -> Option<RouteMatch> {
     let mut out = RouteMatch {
         uri: match &m.uri {
             Some(sm) => Some(UriMatch {
-                matcher: compile_string_match(sm)?,
+                matcher: compile_string_match(sm, regexes)?,
                 ignore_case: m.ignore_uri_case,
             }),
             None => None,
@@ -277,17 +280,17 @@ pub(crate) fn compile_match(m: &HttpMatch) -> Option<RouteMatch> {
         method: m
             .method
             .as_ref()
-            .map(compile_string_match)
+            .map(|sm| compile_string_match(sm, regexes))
             .transpose_none()?,
         scheme: m
             .scheme
             .as_ref()
-            .map(compile_string_match)
+            .map(|sm| compile_string_match(sm, regexes))
             .transpose_none()?,
         authority: m
             .authority
             .as_ref()
-            .map(compile_string_match)
+            .map(|sm| compile_string_match(sm, regexes))
             .transpose_none()?,
         ..RouteMatch::default()
     };
@@ -300,27 +303,34 @@ pub(crate) fn compile_match(m: &HttpMatch) -> Option<RouteMatch> {
         }
         out.headers.push((
             http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok()?,
-            compile_string_match(sm)?,
+            compile_string_match(sm, regexes)?,
         ));
     }
     for (name, sm) in &m.without_headers {
         out.without_headers.push((
             http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok()?,
-            compile_string_match(sm)?,
+            compile_string_match(sm, regexes)?,
         ));
     }
     for (name, sm) in &m.query_params {
-        out.query.push((name.clone(), compile_string_match(sm)?));
+        out.query
+            .push((name.clone(), compile_string_match(sm, regexes)?));
     }
     Some(out)
 }
 
-fn compile_string_match(sm: &StringMatch) -> Option<StrMatch> {
+/// The regexes of the snapshot being built, and those of the previous one to reuse.
+pub(crate) struct Regexes<'p> {
+    pub previous: &'p RegexCache,
+    pub next: RegexCache,
+}
+
+fn compile_string_match(sm: &StringMatch, regexes: &mut Regexes<'_>) -> Option<StrMatch> {
     Some(match (&sm.exact, &sm.prefix, &sm.regex) {
         (Some(e), _, _) => StrMatch::Exact(e.as_str().into()),
         (_, Some(p), _) => StrMatch::Prefix(p.as_str().into()),
         (_, _, Some(r)) if r == "*" => StrMatch::Present,
-        (_, _, Some(r)) => StrMatch::Regex(route::compile_regex(r).ok()?),
+        (_, _, Some(r)) => StrMatch::Regex(regexes.next.get(regexes.previous, r)?),
         _ => StrMatch::Present,
     })
 }

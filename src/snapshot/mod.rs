@@ -88,9 +88,21 @@ pub struct Snapshot {
     pub clusters: BTreeMap<String, Arc<Cluster>>,
     /// Where each cluster is first referenced (file, line, field), for diagnostics about it.
     pub cluster_refs: BTreeMap<String, Diagnostic>,
-    pub resources: Vec<Resource>,
+    /// Regexes in use, reused by the next compile.
+    pub regexes: crate::route::RegexCache,
+    pub resources: Vec<Arc<Resource>>,
     pub diagnostics: Vec<Diagnostic>,
     pub files: Vec<FileReport>,
+}
+
+/// Frees a replaced snapshot on another thread: a large one takes milliseconds to drop, and the
+/// new configuration is already in force.
+pub fn retire(snapshot: Arc<Snapshot>) {
+    if Arc::strong_count(&snapshot) == 1 {
+        let _ = std::thread::Builder::new()
+            .name("tollgate-retire".into())
+            .spawn(move || drop(snapshot));
+    }
 }
 
 impl Snapshot {
@@ -101,6 +113,7 @@ impl Snapshot {
             listeners: BTreeMap::new(),
             clusters: BTreeMap::new(),
             cluster_refs: BTreeMap::new(),
+            regexes: Default::default(),
             resources: Vec::new(),
             diagnostics: Vec::new(),
             files: Vec::new(),

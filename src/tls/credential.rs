@@ -69,7 +69,11 @@ pub struct Credentials<'a> {
 }
 
 impl<'a> Credentials<'a> {
-    pub fn new(certs_dir: &'a Path, gateway_namespace: &'a str, resources: &'a [Resource]) -> Self {
+    pub fn new(
+        certs_dir: &'a Path,
+        gateway_namespace: &'a str,
+        resources: &'a [Arc<Resource>],
+    ) -> Self {
         let secrets = resources
             .iter()
             .filter_map(|r| match &r.spec {
