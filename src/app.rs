@@ -31,12 +31,16 @@ pub fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime
     let workers = workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name("tollgate-worker")
-        .enable_all()
-        .build()
-        .context("starting the runtime")
+    // One worker: a current-thread runtime skips the work-stealing machinery (cross-thread
+    // queues and wakeups) that a single thread cannot use.
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    builder.thread_name("tollgate-worker").enable_all().build().context("starting the runtime")
 }
 
 pub async fn serve(args: RunArgs) -> anyhow::Result<()> {

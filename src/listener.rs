@@ -158,6 +158,7 @@ async fn accept_loop(tcp: TcpListener, key: ListenKey, shared: Arc<Shared>) {
             shared: shared.clone(),
             key,
             peer,
+            peer_header: crate::http::headers::peer_header(peer.ip()),
             scheme: "http",
             listener,
         };

@@ -94,7 +94,7 @@ impl Reloader {
     }
 
     /// Reloads whenever files change under `dirs`, until the process ends.
-    pub async fn watch(mut self, dirs: Vec<PathBuf>) {
+    pub async fn watch(self, dirs: Vec<PathBuf>) {
         let (tx, mut rx) = mpsc::channel::<()>(1);
         let mut watcher = match notify::recommended_watcher(
             move |event: notify::Result<notify::Event>| {
@@ -115,9 +115,22 @@ impl Reloader {
                 tracing::error!(dir = %dir.display(), error = %e, "cannot watch directory");
             }
         }
+        let mut reloader = self;
         while rx.recv().await.is_some() {
             debounce(&mut rx).await;
-            self.reload();
+            // Compiling a large configuration takes milliseconds: keep it off the traffic threads.
+            reloader = match tokio::task::spawn_blocking(move || {
+                reloader.reload();
+                reloader
+            })
+            .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "configuration reload panicked; watching stopped");
+                    return;
+                }
+            };
         }
     }
 }

@@ -142,6 +142,11 @@ fn world() -> World {
         &[(format!("127.0.0.1:{}", dead_port()).parse().unwrap(), &[])],
     ));
     entries.push(service_entry("empty", "empty.svc.internal", 80, &[]));
+    let h2 = EchoBackend::start("h2", "v1");
+    entries.push(format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: h2}}\nspec:\n  hosts: [h2.svc.internal]\n  ports: [{{number: 80, name: grpc, protocol: GRPC}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{grpc: {}}}}}]\n",
+        h2.port()
+    ));
     let localhost_port = backends
         .iter()
         .find(|b| b.service == "web")
@@ -159,6 +164,7 @@ fn world() -> World {
         vs("missing-subset", &["nc.example.com"], "  - route: [{destination: {host: catalog.svc.internal, subset: v9}}]\n"),
         vs("dead", &["dead.example.com"], &route("dead", "dead")),
         vs("empty", &["empty.example.com"], &route("empty", "empty")),
+        vs("h2", &["h2.example.com"], &route("h2", "h2")),
         vs("dns", &["dns.example.com"], &format!("  - route: [{{destination: {{host: localhost, port: {{number: {localhost_port}}}}}}}]\n")),
     ];
     config.write("backends.yaml", &entries.join("---\n"));
@@ -167,7 +173,7 @@ fn world() -> World {
     config.write("routes.yaml", &virtual_services.join("---\n"));
     let gw = Gateway::start(config.path(), &["--port-map", "80=0", "--port-map", "81=0"]);
     let (port80, port81) = (gw.listener(80), gw.listener(81));
-    backends.extend([cat1, cat2]);
+    backends.extend([cat1, cat2, h2]);
     World {
         gw,
         port80,
@@ -389,6 +395,13 @@ fn edge_headers(w: &World) {
 }
 
 fn protocols(w: &World) {
+    // A GRPC ServiceEntry port means HTTP/2 upstream: the client's host travels as :authority,
+    // with no Host header (RFC 9113), even when the client spoke HTTP/1.1.
+    let h2 = w.get(w.port80, "h2.example.com", "/pkg.Service/Method", &[]);
+    assert_eq!(h2.status, 200, "{}", h2.body);
+    let seen = h2.json();
+    assert_eq!((seen["service"].as_str(), seen["host"].as_str()), (Some("h2"), Some("h2.example.com")));
+    assert!(seen["headers"].get("host").is_none(), "no Host header over HTTP/2: {seen}");
     let old = curl(&[
         "--http1.0",
         "-H",

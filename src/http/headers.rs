@@ -15,12 +15,11 @@ pub const X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
     HeaderName::from_static("x-envoy-upstream-service-time");
 pub const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) that never cross the proxy.
-const HOP_BY_HOP: [HeaderName; 3] = [
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    HeaderName::from_static("proxy-authenticate"),
-];
+/// Hop-by-hop headers (RFC 9110 §7.6.1) that never cross the proxy, besides `connection`,
+/// `upgrade` and `te`, which have exceptions.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == TRANSFER_ENCODING || matches!(name.as_str(), "keep-alive" | "proxy-connection")
+}
 
 /// `x-envoy-*` request headers Envoy strips from external requests: clients must not steer the proxy.
 const ENVOY_INTERNAL: [&str; 16] = [
@@ -56,39 +55,45 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 /// Removes hop-by-hop headers, including those the `Connection` header names. Upgrade requests
 /// keep `connection: upgrade` and `upgrade`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> = headers
+    let te_ok = headers.get(TE).is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    let doomed = matching_names(headers, |name| {
+        is_hop_by_hop(name)
+            || name == CONNECTION
+            || (name == UPGRADE && !keep_upgrade)
+            || (name == TE && !te_ok)
+            || named_by_connection(headers, name, keep_upgrade)
+    });
+    for name in doomed {
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Whether the `Connection` header lists `name` (RFC 9110: those are hop-by-hop too).
+fn named_by_connection(headers: &HeaderMap, name: &HeaderName, keep_upgrade: bool) -> bool {
+    if keep_upgrade && name == UPGRADE {
+        return false;
+    }
+    headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().to_ascii_lowercase().as_bytes()).ok())
-        .filter(|n| !(keep_upgrade && n == UPGRADE))
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
-    headers.remove(TRANSFER_ENCODING);
-    if keep_upgrade {
-        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(CONNECTION);
-        headers.remove(UPGRADE);
-    }
-    // `te: trailers` is the only TE value allowed through.
-    if headers
-        .get(TE)
-        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"))
-    {
-        headers.remove(TE);
-    }
+        .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
+}
+
+/// The names present in `headers` that `doomed` selects, in one pass over the (few) names a
+/// request carries rather than a hash lookup per candidate; allocates only when one matches.
+fn matching_names(headers: &HeaderMap, doomed: impl Fn(&HeaderName) -> bool) -> Vec<HeaderName> {
+    headers.keys().filter(|name| doomed(name)).cloned().collect()
 }
 
 /// What the gateway knows about the downstream connection.
-pub struct Downstream {
-    pub peer: IpAddr,
+pub struct Downstream<'a> {
+    /// The client address, preformatted once per connection.
+    pub peer: &'a HeaderValue,
     pub scheme: &'static str,
     /// `--num-trusted-proxies`: hops in front of the gateway whose headers are believed.
     pub trusted_hops: u32,
@@ -96,19 +101,19 @@ pub struct Downstream {
 
 /// Request headers towards the upstream: XFF appended, XFP overwritten, a fresh x-request-id
 /// unless trusted proxies vouch for the client's, Envoy-internal headers stripped.
-pub fn prepare_request(headers: &mut HeaderMap, down: &Downstream) {
-    let peer = HeaderValue::from_str(&down.peer.to_string())
-        .unwrap_or(HeaderValue::from_static("unknown"));
+pub fn prepare_request(headers: &mut HeaderMap, down: &Downstream<'_>) {
     let trusted = down.trusted_hops > 0;
     if !trusted {
-        for name in ENVOY_INTERNAL {
+        let doomed = matching_names(headers, |name| {
+            name == X_FORWARDED_CLIENT_CERT || ENVOY_INTERNAL.contains(&name.as_str())
+        });
+        for name in doomed {
             headers.remove(name);
         }
-        headers.remove(X_FORWARDED_CLIENT_CERT);
     }
-    append_forwarded_for(headers, &peer);
+    append_forwarded_for(headers, down.peer);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(down.scheme));
-    headers.insert(X_ENVOY_EXTERNAL_ADDRESS, peer);
+    headers.insert(X_ENVOY_EXTERNAL_ADDRESS, down.peer.clone());
     if !(trusted && headers.contains_key(X_REQUEST_ID)) {
         headers.insert(X_REQUEST_ID, new_request_id());
     }
@@ -136,12 +141,8 @@ fn new_request_id() -> HeaderValue {
 mod tests {
     use super::*;
 
-    fn down() -> Downstream {
-        Downstream {
-            peer: "10.1.2.3".parse().unwrap(),
-            scheme: "http",
-            trusted_hops: 0,
-        }
+    fn down(peer: &HeaderValue) -> Downstream<'_> {
+        Downstream { peer, scheme: "http", trusted_hops: 0 }
     }
 
     #[test]
@@ -151,7 +152,8 @@ mod tests {
         h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
         h.insert(X_REQUEST_ID, HeaderValue::from_static("client-chosen"));
         h.insert("x-envoy-retry-on", HeaderValue::from_static("5xx"));
-        prepare_request(&mut h, &down());
+        let peer = peer_header("10.1.2.3".parse().unwrap());
+        prepare_request(&mut h, &down(&peer));
         assert_eq!(h[X_FORWARDED_FOR], "1.1.1.1,10.1.2.3");
         assert_eq!(h[X_FORWARDED_PROTO], "http");
         assert_ne!(h[X_REQUEST_ID], "client-chosen");
@@ -183,4 +185,9 @@ mod tests {
         assert_eq!(h[UPGRADE], "websocket");
         assert_eq!(h[CONNECTION], "upgrade");
     }
+}
+
+/// The client address as a header value, computed once per connection.
+pub fn peer_header(peer: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&peer.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }

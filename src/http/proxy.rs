@@ -17,13 +17,15 @@ use crate::metrics;
 use crate::route::{Action, Redirect, RequestView, RouteTable, Target};
 use crate::snapshot::{ListenKey, Listener, ListenerKind};
 use crate::state::Shared;
-use crate::upstream::{ActiveRequest, Cluster, Endpoint, UpstreamProtocol};
+use crate::upstream::{ActiveRequest, Cluster, Endpoint, UpstreamError, UpstreamProtocol};
 
 /// What a request needs to know about its connection.
 pub struct ConnContext {
     pub shared: Arc<Shared>,
     pub key: ListenKey,
     pub peer: SocketAddr,
+    /// `peer`'s address as a header value, for x-forwarded-for on every request.
+    pub peer_header: HeaderValue,
     pub scheme: &'static str,
     /// The listener as it was when the connection was accepted, in case a reload removes it.
     pub listener: Arc<Listener>,
@@ -196,13 +198,12 @@ async fn send_upstream(
     let result = conn
         .shared
         .upstreams
-        .client(cluster.spec.protocol)
-        .request(upstream_req)
+        .send(cluster.spec.protocol, active.0.addr, upstream_req)
         .await;
     drop(active);
     let mut response = match result {
         Ok(response) => response,
-        Err(err) => return upstream_error(&err).response(),
+        Err(err) => return upstream_error(err).response(),
     };
     if let (Some(down), StatusCode::SWITCHING_PROTOCOLS) = (downstream_upgrade, response.status()) {
         tunnel(down, hyper::upgrade::on(&mut response));
@@ -234,9 +235,17 @@ fn upstream_request(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let authority = if protocol == UpstreamProtocol::Http2 {
+        // HTTP/2 names the host in :authority, never in a Host header.
+        let host = parts.headers.remove(HOST)?;
+        host.to_str().ok()?.parse().ok()?
+    } else {
+        // The pooled HTTP/1.1 client keys connections by URI authority: the endpoint.
+        endpoint.authority.clone()
+    };
     parts.uri = Uri::builder()
         .scheme(Scheme::HTTP)
-        .authority(endpoint.authority.clone())
+        .authority(authority)
         .path_and_query(path)
         .build()
         .ok()?;
@@ -247,7 +256,7 @@ fn upstream_request(
     };
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     let down = Downstream {
-        peer: conn.peer.ip(),
+        peer: &conn.peer_header,
         scheme: conn.scheme,
         trusted_hops: conn.shared.settings.num_trusted_proxies,
     };
@@ -273,26 +282,18 @@ fn finish_response(
     Response::from_parts(parts, Either::Left(body))
 }
 
-/// Classifies a client error into Envoy's reset reasons.
-fn upstream_error(err: &hyper_util::client::legacy::Error) -> LocalReply {
-    if !err.is_connect() {
-        return LocalReply::ConnectionTermination;
-    }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return LocalReply::ConnectFailure(match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => ConnectFailure::Refused,
-                std::io::ErrorKind::TimedOut => ConnectFailure::Timeout,
-                _ => ConnectFailure::Other,
-            });
+/// Envoy's local reply for an upstream failure before response headers.
+fn upstream_error(err: UpstreamError) -> LocalReply {
+    match err {
+        UpstreamError::Connect(std::io::ErrorKind::ConnectionRefused) => {
+            LocalReply::ConnectFailure(ConnectFailure::Refused)
         }
-        if e.to_string().contains("timed out") {
-            return LocalReply::ConnectFailure(ConnectFailure::Timeout);
+        UpstreamError::Connect(std::io::ErrorKind::TimedOut) => {
+            LocalReply::ConnectFailure(ConnectFailure::Timeout)
         }
-        source = e.source();
+        UpstreamError::Connect(_) => LocalReply::ConnectFailure(ConnectFailure::Other),
+        UpstreamError::Reset => LocalReply::ConnectionTermination,
     }
-    LocalReply::ConnectFailure(ConnectFailure::Other)
 }
 
 /// After a 101, copies bytes both ways between the client and the upstream until both finish.

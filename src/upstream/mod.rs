@@ -3,9 +3,10 @@
 
 pub mod client;
 pub mod cluster;
+mod h2;
 pub mod lb;
 
-pub use client::Upstreams;
+pub use client::{UpstreamError, Upstreams};
 pub use cluster::{
     ActiveRequest, Cluster, ClusterSpec, DnsTarget, Endpoint, EndpointSource, StaticEndpoint,
     UpstreamProtocol,

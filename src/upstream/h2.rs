@@ -1,0 +1,60 @@
+//! HTTP/2 upstreams (ServiceEntry ports of protocol HTTP2 or GRPC): one multiplexed connection
+//! per endpoint. hyper-util's pooled client would address requests to the endpoint's `ip:port`,
+//! so `:authority` would disagree with the client's Host; here requests keep their authority
+//! and the connection is chosen by endpoint address.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use hyper::body::Incoming;
+use hyper::client::conn::http2::{self, SendRequest};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use super::client::{UpstreamError, CONNECT_TIMEOUT};
+
+#[derive(Default)]
+pub struct H2Pool {
+    connections: Mutex<HashMap<SocketAddr, SendRequest<Incoming>>>,
+}
+
+impl H2Pool {
+    pub async fn send(&self, addr: SocketAddr, req: Request<Incoming>) -> Result<Response<Incoming>, UpstreamError> {
+        let mut sender = match self.live(addr) {
+            Some(sender) => sender,
+            None => self.connect(addr).await?,
+        };
+        sender.ready().await.map_err(|_| UpstreamError::Reset)?;
+        sender.send_request(req).await.map_err(|_| UpstreamError::Reset)
+    }
+
+    fn live(&self, addr: SocketAddr) -> Option<SendRequest<Incoming>> {
+        let connections = self.connections.lock().ok()?;
+        connections.get(&addr).filter(|s| !s.is_closed()).cloned()
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<Incoming>, UpstreamError> {
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(UpstreamError::Connect(e.kind())),
+            Err(_) => return Err(UpstreamError::Connect(std::io::ErrorKind::TimedOut)),
+        };
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| UpstreamError::Reset)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%addr, error = %e, "upstream HTTP/2 connection ended");
+            }
+        });
+        if let Ok(mut connections) = self.connections.lock() {
+            connections.insert(addr, sender.clone());
+        }
+        Ok(sender)
+    }
+}
