@@ -40,7 +40,11 @@ pub fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime
         b.worker_threads(workers);
         b
     };
-    builder.thread_name("tollgate-worker").enable_all().build().context("starting the runtime")
+    builder
+        .thread_name("tollgate-worker")
+        .enable_all()
+        .build()
+        .context("starting the runtime")
 }
 
 pub async fn serve(args: RunArgs) -> anyhow::Result<()> {

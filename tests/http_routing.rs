@@ -400,8 +400,14 @@ fn protocols(w: &World) {
     let h2 = w.get(w.port80, "h2.example.com", "/pkg.Service/Method", &[]);
     assert_eq!(h2.status, 200, "{}", h2.body);
     let seen = h2.json();
-    assert_eq!((seen["service"].as_str(), seen["host"].as_str()), (Some("h2"), Some("h2.example.com")));
-    assert!(seen["headers"].get("host").is_none(), "no Host header over HTTP/2: {seen}");
+    assert_eq!(
+        (seen["service"].as_str(), seen["host"].as_str()),
+        (Some("h2"), Some("h2.example.com"))
+    );
+    assert!(
+        seen["headers"].get("host").is_none(),
+        "no Host header over HTTP/2: {seen}"
+    );
     let old = curl(&[
         "--http1.0",
         "-H",

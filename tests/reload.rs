@@ -777,25 +777,46 @@ fn a_port_that_cannot_be_bound_fails_alone() {
     let (a, b) = (EchoBackend::start("a", "v1"), EchoBackend::start("b", "v2"));
     let dir = ConfigDir::new();
     dir.write("backends.yaml", &backends_yaml(&a, &b));
-    dir.write("gw-80.yaml", &gateway_yaml("shop", 80, &["shop.example.com"]));
-    dir.write("vs-shop.yaml", &vs_yaml("shop", "shop.example.com", "shop", "a.test.internal"));
+    dir.write(
+        "gw-80.yaml",
+        &gateway_yaml("shop", 80, &["shop.example.com"]),
+    );
+    dir.write(
+        "vs-shop.yaml",
+        &vs_yaml("shop", "shop.example.com", "shop", "a.test.internal"),
+    );
     // Something else already listens where Gateway port 82 would.
     let squatter = std::net::TcpListener::bind("127.0.0.1:0").expect("bind squatter");
-    let taken = squatter.local_addr().expect("squatter address").port().to_string();
+    let taken = squatter
+        .local_addr()
+        .expect("squatter address")
+        .port()
+        .to_string();
     let map = format!("82={taken}");
     let gw = Gateway::start(dir.path(), &["--port-map", "80=0", "--port-map", &map]);
     let port80 = gw.listener(80);
     let before = gw.generation();
-    dir.write("gw-82.yaml", &gateway_yaml("other", 82, &["other.example.com"]));
+    dir.write(
+        "gw-82.yaml",
+        &gateway_yaml("other", 82, &["other.example.com"]),
+    );
     gw.wait_generation(before + 1);
     let dump = gw.config_dump();
     let errors = dump["bind_errors"].as_array().cloned().unwrap_or_default();
     assert!(
-        errors.iter().any(|e| e["gateway_port"] == 82 && e["gateways"][0] == "default/other"),
+        errors
+            .iter()
+            .any(|e| e["gateway_port"] == 82 && e["gateways"][0] == "default/other"),
         "the bind failure names the port and its Gateway: {errors:?}"
     );
-    assert!(gw.stderr().contains("cannot bind gateway port"), "{}", gw.stderr());
-    let r = HttpClient::new().get(port80, "shop.example.com", "/", &[]).expect("port 80 still serves");
+    assert!(
+        gw.stderr().contains("cannot bind gateway port"),
+        "{}",
+        gw.stderr()
+    );
+    let r = HttpClient::new()
+        .get(port80, "shop.example.com", "/", &[])
+        .expect("port 80 still serves");
     assert_eq!((r.status, service_of(&r)), (200, "a".to_string()));
     drop(squatter);
 }

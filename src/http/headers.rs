@@ -55,7 +55,9 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 /// Removes hop-by-hop headers, including those the `Connection` header names. Upgrade requests
 /// keep `connection: upgrade` and `upgrade`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let te_ok = headers.get(TE).is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    let te_ok = headers
+        .get(TE)
+        .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     let doomed = matching_names(headers, |name| {
         is_hop_by_hop(name)
             || name == CONNECTION
@@ -87,7 +89,11 @@ fn named_by_connection(headers: &HeaderMap, name: &HeaderName, keep_upgrade: boo
 /// The names present in `headers` that `doomed` selects, in one pass over the (few) names a
 /// request carries rather than a hash lookup per candidate; allocates only when one matches.
 fn matching_names(headers: &HeaderMap, doomed: impl Fn(&HeaderName) -> bool) -> Vec<HeaderName> {
-    headers.keys().filter(|name| doomed(name)).cloned().collect()
+    headers
+        .keys()
+        .filter(|name| doomed(name))
+        .cloned()
+        .collect()
 }
 
 /// What the gateway knows about the downstream connection.
@@ -142,7 +148,11 @@ mod tests {
     use super::*;
 
     fn down(peer: &HeaderValue) -> Downstream<'_> {
-        Downstream { peer, scheme: "http", trusted_hops: 0 }
+        Downstream {
+            peer,
+            scheme: "http",
+            trusted_hops: 0,
+        }
     }
 
     #[test]

@@ -188,8 +188,7 @@ async fn send_upstream(
 ) -> Response<Body> {
     let upgrade = headers::is_upgrade(req.headers());
     let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let upstream_req = match upstream_request(req, cluster.spec.protocol, &endpoint, conn, upgrade)
-    {
+    let upstream_req = match upstream_request(req, cluster.spec.protocol, conn, upgrade) {
         Some(r) => r,
         None => return LocalReply::NoRoute.response(),
     };
@@ -215,7 +214,6 @@ async fn send_upstream(
 fn upstream_request(
     req: Request<Incoming>,
     protocol: UpstreamProtocol,
-    endpoint: &Endpoint,
     conn: &ConnContext,
     upgrade: bool,
 ) -> Option<Request<Incoming>> {
@@ -235,20 +233,20 @@ fn upstream_request(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let authority = if protocol == UpstreamProtocol::Http2 {
+    parts.uri = if protocol == UpstreamProtocol::Http2 {
         // HTTP/2 names the host in :authority, never in a Host header.
         let host = parts.headers.remove(HOST)?;
-        host.to_str().ok()?.parse().ok()?
+        let authority: http::uri::Authority = host.to_str().ok()?.parse().ok()?;
+        Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(authority)
+            .path_and_query(path)
+            .build()
+            .ok()?
     } else {
-        // The pooled HTTP/1.1 client keys connections by URI authority: the endpoint.
-        endpoint.authority.clone()
+        // HTTP/1.1 goes out in origin form; the Host header carries the authority.
+        Uri::from(path)
     };
-    parts.uri = Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(authority)
-        .path_and_query(path)
-        .build()
-        .ok()?;
     parts.version = if protocol == UpstreamProtocol::Http2 {
         Version::HTTP_2
     } else {

@@ -3,14 +3,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-
+use super::h1::H1Pool;
 use super::h2::H2Pool;
 use super::UpstreamProtocol;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
 
 /// Istio's default upstream connect timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,28 +21,20 @@ pub enum UpstreamError {
     Reset,
 }
 
-/// HTTP/1.1 keep-alive pools keyed by endpoint address, and multiplexed HTTP/2 connections.
+/// HTTP/1.1 keep-alive pools and multiplexed HTTP/2 connections, by endpoint address.
+#[derive(Default)]
 pub struct Upstreams {
-    http1: Client<HttpConnector, Incoming>,
+    http1: H1Pool,
     http2: H2Pool,
 }
 
 impl Upstreams {
     pub fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let http1 = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .set_host(false)
-            .build(connector);
-        Upstreams { http1, http2: H2Pool::default() }
+        Self::default()
     }
 
-    /// Sends `req` to `endpoint`. HTTP/1.1 requests carry the endpoint as their URI authority
-    /// (the pool key) and the client's Host header; HTTP/2 requests keep the client's authority.
+    /// Sends `req` (origin-form URI, Host header for HTTP/1.1; authority in the URI for HTTP/2)
+    /// to `endpoint`.
     pub async fn send(
         &self,
         protocol: UpstreamProtocol,
@@ -55,32 +44,8 @@ impl Upstreams {
         match protocol {
             UpstreamProtocol::Http2 => self.http2.send(endpoint, req).await,
             UpstreamProtocol::Http1 | UpstreamProtocol::Opaque => {
-                self.http1.request(req).await.map_err(|e| classify(&e))
+                self.http1.send(endpoint, req).await
             }
         }
     }
-}
-
-impl Default for Upstreams {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Classifies a pooled-client error into Envoy's reset reasons.
-fn classify(err: &hyper_util::client::legacy::Error) -> UpstreamError {
-    if !err.is_connect() {
-        return UpstreamError::Reset;
-    }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return UpstreamError::Connect(io.kind());
-        }
-        if e.to_string().contains("timed out") {
-            return UpstreamError::Connect(std::io::ErrorKind::TimedOut);
-        }
-        source = e.source();
-    }
-    UpstreamError::Connect(std::io::ErrorKind::Other)
 }

@@ -58,20 +58,16 @@ pub struct DnsTarget {
 pub struct Endpoint {
     pub addr: SocketAddr,
     pub weight: u32,
-    /// `ip:port`, prebuilt for request URIs.
-    pub authority: http::uri::Authority,
     active: AtomicU32,
 }
 
 impl Endpoint {
-    pub fn new(addr: SocketAddr, weight: u32) -> Option<Self> {
-        let authority = addr.to_string().parse().ok()?;
-        Some(Endpoint {
+    pub fn new(addr: SocketAddr, weight: u32) -> Self {
+        Endpoint {
             addr,
             weight: weight.max(1),
-            authority,
             active: AtomicU32::new(0),
-        })
+        }
     }
 
     pub fn active_requests(&self) -> u32 {
@@ -111,7 +107,7 @@ impl Cluster {
         let endpoints = match &spec.source {
             EndpointSource::Static(list) => list
                 .iter()
-                .filter_map(|e| Endpoint::new(e.addr, e.weight))
+                .map(|e| Endpoint::new(e.addr, e.weight))
                 .map(Arc::new)
                 .collect(),
             EndpointSource::Dns(_) => Vec::new(),
@@ -205,9 +201,7 @@ async fn resolve_target(target: &DnsTarget) -> Vec<Endpoint> {
         .await;
         match lookup {
             Ok(Ok(addrs)) => {
-                let mut list: Vec<_> = addrs
-                    .filter_map(|a| Endpoint::new(a, target.weight))
-                    .collect();
+                let mut list: Vec<_> = addrs.map(|a| Endpoint::new(a, target.weight)).collect();
                 list.sort_by_key(|e| e.addr);
                 list.dedup_by_key(|e| e.addr);
                 if !list.is_empty() {

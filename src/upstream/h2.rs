@@ -21,13 +21,20 @@ pub struct H2Pool {
 }
 
 impl H2Pool {
-    pub async fn send(&self, addr: SocketAddr, req: Request<Incoming>) -> Result<Response<Incoming>, UpstreamError> {
+    pub async fn send(
+        &self,
+        addr: SocketAddr,
+        req: Request<Incoming>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         let mut sender = match self.live(addr) {
             Some(sender) => sender,
             None => self.connect(addr).await?,
         };
         sender.ready().await.map_err(|_| UpstreamError::Reset)?;
-        sender.send_request(req).await.map_err(|_| UpstreamError::Reset)
+        sender
+            .send_request(req)
+            .await
+            .map_err(|_| UpstreamError::Reset)
     }
 
     fn live(&self, addr: SocketAddr) -> Option<SendRequest<Incoming>> {

@@ -52,9 +52,10 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, w)| {
-                Arc::new(
-                    Endpoint::new(format!("127.0.0.1:{}", 1000 + i).parse().unwrap(), *w).unwrap(),
-                )
+                Arc::new(Endpoint::new(
+                    format!("127.0.0.1:{}", 1000 + i).parse().unwrap(),
+                    *w,
+                ))
             })
             .collect()
     }

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod cluster;
+mod h1;
 mod h2;
 pub mod lb;
 
