@@ -143,6 +143,11 @@ fn new_request_id() -> HeaderValue {
     ))
 }
 
+/// The client address as a header value, computed once per connection.
+pub fn peer_header(peer: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&peer.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,9 +200,4 @@ mod tests {
         assert_eq!(h[UPGRADE], "websocket");
         assert_eq!(h[CONNECTION], "upgrade");
     }
-}
-
-/// The client address as a header value, computed once per connection.
-pub fn peer_header(peer: IpAddr) -> HeaderValue {
-    HeaderValue::from_str(&peer.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
