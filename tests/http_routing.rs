@@ -387,6 +387,7 @@ fn edge_headers(w: &World) {
         "hop-by-hop removed: {seen}"
     );
     assert_eq!(seen["x-envoy-external-address"], "127.0.0.1");
+    assert_eq!(seen["x-envoy-attempt-count"], "1");
     assert_eq!(
         out.json()["host"],
         "web.example.com",

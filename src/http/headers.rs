@@ -14,6 +14,7 @@ pub const X_ENVOY_EXTERNAL_ADDRESS: HeaderName =
 pub const X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
     HeaderName::from_static("x-envoy-upstream-service-time");
 pub const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+pub const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) that never cross the proxy, besides `connection`,
 /// `upgrade` and `te`, which have exceptions.
@@ -119,6 +120,8 @@ pub fn prepare_request(headers: &mut HeaderMap, down: &Downstream<'_>) {
     }
     append_forwarded_for(headers, down.peer);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(down.scheme));
+    // Istio turns on attempt counting for gateway routes; retries will count up from here.
+    headers.insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from_static("1"));
     headers.insert(X_ENVOY_EXTERNAL_ADDRESS, down.peer.clone());
     if !(trusted && headers.contains_key(X_REQUEST_ID)) {
         headers.insert(X_REQUEST_ID, new_request_id());
@@ -175,6 +178,7 @@ mod tests {
         assert_eq!(h[X_REQUEST_ID].len(), 36);
         assert!(!h.contains_key("x-envoy-retry-on"));
         assert_eq!(h[X_ENVOY_EXTERNAL_ADDRESS], "10.1.2.3");
+        assert_eq!(h[X_ENVOY_ATTEMPT_COUNT], "1");
     }
 
     #[test]

@@ -124,3 +124,6 @@ impl Snapshot {
         self.diagnostics.iter().filter(|d| d.is_error()).count()
     }
 }
+
+#[cfg(test)]
+mod tests;
