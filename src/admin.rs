@@ -53,8 +53,14 @@ pub async fn start(role: Role, addr: SocketAddr, ctx: AdminContext) -> std::io::
     println!("LISTEN {} address={bound}", role.name());
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = tcp.accept().await else {
-                continue;
+            let stream = match tcp.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors or similar: back off instead of spinning.
+                    tracing::warn!(role = role.name(), error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
             };
             let ctx = ctx.clone();
             tokio::spawn(async move {

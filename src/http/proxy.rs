@@ -41,13 +41,17 @@ async fn route_and_forward(req: Request<Incoming>, conn: &ConnContext) -> Respon
     if matches!(req.version(), Version::HTTP_10 | Version::HTTP_09) {
         return LocalReply::UpgradeRequired.response();
     }
-    // Each request routes with the snapshot current when it arrives.
-    let snapshot = conn.shared.snapshot.load();
-    let listener = snapshot.listeners.get(&conn.key).unwrap_or(&conn.listener);
-    let ListenerKind::Http(table) = &listener.kind else {
-        return LocalReply::NoRoute.response();
+    // Each request routes with the snapshot current when it arrives; the decision owns what it
+    // needs (the cluster), so the snapshot guard ends before any await.
+    let selected = {
+        let snapshot = conn.shared.snapshot.load();
+        let listener = snapshot.listeners.get(&conn.key).unwrap_or(&conn.listener);
+        let ListenerKind::Http(table) = &listener.kind else {
+            return LocalReply::NoRoute.response();
+        };
+        select(table, &req, conn)
     };
-    match select(table, &req, conn) {
+    match selected {
         Selected::Forward(target) => forward(req, target, conn).await,
         Selected::Reply(reply) => reply.response(),
         Selected::Response(response) => response,
