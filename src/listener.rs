@@ -130,6 +130,8 @@ fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
         None,
     )?;
     socket.set_reuse_address(true)?;
+    // A server bound to one address and another bound to all may share a port, as in Envoy.
+    socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;
     socket.listen(4096)?;
@@ -150,17 +152,12 @@ async fn accept_loop(tcp: TcpListener, key: ListenKey, shared: Arc<Shared>) {
         };
         let _ = stream.set_nodelay(true);
         connections.increment(1);
-        let snapshot = shared.snapshot.load();
-        let Some(listener) = snapshot.listeners.get(&key).cloned() else {
-            continue;
-        };
         let conn = ConnContext {
             shared: shared.clone(),
             key,
             peer,
             peer_header: crate::http::headers::peer_header(peer.ip()),
             scheme: "http",
-            listener,
         };
         tokio::spawn(crate::http::server::serve(stream, conn));
     }

@@ -131,7 +131,7 @@ impl WeightedClusters {
                 weight.unwrap_or(0).max(0) as u64
             };
             if w > 0 {
-                total += w;
+                total = total.saturating_add(w);
                 targets.push((total, target));
             }
         }

@@ -210,6 +210,8 @@ impl World {
 #[test]
 fn routes_by_host_match_weight_and_subset() {
     let w = world();
+    request_hygiene(&w);
+    grpc_local_replies(&w);
     host_routing(&w);
     match_types(&w);
     weights_and_subsets(&w);
@@ -273,6 +275,9 @@ fn match_types(w: &World) {
         ("/case/X", "GET", &[], "ignorecase"),
         ("/port", "GET", &[], "fallback"),
         ("/order/x", "GET", &[], "order-first"),
+        // Dot-segments are removed before routing (Istio's default path normalization).
+        ("/prefix/../exact", "GET", &[], "exact"),
+        ("/re/%2e%2E/exact", "GET", &[], "exact"),
         ("/", "GET", &[], "fallback"),
     ];
     for (path, method, headers, want) in cases {
@@ -425,6 +430,72 @@ fn protocols(w: &World) {
     assert_eq!(h2.status, 200, "{}", h2.stderr);
     assert_eq!(h2.json()["service"], "web");
     websocket_passes_through(w.port80);
+}
+
+fn request_hygiene(w: &World) {
+    // The upstream sees the normalized path too.
+    let r = w.get(w.port80, "web.example.com", "/a/./b/../c?q=1", &[]);
+    assert_eq!(r.json()["path"], "/a/c?q=1");
+    // An absolute-form request routes by its authority, and the upstream sees that host.
+    let raw = raw_request(
+        w.port80,
+        "GET http://web.example.com/abs HTTP/1.1\r\nHost: match.example.com\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        raw.contains("\"service\":\"web\"") && raw.contains("\"host\":\"web.example.com\""),
+        "{raw}"
+    );
+    // Only WebSocket upgrades pass: an h2c upgrade is dropped and the request proxied as HTTP/1.1.
+    let h2c = curl(&[
+        "--http2",
+        "-H",
+        "Host: web.example.com",
+        &format!("http://{}/h2c", w.port80),
+    ]);
+    assert_eq!(h2c.status, 200, "{}", h2c.stderr);
+    assert!(
+        h2c.json()["headers"].get("upgrade").is_none(),
+        "{}",
+        h2c.body
+    );
+}
+
+fn grpc_local_replies(w: &World) {
+    let grpc = [("content-type", "application/grpc")];
+    let post = |host: &str| {
+        w.client
+            .request("POST", w.port80, host, "/pkg.S/M", &grpc, b"")
+            .unwrap_or_else(|e| w.gw.fail(e))
+    };
+    let nc = post("nc.example.com");
+    assert_eq!(
+        (nc.status, nc.header("grpc-status")),
+        (200, Some("14")),
+        "503 becomes UNAVAILABLE"
+    );
+    let dead = post("dead.example.com");
+    assert_eq!(dead.header("grpc-status"), Some("14"));
+    assert!(
+        dead.header("grpc-message")
+            .is_some_and(|m| m.contains("Connection refused")),
+        "{:?}",
+        dead.headers
+    );
+    let nr = post("example.org");
+    assert_eq!(
+        (nr.status, nr.header("grpc-status")),
+        (200, Some("12")),
+        "404 becomes UNIMPLEMENTED"
+    );
+}
+
+fn raw_request(addr: SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
 }
 
 fn websocket_passes_through(addr: SocketAddr) {

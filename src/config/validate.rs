@@ -538,7 +538,10 @@ fn string_match(
             f.error(format!("{field}.regex"), "must not be empty");
         } else if re.len() > 1024 {
             f.error(format!("{field}.regex"), "is longer than 1024 characters");
-        } else if let Err(e) = crate::route::compile_regex(re) {
+        } else if let Err(e) = (re != "*")
+            .then(|| crate::route::compile_regex(re))
+            .transpose()
+        {
             f.error(
                 format!("{field}.regex"),
                 format!("does not compile: {}", last_line(&e.to_string())),
@@ -586,6 +589,11 @@ fn destinations<'a>(
             Some(w) if w < 0 => f.error(
                 format!("{at}.weight"),
                 format!("weight {w} must not be negative"),
+            ),
+            // Istio's weight is an int32.
+            Some(w) if w > i64::from(i32::MAX) => f.error(
+                format!("{at}.weight"),
+                format!("weight {w} is larger than {}", i32::MAX),
             ),
             Some(w) => total += w,
             None => {}

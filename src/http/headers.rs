@@ -15,6 +15,7 @@ pub const X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
     HeaderName::from_static("x-envoy-upstream-service-time");
 pub const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 pub const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
+pub const X_ENVOY_INTERNAL: HeaderName = HeaderName::from_static("x-envoy-internal");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) that never cross the proxy, besides `connection`,
 /// `upgrade` and `te`, which have exceptions.
@@ -43,8 +44,12 @@ const ENVOY_INTERNAL: [&str; 16] = [
 ];
 
 /// Whether the request asks for a WebSocket (or other) upgrade that must pass through.
+/// Only WebSocket upgrades pass through, as Envoy's default `upgrade_configs` allow; any other
+/// `Upgrade` (h2c, for one) is dropped as hop-by-hop and the request proxied as usual.
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(UPGRADE)
+    headers
+        .get(UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
         && headers.get_all(CONNECTION).iter().any(|v| {
             v.to_str().is_ok_and(|s| {
                 s.split(',')
@@ -110,13 +115,17 @@ pub struct Downstream<'a> {
 /// unless trusted proxies vouch for the client's, Envoy-internal headers stripped.
 pub fn prepare_request(headers: &mut HeaderMap, down: &Downstream<'_>) {
     let trusted = down.trusted_hops > 0;
-    if !trusted {
-        let doomed = matching_names(headers, |name| {
-            name == X_FORWARDED_CLIENT_CERT || ENVOY_INTERNAL.contains(&name.as_str())
-        });
-        for name in doomed {
-            headers.remove(name);
-        }
+    // Client certificate identity and internal-traffic markers are the gateway's to set, never
+    // the client's, whatever proxies are trusted.
+    let doomed = matching_names(headers, |name| {
+        name == X_FORWARDED_CLIENT_CERT
+            || name == X_ENVOY_INTERNAL
+            || (!trusted
+                && name.as_str().starts_with("x-envoy-")
+                && ENVOY_INTERNAL.contains(&name.as_str()))
+    });
+    for name in doomed {
+        headers.remove(name);
     }
     append_forwarded_for(headers, down.peer);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(down.scheme));

@@ -78,9 +78,14 @@ impl LocalReply {
     }
 }
 
+/// Marks a response the gateway generated itself.
+#[derive(Clone, Copy, Debug)]
+pub struct Generated;
+
 /// A local response; non-empty bodies are `text/plain`, as Envoy's.
 pub fn text(status: StatusCode, body: Bytes) -> Response<Body> {
     let mut response = Response::new(Either::Right(Full::new(body.clone())));
+    response.extensions_mut().insert(Generated);
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(SERVER, SERVER_NAME);
@@ -89,6 +94,30 @@ pub fn text(status: StatusCode, body: Bytes) -> Response<Body> {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     }
     response
+}
+
+/// Envoy answers gRPC requests' local errors as trailers-only gRPC responses: HTTP 200 with
+/// `grpc-status` mapped from the HTTP status and `grpc-message` carrying the body.
+pub fn grpc_error(status: StatusCode, body: &[u8]) -> Response<Body> {
+    let code = match status.as_u16() {
+        400 => "13",
+        401 => "16",
+        403 => "7",
+        404 => "12",
+        429 | 502 | 503 | 504 => "14",
+        _ => "2",
+    };
+    let mut grpc = text(StatusCode::OK, Bytes::new());
+    let headers = grpc.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", HeaderValue::from_static(code));
+    let message = String::from_utf8_lossy(body);
+    if let Ok(value) = HeaderValue::from_str(&message) {
+        if !message.is_empty() {
+            headers.insert("grpc-message", value);
+        }
+    }
+    grpc
 }
 
 /// A redirect with an empty body (`httpsRedirect` and VirtualService `redirect`).

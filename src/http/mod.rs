@@ -3,12 +3,55 @@
 
 pub mod headers;
 pub mod local;
+pub mod path;
 pub mod proxy;
 pub mod server;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
+use http_body::{Frame, SizeHint};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
+use crate::upstream::ActiveRequest;
+
 /// Response bodies: streamed from upstream, or generated locally.
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub type Body = Either<UpstreamBody, Full<Bytes>>;
+
+/// An upstream response body that counts as an active request on its endpoint (for
+/// least-request balancing) until it has been sent or dropped.
+pub struct UpstreamBody {
+    inner: Incoming,
+    _active: ActiveRequest,
+}
+
+impl UpstreamBody {
+    pub fn new(inner: Incoming, active: ActiveRequest) -> Self {
+        UpstreamBody {
+            inner,
+            _active: active,
+        }
+    }
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

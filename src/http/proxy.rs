@@ -12,10 +12,10 @@ use hyper::body::Incoming;
 
 use super::headers::{self, Downstream, X_ENVOY_UPSTREAM_SERVICE_TIME};
 use super::local::{self, ConnectFailure, LocalReply, SERVER_NAME};
-use super::Body;
+use super::{Body, UpstreamBody};
 use crate::metrics;
 use crate::route::{Action, Redirect, RequestView, RouteTable, Target};
-use crate::snapshot::{ListenKey, Listener, ListenerKind};
+use crate::snapshot::{ListenKey, ListenerKind};
 use crate::state::Shared;
 use crate::upstream::{ActiveRequest, Cluster, Endpoint, UpstreamError, UpstreamProtocol};
 
@@ -27,26 +27,51 @@ pub struct ConnContext {
     /// `peer`'s address as a header value, for x-forwarded-for on every request.
     pub peer_header: HeaderValue,
     pub scheme: &'static str,
-    /// The listener as it was when the connection was accepted, in case a reload removes it.
-    pub listener: Arc<Listener>,
 }
 
 pub async fn handle(req: Request<Incoming>, conn: &ConnContext) -> Response<Body> {
-    let response = route_and_forward(req, conn).await;
+    let grpc = is_grpc(&req);
+    let mut response = route_and_forward(req, conn).await;
+    if grpc
+        && response.status().as_u16() >= 400
+        && response.extensions().get::<local::Generated>().is_some()
+    {
+        response = grpc_local_reply(response).await;
+    }
     metrics::record_http_response(response.status());
     response
 }
 
-async fn route_and_forward(req: Request<Incoming>, conn: &ConnContext) -> Response<Body> {
+fn is_grpc(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+async fn grpc_local_reply(response: Response<Body>) -> Response<Body> {
+    use http_body_util::BodyExt;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    local::grpc_error(status, &body)
+}
+
+async fn route_and_forward(mut req: Request<Incoming>, conn: &ConnContext) -> Response<Body> {
     if matches!(req.version(), Version::HTTP_10 | Version::HTTP_09) {
         return LocalReply::UpgradeRequired.response();
     }
+    normalize_path(&mut req);
     // Each request routes with the snapshot current when it arrives; the decision owns what it
     // needs (the cluster), so the snapshot guard ends before any await.
     let selected = {
         let snapshot = conn.shared.snapshot.load();
-        let listener = snapshot.listeners.get(&conn.key).unwrap_or(&conn.listener);
-        let ListenerKind::Http(table) = &listener.kind else {
+        // A port that a reload removed serves no routes to its remaining connections.
+        let Some(ListenerKind::Http(table)) = snapshot.listeners.get(&conn.key).map(|l| &l.kind)
+        else {
             return LocalReply::NoRoute.response();
         };
         select(table, &req, conn)
@@ -55,6 +80,22 @@ async fn route_and_forward(req: Request<Incoming>, conn: &ConnContext) -> Respon
         Selected::Forward(target) => forward(req, target, conn).await,
         Selected::Reply(reply) => reply.response(),
         Selected::Response(response) => response,
+    }
+}
+
+/// Routes and forwards the dot-segment-free path (Istio's default normalization).
+fn normalize_path(req: &mut Request<Incoming>) {
+    let Some(path) = super::path::normalize(req.uri().path()) else {
+        return;
+    };
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = path_and_query.parse().ok();
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
     }
 }
 
@@ -203,7 +244,6 @@ async fn send_upstream(
         .upstreams
         .send(cluster.spec.protocol, active.0.addr, upstream_req)
         .await;
-    drop(active);
     let mut response = match result {
         Ok(response) => response,
         Err(err) => return upstream_error(err).response(),
@@ -211,7 +251,7 @@ async fn send_upstream(
     if let (Some(down), StatusCode::SWITCHING_PROTOCOLS) = (downstream_upgrade, response.status()) {
         tunnel(down, hyper::upgrade::on(&mut response));
     }
-    finish_response(response, started, upgrade)
+    finish_response(response, started, upgrade, active)
 }
 
 /// The upstream request: same method, path and headers, addressed to the chosen endpoint.
@@ -222,15 +262,14 @@ fn upstream_request(
     upgrade: bool,
 ) -> Option<Request<Incoming>> {
     let (mut parts, body) = req.into_parts();
-    if !parts.headers.contains_key(HOST) {
-        // HTTP/2 carries the host in :authority; HTTP/1.1 upstreams need a Host header.
-        if let Some(value) = parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        {
-            parts.headers.insert(HOST, value);
-        }
+    // Routing used the URI's authority when there is one (HTTP/2 :authority, HTTP/1.1
+    // absolute form), so the upstream must see that same host, as Envoy's codec ensures.
+    if let Some(value) = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        parts.headers.insert(HOST, value);
     }
     let path = parts
         .uri
@@ -270,6 +309,7 @@ fn finish_response(
     response: Response<Incoming>,
     started: Instant,
     upgrade: bool,
+    active: ActiveRequest,
 ) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(
@@ -281,7 +321,7 @@ fn finish_response(
         X_ENVOY_UPSTREAM_SERVICE_TIME,
         HeaderValue::from(started.elapsed().as_millis() as u64),
     );
-    Response::from_parts(parts, Either::Left(body))
+    Response::from_parts(parts, Either::Left(UpstreamBody::new(body, active)))
 }
 
 /// Envoy's local reply for an upstream failure before response headers.

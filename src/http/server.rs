@@ -14,6 +14,8 @@ use super::proxy::{self, ConnContext};
 
 /// Slowloris guard: the whole request head must arrive within this time.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Envoy's default request header limit: larger heads get 431.
+const MAX_HEADER_BYTES: usize = 60 * 1024;
 
 pub async fn serve(stream: TcpStream, conn: ConnContext) {
     let conn = Arc::new(conn);
@@ -26,11 +28,13 @@ pub async fn serve(stream: TcpStream, conn: ConnContext) {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(100);
+        .max_concurrent_streams(100)
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
     if let Err(e) = builder
         .serve_connection_with_upgrades(TokioIo::new(stream), service)
         .await

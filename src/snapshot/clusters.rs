@@ -157,7 +157,11 @@ impl<'a> ClusterBuilder<'a> {
     }
 
     /// Inline endpoints, or the WorkloadEntries a `workloadSelector` picks in the SE's namespace.
-    fn endpoints_of(&self, se_ns: &str, se: &'a ServiceEntrySpec) -> Vec<&'a WorkloadEntrySpec> {
+    fn endpoints_of<'s>(
+        &'s self,
+        se_ns: &str,
+        se: &'s ServiceEntrySpec,
+    ) -> Vec<&'s WorkloadEntrySpec> {
         let Some(selector) = &se.workload_selector else {
             return se.endpoints.iter().collect();
         };
@@ -171,7 +175,7 @@ impl<'a> ClusterBuilder<'a> {
                         .iter()
                         .all(|(k, v)| we.labels.get(k) == Some(v))
             })
-            .map(|(_, we)| *we)
+            .map(|(_, we)| we)
             .collect()
     }
 
@@ -312,7 +316,8 @@ struct Registry<'a> {
     wildcard_entries: Vec<(&'a str, &'a str, &'a ServiceEntrySpec)>,
     /// DestinationRules with their host expanded relative to their namespace.
     destination_rules: Vec<(String, &'a DestinationRuleSpec)>,
-    workload_entries: Vec<(&'a str, &'a WorkloadEntrySpec)>,
+    /// WorkloadEntries with `metadata.labels` merged over `spec.labels` (reference §4.4).
+    workload_entries: Vec<(&'a str, WorkloadEntrySpec)>,
 }
 
 impl<'a> Registry<'a> {
@@ -342,7 +347,12 @@ impl<'a> Registry<'a> {
                     let host = hosts::resolve_short_name(&dr.host, ns, &opts.cluster_domain);
                     registry.destination_rules.push((host, dr));
                 }
-                Spec::WorkloadEntry(we) => registry.workload_entries.push((ns, we)),
+                Spec::WorkloadEntry(we) => {
+                    let mut we = we.clone();
+                    we.labels
+                        .extend(r.meta.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    registry.workload_entries.push((ns, we));
+                }
                 _ => {}
             }
         }

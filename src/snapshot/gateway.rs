@@ -102,11 +102,24 @@ pub(crate) fn merge<'a>(
             let Ok(number) = u16::try_from(port.number) else {
                 continue;
             };
-            let bind = server
-                .bind
-                .as_deref()
-                .and_then(|b| b.parse::<IpAddr>().ok())
-                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+            let bind = match server.bind.as_deref() {
+                None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                Some(b) => {
+                    match b.parse::<IpAddr>() {
+                        Ok(ip) => ip,
+                        Err(_) => {
+                            let message = format!("bind {b:?} (a unix socket) is not supported; this server is ignored");
+                            let at = &gateway.resource.origin;
+                            let field = format!("spec.servers[{index}].bind");
+                            diags.push(
+                                Finding::new(Severity::Warning, &field, message, None)
+                                    .locate(at, gateway.resource.key.to_string()),
+                            );
+                            continue;
+                        }
+                    }
+                }
+            };
             let key = ListenKey { bind, port: number };
             let class = class_of(&port.protocol);
             let server_ref = ServerRef {

@@ -130,6 +130,11 @@ impl TableBuilder<'_, '_> {
     fn routes(&mut self, vs: &BoundVs<'_>, gateway: &str, port: u16) -> Vec<Arc<Route>> {
         let mut out = Vec::new();
         for (i, rule) in vs.spec.http.iter().enumerate() {
+            self.warn_unapplied(vs.resource, rule, i);
+            if rule.delegate.is_some() {
+                // As Istio does when a delegate cannot be resolved: this rule is dropped.
+                continue;
+            }
             let action = self.action(vs, rule, i, port);
             let matches: Vec<Option<&HttpMatch>> = if rule.matches.is_empty() {
                 vec![None]
@@ -242,6 +247,42 @@ impl TableBuilder<'_, '_> {
             self.note(vs.resource, &format!("spec.http[{index}].route"), note);
         }
         Action::Forward(WeightedClusters::new(targets))
+    }
+
+    /// Fields that are valid Istio but not applied by this version: say so rather than
+    /// silently serving something else than the YAML asks for.
+    fn warn_unapplied(&mut self, resource: &Resource, rule: &HttpRoute, index: usize) {
+        let fields = [
+            ("delegate", rule.delegate.is_some()),
+            ("rewrite", rule.rewrite.is_some()),
+            ("timeout", rule.timeout.is_some()),
+            ("retries", rule.retries.is_some()),
+            ("fault", rule.fault.is_some()),
+            ("mirror", rule.mirror.is_some()),
+            ("mirrors", rule.mirrors.is_some()),
+            ("corsPolicy", rule.cors_policy.is_some()),
+            (
+                "headers",
+                rule.headers.is_some() || rule.route.iter().any(|d| d.headers.is_some()),
+            ),
+        ];
+        for (name, present) in fields {
+            if present {
+                let message = if name == "delegate" {
+                    "delegate is not supported yet; this rule is skipped".to_string()
+                } else {
+                    format!("{name} is accepted but not applied yet by tollgate")
+                };
+                let finding = Finding::new(
+                    Severity::Warning,
+                    &format!("spec.http[{index}].{name}"),
+                    message,
+                    None,
+                );
+                self.diags
+                    .push(finding.locate(&resource.origin, resource.key.to_string()));
+            }
+        }
     }
 
     fn note(&mut self, resource: &Resource, field: &str, note: Note) {

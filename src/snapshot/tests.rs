@@ -290,6 +290,41 @@ fn virtualservices_not_exported_to_the_gateway_namespace_do_not_bind() {
 }
 
 #[test]
+fn workload_entry_metadata_labels_select_endpoints() {
+    let entries = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: se, namespace: apps}\nspec:\n  hosts: [svc.internal]\n  ports: [{number: 80, name: http}]\n  resolution: STATIC\n  workloadSelector: {labels: {app: svc}}\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: we, namespace: apps, labels: {app: svc, version: v2}}\nspec: {address: 127.0.0.9}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr, namespace: apps}\nspec:\n  host: svc.internal\n  subsets: [{name: v2, labels: {version: v2}}]\n";
+    let route = "  - route: [{destination: {host: svc.internal, subset: v2}}]\n";
+    let yaml = [
+        entries.to_string(),
+        gateway("gw", "istio: ingressgateway", &http_server(80, "\"*\"")),
+        vs("v", "apps", "a.ex.com", "gw", route),
+    ]
+    .join("---\n");
+    let s = snapshot(&yaml);
+    let endpoints = s.clusters["outbound|80|v2|svc.internal"].current_endpoints();
+    assert_eq!(
+        endpoints
+            .iter()
+            .map(|e| e.addr.to_string())
+            .collect::<Vec<_>>(),
+        ["127.0.0.9:80"]
+    );
+}
+
+#[test]
+fn absurd_weights_are_rejected_not_overflowed() {
+    let http = "  - route:\n    - {destination: {host: a.internal}, weight: 4611686018427387904}\n    - {destination: {host: b.internal}, weight: 4611686018427387904}\n";
+    let s = snapshot(&vs("v", "apps", "a.ex.com", "gw", http));
+    assert!(
+        s.diagnostics
+            .iter()
+            .any(|d| d.is_error() && d.field.ends_with("weight")),
+        "{:?}",
+        s.diagnostics
+    );
+    assert!(s.resources.is_empty());
+}
+
+#[test]
 fn bind_address_and_port_key_the_listener() {
     let servers = "  - port: {number: 80, name: a, protocol: HTTP}\n    hosts: [\"*\"]\n    bind: 127.0.0.2\n";
     let s = snapshot(&gateway("gw", "istio: ingressgateway", servers));

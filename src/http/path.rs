@@ -1,0 +1,73 @@
+//! Request path normalization with Istio's default (mesh `pathNormalization: BASE`): RFC 3986
+//! dot-segments removed before routing and forwarding; repeated slashes and `%2F` kept. Without
+//! it, `/public/../admin` would slip past a route that guards `/admin`.
+
+/// The normalized path, or `None` when `path` is already normal (the common case: no allocation).
+pub fn normalize(path: &str) -> Option<String> {
+    if !path.starts_with('/') || !has_dot_segment(path) {
+        return None;
+    }
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    let last = segments.len() - 1;
+    for (i, segment) in segments.iter().enumerate() {
+        match dots(segment) {
+            1 if i == last => out.push(""),
+            1 => {}
+            2 => {
+                out.pop();
+                if i == last {
+                    out.push("");
+                }
+            }
+            _ => out.push(segment),
+        }
+    }
+    let normalized = format!("/{}", out.join("/"));
+    (normalized != path).then_some(normalized)
+}
+
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|s| dots(s) > 0)
+}
+
+/// 1 for a `.` segment, 2 for `..`, 0 otherwise; `%2e` counts as a dot, as browsers and Envoy treat it.
+fn dots(segment: &str) -> u8 {
+    match segment.len() {
+        1 if segment == "." => 1,
+        2 if segment == ".." => 2,
+        3 if segment.eq_ignore_ascii_case("%2e") => 1,
+        4 if segment.eq_ignore_ascii_case(".%2e") || segment.eq_ignore_ascii_case("%2e.") => 2,
+        6 if segment.eq_ignore_ascii_case("%2e%2e") => 2,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removes_dot_segments_only() {
+        let cases = [
+            ("/a/b/c", None),
+            ("/a/./b", Some("/a/b")),
+            ("/a/b/../c", Some("/a/c")),
+            ("/public/../admin", Some("/admin")),
+            ("/../../etc/passwd", Some("/etc/passwd")),
+            ("/a/.", Some("/a/")),
+            ("/a/..", Some("/")),
+            ("/a/%2e%2E/b", Some("/b")),
+            ("/a/.%2e/b", Some("/b")),
+            ("/a//b/../c", Some("/a//c")),
+            ("/a%2Fb/../c", Some("/c")),
+            ("/a/.hidden/..b", None),
+            ("/..", Some("/")),
+            ("/", None),
+            ("*", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(normalize(input).as_deref(), want, "{input}");
+        }
+    }
+}
