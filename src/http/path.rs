@@ -27,8 +27,10 @@ pub fn normalize(path: &str) -> Option<String> {
     (normalized != path).then_some(normalized)
 }
 
+/// A quick scan (memchr-fast) for anything that could start a dot-segment; exact check after.
 fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(|s| dots(s) > 0)
+    let maybe = path.contains("/.") || path.contains("/%2e") || path.contains("/%2E");
+    maybe && path.split('/').any(|s| dots(s) > 0)
 }
 
 /// 1 for a `.` segment, 2 for `..`, 0 otherwise; `%2e` counts as a dot, as browsers and Envoy treat it.
