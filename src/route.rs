@@ -8,6 +8,7 @@ use std::sync::Arc;
 use http::{HeaderMap, Method};
 use regex::Regex;
 
+use crate::hostmap::HostMap;
 use crate::upstream::Cluster;
 
 /// Compiles an Istio (RE2) regex for a full-string match, as Envoy's safe_regex does.
@@ -54,10 +55,8 @@ pub struct RequestView<'a> {
 pub struct RouteTable {
     pub name: String,
     pub vhosts: Vec<VirtualHost>,
-    exact: HashMap<Box<str>, usize>,
-    /// Keyed by the suffix after `*`, including its leading dot: `*.a.com` → `.a.com`.
-    wildcard: HashMap<Box<str>, usize>,
-    catch_all: Option<usize>,
+    /// Index into `vhosts` by domain.
+    domains: HostMap<usize>,
 }
 
 #[derive(Debug)]
@@ -289,41 +288,23 @@ fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
 
 impl RouteTable {
     pub fn new(name: String, vhosts: Vec<VirtualHost>) -> Self {
-        let mut table = RouteTable {
+        let mut domains = HostMap::new();
+        for (i, vh) in vhosts.iter().enumerate() {
+            domains.insert(&vh.domain, i);
+        }
+        RouteTable {
             name,
             vhosts,
-            ..Default::default()
-        };
-        for (i, vh) in table.vhosts.iter().enumerate() {
-            if vh.domain == "*" {
-                table.catch_all = Some(i);
-            } else if let Some(suffix) = vh.domain.strip_prefix('*') {
-                table.wildcard.insert(suffix.into(), i);
-            } else {
-                table.exact.insert(vh.domain.as_str().into(), i);
-            }
+            domains,
         }
-        table
     }
 
     /// The virtual host for a Host header: port ignored, case-insensitive, exact beats the longest
     /// wildcard suffix beats `*`. IP literals only match `*`.
     pub fn find_vhost(&self, authority: &str) -> Option<&VirtualHost> {
-        let host = strip_port(authority);
-        let mut buf = [0u8; 255];
-        let host = lowercase(host, &mut buf)?;
-        if let Some(&i) = self.exact.get(host) {
-            return Some(&self.vhosts[i]);
-        }
-        if !self.wildcard.is_empty() {
-            // Longest suffix first: `a.b.c.com` tries `.b.c.com`, `.c.com`, `.com`.
-            for (i, _) in host.match_indices('.') {
-                if let Some(&v) = self.wildcard.get(&host[i..]) {
-                    return Some(&self.vhosts[v]);
-                }
-            }
-        }
-        self.catch_all.map(|i| &self.vhosts[i])
+        self.domains
+            .get(strip_port(authority))
+            .map(|&i| &self.vhosts[i])
     }
 
     /// Host names this table serves (for diagnostics).
@@ -350,17 +331,6 @@ pub fn strip_port(authority: &str) -> &str {
         Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
         _ => authority,
     }
-}
-
-/// Lower-cases into `buf` only when needed; `None` for names longer than DNS allows.
-fn lowercase<'a>(host: &'a str, buf: &'a mut [u8; 255]) -> Option<&'a str> {
-    if !host.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Some(host);
-    }
-    let out = buf.get_mut(..host.len())?;
-    out.copy_from_slice(host.as_bytes());
-    out.make_ascii_lowercase();
-    std::str::from_utf8(out).ok()
 }
 
 #[cfg(test)]
