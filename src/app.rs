@@ -76,7 +76,10 @@ pub async fn serve(args: RunArgs) -> anyhow::Result<()> {
             .with_context(|| format!("binding the {role:?} address {addr}"))?;
     }
     let store = ConfigStore::new(&config_dir, &args.config.namespace);
-    let mut reloader = Reloader::new(store, args.config.options(), shared.clone(), listeners);
+    let mut options = args.config.options();
+    options.resumption = crate::tls::server_config::Resumption::new(!args.no_session_resumption)
+        .context("setting up TLS session resumption")?;
+    let mut reloader = Reloader::new(store, options, shared.clone(), listeners);
     reloader.reload();
     shared.set_ready();
     tokio::spawn(reloader.watch(vec![config_dir, args.config.certs_dir.clone()]));

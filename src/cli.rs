@@ -63,6 +63,7 @@ impl ConfigArgs {
             labels: self.labels.clone(),
             cluster_domain: self.cluster_domain.clone(),
             certs_dir: self.certs_dir.clone(),
+            resumption: crate::tls::server_config::Resumption::disabled(),
         }
     }
 }
@@ -92,6 +93,9 @@ pub struct RunArgs {
     /// Port to put in httpsRedirect's Location (default: none, i.e. 443).
     #[arg(long)]
     pub https_redirect_port: Option<u16>,
+    /// Turn off TLS session resumption (tickets and session IDs): every handshake is a full one.
+    #[arg(long)]
+    pub no_session_resumption: bool,
 }
 
 impl RunArgs {

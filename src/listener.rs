@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::http::proxy::ConnContext;
-use crate::snapshot::{ListenKey, Listener, ListenerKind, Snapshot};
+use crate::snapshot::{ListenKey, Listener, ListenerKind, ServerClass, Snapshot};
 use crate::state::Shared;
 
 /// A gateway port that could not be bound.
@@ -118,9 +118,14 @@ impl Listeners {
     }
 }
 
-/// TLS and TCP listeners arrive with TLS termination and the L4 proxy.
+/// A port opens when something on it can serve: plain HTTP, or a TLS port with a terminating
+/// server. TCP and passthrough arrive with the L4 proxy.
 fn servable(listener: &Listener) -> bool {
-    matches!(listener.kind, ListenerKind::Http(_))
+    match &listener.kind {
+        ListenerKind::Http(_) => true,
+        ListenerKind::Tls(tls) => tls.serves_anything(),
+        ListenerKind::Tcp => false,
+    }
 }
 
 fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
@@ -152,13 +157,28 @@ async fn accept_loop(tcp: TcpListener, key: ListenKey, shared: Arc<Shared>) {
         };
         let _ = stream.set_nodelay(true);
         connections.increment(1);
-        let conn = ConnContext {
-            shared: shared.clone(),
-            key,
-            peer,
-            peer_header: crate::http::headers::peer_header(peer.ip()),
-            scheme: "http",
-        };
-        tokio::spawn(crate::http::server::serve(stream, conn));
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let tls_port = shared
+                .snapshot
+                .load()
+                .listeners
+                .get(&key)
+                .is_some_and(|l| l.class == ServerClass::Tls);
+            if tls_port {
+                crate::tls::terminate::serve(stream, key, peer, shared).await;
+            } else {
+                let peer_header = crate::http::headers::peer_header(peer.ip());
+                let conn = ConnContext {
+                    shared,
+                    key,
+                    peer,
+                    peer_header,
+                    scheme: "http",
+                    tls_server: None,
+                };
+                crate::http::server::serve(stream, conn).await;
+            }
+        });
     }
 }

@@ -25,6 +25,8 @@ pub enum LocalReply {
     ConnectionTermination,
     /// HTTP/1.0 request (426), as Istio's default `accept_http_10: false`.
     UpgradeRequired,
+    /// A Host served by another server of the TLS port than the one the SNI chose (421).
+    MisdirectedRequest,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +44,7 @@ impl LocalReply {
             LocalReply::NoHealthyUpstream => "UH",
             LocalReply::ConnectFailure(_) => "UF",
             LocalReply::ConnectionTermination => "UC",
-            LocalReply::UpgradeRequired => "-",
+            LocalReply::UpgradeRequired | LocalReply::MisdirectedRequest => "-",
         }
     }
 
@@ -69,6 +71,7 @@ impl LocalReply {
                 "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
             ),
             LocalReply::UpgradeRequired => (StatusCode::UPGRADE_REQUIRED, ""),
+            LocalReply::MisdirectedRequest => (StatusCode::MISDIRECTED_REQUEST, ""),
         }
     }
 

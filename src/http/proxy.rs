@@ -15,6 +15,7 @@ use super::local::{self, ConnectFailure, LocalReply, SERVER_NAME};
 use super::{Body, UpstreamBody};
 use crate::metrics;
 use crate::route::{Action, Redirect, RequestView, RouteTable, Target};
+use crate::snapshot::tls::{TlsAction, TlsListener};
 use crate::snapshot::{ListenKey, ListenerKind};
 use crate::state::Shared;
 use crate::upstream::{ActiveRequest, Cluster, Endpoint, UpstreamError, UpstreamProtocol};
@@ -27,6 +28,8 @@ pub struct ConnContext {
     /// `peer`'s address as a header value, for x-forwarded-for on every request.
     pub peer_header: HeaderValue,
     pub scheme: &'static str,
+    /// On a TLS port: the route-table name of the server the SNI selected at handshake.
+    pub tls_server: Option<Arc<str>>,
 }
 
 pub async fn handle(req: Request<Incoming>, conn: &ConnContext) -> Response<Body> {
@@ -70,11 +73,14 @@ async fn route_and_forward(mut req: Request<Incoming>, conn: &ConnContext) -> Re
     let selected = {
         let snapshot = conn.shared.snapshot.load();
         // A port that a reload removed serves no routes to its remaining connections.
-        let Some(ListenerKind::Http(table)) = snapshot.listeners.get(&conn.key).map(|l| &l.kind)
-        else {
-            return LocalReply::NoRoute.response();
-        };
-        select(table, &req, conn)
+        match (
+            snapshot.listeners.get(&conn.key).map(|l| &l.kind),
+            &conn.tls_server,
+        ) {
+            (Some(ListenerKind::Http(table)), None) => select(table, &req, conn),
+            (Some(ListenerKind::Tls(tls)), Some(server)) => select_tls(tls, server, &req, conn),
+            _ => Selected::Reply(LocalReply::NoRoute),
+        }
     };
     match selected {
         Selected::Forward(target) => forward(req, target, conn).await,
@@ -103,6 +109,35 @@ enum Selected {
     Forward(Target),
     Reply(LocalReply),
     Response(Response<Body>),
+}
+
+/// A TLS connection routes only with the route table of the server its SNI selected. A Host that
+/// belongs to another server on the port gets 421 (so a browser that coalesced connections
+/// retries on a fresh one); a Host no server has gets 404.
+fn select_tls(
+    tls: &TlsListener,
+    server: &str,
+    req: &Request<Incoming>,
+    conn: &ConnContext,
+) -> Selected {
+    let Some(TlsAction::Https { routes, .. }) = tls
+        .servers
+        .iter()
+        .find(|s| s.name == server)
+        .map(|s| &s.action)
+    else {
+        return Selected::Reply(LocalReply::NoRoute);
+    };
+    let authority = authority(req);
+    if routes.find_vhost(authority).is_none() {
+        let host = crate::route::strip_port(authority);
+        let other =
+            crate::tls::terminate::select(tls, Some(host)).map(|&i| tls.servers[i].name.as_str());
+        if other.is_some_and(|o| o != server) {
+            return Selected::Reply(LocalReply::MisdirectedRequest);
+        }
+    }
+    select(routes, req, conn)
 }
 
 /// Pure routing: virtual host, redirect, route, then the weighted target or a direct answer.

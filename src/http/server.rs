@@ -8,7 +8,7 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::proxy::{self, ConnContext};
 
@@ -17,7 +17,10 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Envoy's default request header limit: larger heads get 431.
 const MAX_HEADER_BYTES: usize = 60 * 1024;
 
-pub async fn serve(stream: TcpStream, conn: ConnContext) {
+pub async fn serve<I>(io: I, conn: ConnContext)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let conn = Arc::new(conn);
     let service = service_fn(move |req| {
         let conn = conn.clone();
@@ -36,7 +39,7 @@ pub async fn serve(stream: TcpStream, conn: ConnContext) {
         .max_concurrent_streams(100)
         .max_header_list_size(MAX_HEADER_BYTES as u32);
     if let Err(e) = builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
         .await
     {
         tracing::debug!(error = %e, "downstream connection ended with an error");

@@ -27,7 +27,8 @@ pub fn compile(load: LoadResult, opts: &Options, previous: &Snapshot, generation
         let vss = bound_virtual_services(&resources, opts, &mut diagnostics);
         let ports = gateway::merge(&gateways, &mut diagnostics);
         warn_unexposed_hosts(&vss, &gateways, &ports, &mut diagnostics);
-        super::credentials::check(&gateways, &resources, opts, &mut diagnostics);
+        let credentials =
+            super::credentials::resolve(&gateways, &resources, opts, &mut diagnostics);
         let mut clusters = ClusterBuilder::new(&resources, opts, &previous.clusters);
         let mut builder = TableBuilder {
             opts,
@@ -37,7 +38,10 @@ pub fn compile(load: LoadResult, opts: &Options, previous: &Snapshot, generation
         };
         let listeners = ports
             .iter()
-            .map(|(key, plan)| (*key, Arc::new(listener(plan, &vss, &mut builder))))
+            .map(|(key, plan)| {
+                let l = listener(plan, &vss, &mut builder, &credentials, opts);
+                (*key, Arc::new(l))
+            })
             .collect();
         (listeners, clusters)
     };
@@ -60,10 +64,22 @@ fn listener(
     plan: &PortPlan<'_>,
     vss: &[BoundVs<'_>],
     builder: &mut TableBuilder<'_, '_>,
+    credentials: &super::credentials::Resolved,
+    opts: &Options,
 ) -> Listener {
     let kind = match plan.class {
-        ServerClass::Http => ListenerKind::Http(Arc::new(builder.http_table(plan, vss))),
-        ServerClass::Tls => ListenerKind::Tls,
+        ServerClass::Http => {
+            let name = format!("http.{}", plan.key.port);
+            ListenerKind::Http(Arc::new(builder.http_table(
+                name,
+                plan.key.port,
+                &plan.servers,
+                vss,
+            )))
+        }
+        ServerClass::Tls => {
+            ListenerKind::Tls(super::tls::listener(plan, vss, builder, credentials, opts))
+        }
         ServerClass::Tcp => ListenerKind::Tcp,
     };
     let mut gateways: Vec<String> = plan.servers.iter().map(|s| s.gateway.key.clone()).collect();

@@ -1,22 +1,27 @@
 //! Every terminating TLS server's credential must resolve and validate; a failure is an error on
 //! that server only (reference §1.5, with tollgate's stricter "report it" stance).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use super::gateway::{class_of, SelectedGateway, ServerRef};
 use super::{Options, ServerClass};
 use crate::config::{Diagnostic, Resource, Severity};
-use crate::tls::{credential, Credentials};
+use crate::tls::{credential, Credential, Credentials};
 
-/// Checks every selected server, including those a port conflict dropped: a broken credential is
-/// worth reporting whichever server wins.
-pub(crate) fn check(
+/// Credentials of terminating servers, by (`ns/gateway`, server index).
+pub(crate) type Resolved = HashMap<(String, usize), Vec<Credential>>;
+
+/// Resolves every selected server's credentials, including servers a port conflict dropped: a
+/// broken credential is worth reporting whichever server wins. Failures are errors on the server.
+pub(crate) fn resolve(
     gateways: &[SelectedGateway<'_>],
     resources: &[Arc<Resource>],
     opts: &Options,
     diags: &mut Vec<Diagnostic>,
-) {
+) -> Resolved {
+    let mut resolved = Resolved::new();
     let credentials = Credentials::new(&opts.certs_dir, &opts.gateway_namespace, resources);
     let servers = gateways.iter().flat_map(|g| {
         g.spec
@@ -52,19 +57,24 @@ pub(crate) fn check(
             continue;
         }
         let gateway_ns = &server.gateway.resource.key.namespace;
+        let mut found = Vec::new();
+        let mut failed = false;
         let names = tls.credential_name.iter().chain(&tls.credential_names);
         for (i, name) in names.enumerate() {
-            if let Err(e) = credentials.resolve(name, gateway_ns, client_ca) {
-                let field = if tls.credential_name.is_some() {
-                    "tls.credentialName".to_string()
-                } else {
-                    format!("tls.credentialNames[{i}]")
-                };
-                diags.push(server.diag(
-                    Severity::Error,
-                    &field,
-                    format!("{e}; handshakes for this server's hosts fail"),
-                ));
+            match credentials.resolve(name, gateway_ns, client_ca) {
+                Ok(credential) => found.push(credential),
+                Err(e) => {
+                    let field = match tls.credential_name {
+                        Some(_) => "tls.credentialName".to_string(),
+                        None => format!("tls.credentialNames[{i}]"),
+                    };
+                    failed = true;
+                    diags.push(server.diag(
+                        Severity::Error,
+                        &field,
+                        format!("{e}; handshakes for this server's hosts fail"),
+                    ));
+                }
             }
         }
         if let (Some(cert), Some(key)) = (&tls.server_certificate, &tls.private_key) {
@@ -73,13 +83,18 @@ pub(crate) fn check(
                 .as_deref()
                 .filter(|_| client_ca)
                 .map(Path::new);
-            if let Err(e) = credential::from_files(Path::new(cert), Path::new(key), ca) {
-                diags.push(server.diag(
-                    Severity::Error,
-                    "tls.serverCertificate",
-                    format!("{e}; handshakes for this server's hosts fail"),
-                ));
+            match credential::from_files(Path::new(cert), Path::new(key), ca) {
+                Ok(credential) => found.push(credential),
+                Err(e) => {
+                    failed = true;
+                    let message = format!("{e}; handshakes for this server's hosts fail");
+                    diags.push(server.diag(Severity::Error, "tls.serverCertificate", message));
+                }
             }
         }
+        if !failed && !found.is_empty() {
+            resolved.insert((gateway.key.clone(), index), found);
+        }
     }
+    resolved
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::clusters::{ClusterBuilder, Note};
-use super::gateway::{PortPlan, ServerRef};
+use super::gateway::ServerRef;
 use super::Options;
 use crate::config::model::{HttpMatch, HttpRoute, StringMatch, VirtualServiceSpec};
 use crate::config::{Diagnostic, Finding, Resource, Severity};
@@ -82,7 +82,15 @@ pub(crate) struct TableBuilder<'b, 'a> {
 
 impl TableBuilder<'_, '_> {
     /// The shared `http.<port>` table of a plaintext port.
-    pub fn http_table(&mut self, plan: &PortPlan<'_>, vss: &[BoundVs<'_>]) -> RouteTable {
+    /// The route table of `servers` on `port`: every plaintext server of a port share one
+    /// (`http.<port>`); each terminating HTTPS server has its own.
+    pub fn http_table(
+        &mut self,
+        name: String,
+        port: u16,
+        servers: &[ServerRef<'_>],
+        vss: &[BoundVs<'_>],
+    ) -> RouteTable {
         let mut vhosts: Vec<VirtualHost> = Vec::new();
         let mut by_name: HashMap<String, usize> = HashMap::new();
         let mut vhost = |name: &str, vhosts: &mut Vec<VirtualHost>| -> usize {
@@ -95,7 +103,7 @@ impl TableBuilder<'_, '_> {
                 vhosts.len() - 1
             })
         };
-        for server in &plan.servers {
+        for server in servers {
             let mut attached = false;
             for vs in vss.iter().filter(|vs| vs.binds_to(&server.gateway.key)) {
                 let names = attached_hosts(server, vs);
@@ -103,7 +111,7 @@ impl TableBuilder<'_, '_> {
                     continue;
                 }
                 attached = true;
-                let routes = self.routes(vs, &server.gateway.key, plan.key.port);
+                let routes = self.routes(vs, &server.gateway.key, port);
                 for name in names {
                     let i = vhost(&name, &mut vhosts);
                     vhosts[i].routes.extend(routes.iter().cloned());
@@ -123,7 +131,7 @@ impl TableBuilder<'_, '_> {
             // A stable sort: false (specific) before true (catch-all), order otherwise kept.
             vh.routes.sort_by_key(|r| r.matcher.is_catch_all());
         }
-        RouteTable::new(format!("http.{}", plan.key.port), vhosts)
+        RouteTable::new(name, vhosts)
     }
 
     /// The routes of one VS as seen from `gateway` on `port`, in rule then match order.

@@ -7,6 +7,7 @@ pub mod compile;
 mod credentials;
 mod gateway;
 mod http_routes;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -32,6 +33,8 @@ pub struct Options {
     pub cluster_domain: String,
     /// Credential folders in Kubernetes secret layout (`<name>/tls.crt`, ...).
     pub certs_dir: std::path::PathBuf,
+    /// Session resumption state shared by every TLS configuration across reloads.
+    pub resumption: crate::tls::server_config::Resumption,
 }
 
 impl Default for Options {
@@ -42,6 +45,7 @@ impl Default for Options {
             labels: BTreeMap::from([("istio".to_string(), "ingressgateway".to_string())]),
             cluster_domain: "cluster.local".into(),
             certs_dir: "certs".into(),
+            resumption: crate::tls::server_config::Resumption::disabled(),
         }
     }
 }
@@ -76,8 +80,7 @@ pub struct Listener {
 #[derive(Debug)]
 pub enum ListenerKind {
     Http(Arc<RouteTable>),
-    /// TLS servers are compiled for diagnostics; serving them arrives with TLS termination.
-    Tls,
+    Tls(tls::TlsListener),
     /// TCP servers are compiled for diagnostics; serving them arrives with the L4 proxy.
     Tcp,
 }

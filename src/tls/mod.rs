@@ -1,6 +1,10 @@
 //! TLS material: PEM decoding and credential resolution (Istio's `credentialName` lookup).
 
+pub mod client_hello;
 pub mod credential;
 pub mod pem;
+pub mod prefixed;
+pub mod server_config;
+pub mod terminate;
 
 pub use credential::{Credential, CredentialError, Credentials};
