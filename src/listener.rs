@@ -176,6 +176,7 @@ async fn accept_loop(tcp: TcpListener, key: ListenKey, shared: Arc<Shared>) {
                     peer_header,
                     scheme: "http",
                     tls_server: None,
+                    client_cert: None,
                 };
                 crate::http::server::serve(stream, conn).await;
             }

@@ -14,6 +14,8 @@ pub const CONFIG_ERRORS: &str = "tollgate_config_errors_total";
 pub const CONFIG_LAST_RELOAD_SUCCESS: &str =
     "tollgate_config_last_reload_success_timestamp_seconds";
 pub const LISTENER_BIND_ERRORS: &str = "tollgate_listener_bind_errors_total";
+pub const TLS_HANDSHAKES: &str = "tollgate_tls_handshakes_total";
+pub const TLS_CLIENT_HELLO_FAILURES: &str = "tollgate_tls_client_hello_failures_total";
 
 /// Installs the Prometheus recorder once per process and returns its renderer.
 pub fn install() -> PrometheusHandle {
@@ -59,6 +61,14 @@ fn describe() {
         LISTENER_BIND_ERRORS,
         "Gateway ports that could not be bound"
     );
+    describe_counter!(
+        TLS_HANDSHAKES,
+        "TLS handshakes on terminating ports, by result (ok, no_matching_server, handshake_error, timeout)"
+    );
+    describe_counter!(
+        TLS_CLIENT_HELLO_FAILURES,
+        "Connections closed before a usable ClientHello, by reason"
+    );
 }
 
 /// Pre-registered per status class: recording is an atomic add, no allocation, no lock.
@@ -91,6 +101,15 @@ pub fn record_reload(generation: u64, new_errors: usize, total_errors: usize) {
             .map_or(0.0, |d| d.as_secs_f64());
         gauge!(CONFIG_LAST_RELOAD_SUCCESS).set(now);
     }
+}
+
+/// `result` is one of a fixed set of slugs, so the label costs no allocation.
+pub fn record_tls_handshake(result: &'static str) {
+    counter!(TLS_HANDSHAKES, "result" => result).increment(1);
+}
+
+pub fn record_client_hello_failure(reason: &'static str) {
+    counter!(TLS_CLIENT_HELLO_FAILURES, "reason" => reason).increment(1);
 }
 
 pub fn record_bind_error() {

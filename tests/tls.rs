@@ -183,6 +183,34 @@ fn several_https_servers_on_one_port_pick_their_certificate_by_sni() {
     assert!(text.contains("unrecognized name"), "{text}");
     let (_, text) = s_client(port, None);
     assert!(text.contains("unrecognized name"), "{text}");
+    // Plain HTTP on the TLS port: closed without an answer, counted by reason.
+    let plain = curl(&[
+        "-H",
+        "Host: webapp.istioinaction.io",
+        &format!("http://127.0.0.1:{port}/"),
+    ]);
+    assert_eq!(plain.status, 0, "no HTTP answer on a TLS port");
+    let metrics = gw.metrics_get("/stats/prometheus").1;
+    let count = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        count("tollgate_tls_handshakes_total{result=\"no_matching_server\"}") >= 2.0,
+        "{metrics}"
+    );
+    assert!(
+        count("tollgate_tls_handshakes_total{result=\"ok\"}") >= 6.0,
+        "{metrics}"
+    );
+    assert!(
+        count("tollgate_tls_client_hello_failures_total{reason=\"not_tls\"}") >= 1.0,
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -272,9 +300,29 @@ fn mutual_tls_requires_a_client_certificate_from_the_ca() {
         "webapp.istioinaction.io",
         port,
         "/",
-        &["--cacert", &ca, "--cert", &cert, "--key", &key],
+        &[
+            "--cacert",
+            &ca,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "-H",
+            "x-forwarded-client-cert: By=spoofed",
+        ],
     );
     assert_eq!(served_by(&accepted), "webapp");
+    // The upstream learns who the client is, in Envoy's format; the client's own claim is gone.
+    let xfcc = accepted.json()["headers"]["x-forwarded-client-cert"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        xfcc.starts_with("Hash=") && xfcc.contains(";Cert=\"-----BEGIN%20CERTIFICATE"),
+        "{xfcc}"
+    );
+    assert!(xfcc.contains("CN=webapp.istioinaction.io"), "{xfcc}");
+    assert!(!xfcc.contains("spoofed"), "{xfcc}");
     let anonymous = https("webapp.istioinaction.io", port, "/", &["--cacert", &ca]);
     assert_ne!(anonymous.status, 200, "no client certificate, no response");
     let other = credentials().join("sni-backends/simple-sni-1");
@@ -357,4 +405,136 @@ fn wildcard_hosts_and_hellos_without_sni() {
         "the `*` server's certificate is served: {text}"
     );
     assert!(!text.contains("unrecognized name"), "{text}");
+}
+
+/// A CA, and leaf certificates for `host` signed by it with the common name `gen-<n>`.
+struct RotatingPki {
+    ca: rcgen::Certificate,
+    ca_key: rcgen::KeyPair,
+    host: String,
+}
+
+impl RotatingPki {
+    fn new(host: &str) -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "rotation CA");
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = params.self_signed(&ca_key).unwrap();
+        RotatingPki {
+            ca,
+            ca_key,
+            host: host.to_string(),
+        }
+    }
+
+    /// (certificate PEM, key PEM) of generation `n`.
+    fn leaf(&self, n: u32) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![self.host.clone()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("gen-{n}"));
+        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+#[test]
+fn certificate_rotation_never_fails_a_handshake() {
+    let backend = EchoBackend::start("rot", "v1");
+    let pki = RotatingPki::new("rot.test");
+    // The credential folder is a ConfigDir, so it can be updated the way kubelet does; its
+    // folder name is the credential name.
+    let credential = ConfigDir::new();
+    let (cert, key) = pki.leaf(1);
+    credential.k8s_swap(&[("tls.crt", &cert), ("tls.key", &key)]);
+    let name = credential
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    let certs_dir = credential.path().parent().unwrap().display().to_string();
+    let ca_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca_file.path(), pki.ca.pem()).unwrap();
+    let ca = ca_file.path().display().to_string();
+    let dir = ConfigDir::new();
+    dir.write(
+        "backend.yaml",
+        &service_entry("rot", "rot.internal", 80, &[(backend.addr, &[])]),
+    );
+    dir.write(
+        "gateway.yaml",
+        &format!("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: rot}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: 443, name: https, protocol: HTTPS}}\n    hosts: [rot.test]\n    tls: {{mode: SIMPLE, credentialName: {name}}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: rot}}\nspec:\n  hosts: [rot.test]\n  gateways: [rot]\n  http:\n  - route: [{{destination: {{host: rot.internal}}}}]\n"),
+    );
+    let gw = Gateway::start(
+        dir.path(),
+        &["--certs-dir", &certs_dir, "--port-map", "443=0"],
+    );
+    let port = gw.listener(443).port();
+    assert!(s_client(port, Some("rot.test")).0.contains("gen-1"));
+
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let done = std::sync::Arc::new(AtomicU32::new(0));
+    let client = {
+        let (stop, done, ca) = (stop.clone(), done.clone(), ca.clone());
+        std::thread::spawn(move || {
+            let mut failures = Vec::new();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+            while !stop.load(Ordering::Relaxed)
+                && std::time::Instant::now() < deadline
+                && done.load(Ordering::Relaxed) < 5_000
+            {
+                let out = https("rot.test", port, "/", &["--cacert", &ca]);
+                if out.status != 200 {
+                    failures.push(format!(
+                        "exit {} status {} {}",
+                        out.exit_code, out.status, out.stderr
+                    ));
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            failures
+        })
+    };
+    // Fresh connections go on before, during and after every change.
+    let wait_for_traffic = |at_least: u32| {
+        gw.wait_until(
+            "client handshakes",
+            std::time::Duration::from_secs(20),
+            || done.load(Ordering::Relaxed) >= at_least,
+        )
+    };
+    wait_for_traffic(5);
+    for n in 2..=5 {
+        let (cert, key) = pki.leaf(n);
+        if n % 2 == 0 {
+            // One file after the other: for a moment the key does not match the certificate.
+            std::fs::write(credential.path().join("tls.crt"), &cert).unwrap();
+            std::fs::write(credential.path().join("tls.key"), &key).unwrap();
+        } else {
+            credential.k8s_swap(&[("tls.crt", &cert), ("tls.key", &key)]);
+        }
+        let want = format!("gen-{n}");
+        gw.wait_until(
+            &format!("certificate {want} served"),
+            std::time::Duration::from_secs(10),
+            || s_client(port, Some("rot.test")).0.contains(&want),
+        );
+        wait_for_traffic(done.load(Ordering::Relaxed) + 5);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let failures = client.join().unwrap();
+    let ok = done.load(Ordering::Relaxed) - failures.len() as u32;
+    assert!(
+        failures.is_empty(),
+        "{} failed handshakes or requests, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    assert!(ok >= 25, "the client loop made only {ok} requests");
 }

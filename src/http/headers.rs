@@ -106,6 +106,8 @@ fn matching_names(headers: &HeaderMap, doomed: impl Fn(&HeaderName) -> bool) -> 
 pub struct Downstream<'a> {
     /// The client address, preformatted once per connection.
     pub peer: &'a HeaderValue,
+    /// The verified client certificate, as `x-forwarded-client-cert`.
+    pub client_cert: Option<&'a HeaderValue>,
     pub scheme: &'static str,
     /// `--num-trusted-proxies`: hops in front of the gateway whose headers are believed.
     pub trusted_hops: u32,
@@ -126,6 +128,9 @@ pub fn prepare_request(headers: &mut HeaderMap, down: &Downstream<'_>) {
     });
     for name in doomed {
         headers.remove(name);
+    }
+    if let Some(xfcc) = down.client_cert {
+        headers.insert(X_FORWARDED_CLIENT_CERT, xfcc.clone());
     }
     append_forwarded_for(headers, down.peer);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(down.scheme));
@@ -167,6 +172,7 @@ mod tests {
     fn down(peer: &HeaderValue) -> Downstream<'_> {
         Downstream {
             peer,
+            client_cert: None,
             scheme: "http",
             trusted_hops: 0,
         }

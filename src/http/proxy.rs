@@ -30,6 +30,8 @@ pub struct ConnContext {
     pub scheme: &'static str,
     /// On a TLS port: the route-table name of the server the SNI selected at handshake.
     pub tls_server: Option<Arc<str>>,
+    /// `x-forwarded-client-cert` for a connection that presented a client certificate.
+    pub client_cert: Option<HeaderValue>,
 }
 
 pub async fn handle(req: Request<Incoming>, conn: &ConnContext) -> Response<Body> {
@@ -333,6 +335,7 @@ fn upstream_request(
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     let down = Downstream {
         peer: &conn.peer_header,
+        client_cert: conn.client_cert.as_ref(),
         scheme: conn.scheme,
         trusted_hops: conn.shared.settings.num_trusted_proxies,
     };

@@ -22,13 +22,18 @@ pub fn compile(load: LoadResult, opts: &Options, previous: &Snapshot, generation
         previous: &previous.regexes,
         next: RegexCache::default(),
     };
-    let (listeners, clusters) = {
+    let (listeners, clusters, credentials) = {
         let gateways = gateway::selected(&resources, opts);
         let vss = bound_virtual_services(&resources, opts, &mut diagnostics);
         let ports = gateway::merge(&gateways, &mut diagnostics);
         warn_unexposed_hosts(&vss, &gateways, &ports, &mut diagnostics);
-        let credentials =
-            super::credentials::resolve(&gateways, &resources, opts, &mut diagnostics);
+        let credentials = super::credentials::resolve(
+            &gateways,
+            &resources,
+            opts,
+            &previous.credentials,
+            &mut diagnostics,
+        );
         let mut clusters = ClusterBuilder::new(&resources, opts, &previous.clusters);
         let mut builder = TableBuilder {
             opts,
@@ -43,7 +48,7 @@ pub fn compile(load: LoadResult, opts: &Options, previous: &Snapshot, generation
                 (*key, Arc::new(l))
             })
             .collect();
-        (listeners, clusters)
+        (listeners, clusters, credentials)
     };
     diag::sort(&mut diagnostics);
     // A VirtualService attached to several servers compiles once per server; report once.
@@ -54,6 +59,7 @@ pub fn compile(load: LoadResult, opts: &Options, previous: &Snapshot, generation
         clusters: clusters.built,
         cluster_refs: clusters.refs,
         regexes: regexes.next,
+        credentials,
         resources,
         diagnostics,
         files,

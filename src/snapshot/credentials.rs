@@ -11,14 +11,17 @@ use crate::config::{Diagnostic, Resource, Severity};
 use crate::tls::{credential, Credential, Credentials};
 
 /// Credentials of terminating servers, by (`ns/gateway`, server index).
-pub(crate) type Resolved = HashMap<(String, usize), Vec<Credential>>;
+pub type Resolved = HashMap<(String, usize), Vec<Credential>>;
 
 /// Resolves every selected server's credentials, including servers a port conflict dropped: a
-/// broken credential is worth reporting whichever server wins. Failures are errors on the server.
+/// broken credential is worth reporting whichever server wins. Failures are errors on the server;
+/// a server whose credential loaded before keeps that one (a certificate and key replaced one
+/// after the other mismatch for a moment; a bad update must not take a host down).
 pub(crate) fn resolve(
     gateways: &[SelectedGateway<'_>],
     resources: &[Arc<Resource>],
     opts: &Options,
+    previous: &Resolved,
     diags: &mut Vec<Diagnostic>,
 ) -> Resolved {
     let mut resolved = Resolved::new();
@@ -92,8 +95,14 @@ pub(crate) fn resolve(
                 }
             }
         }
+        let key = (gateway.key.clone(), index);
         if !failed && !found.is_empty() {
-            resolved.insert((gateway.key.clone(), index), found);
+            resolved.insert(key, found);
+        } else if let Some(last_good) = previous.get(&key) {
+            let message =
+                "the previously loaded credential stays in force until this is fixed".to_string();
+            diags.push(server.diag(Severity::Info, "tls", message));
+            resolved.insert(key, last_good.clone());
         }
     }
     resolved

@@ -4,7 +4,7 @@
 
 mod clusters;
 pub mod compile;
-mod credentials;
+pub mod credentials;
 mod gateway;
 mod http_routes;
 pub mod tls;
@@ -91,6 +91,8 @@ pub struct Snapshot {
     pub clusters: BTreeMap<String, Arc<Cluster>>,
     /// Where each cluster is first referenced (file, line, field), for diagnostics about it.
     pub cluster_refs: BTreeMap<String, Diagnostic>,
+    /// Credentials of terminating servers, kept for the next compile's last-good fallback.
+    pub credentials: credentials::Resolved,
     /// Regexes in use, reused by the next compile.
     pub regexes: crate::route::RegexCache,
     pub resources: Vec<Arc<Resource>>,
@@ -117,6 +119,7 @@ impl Snapshot {
             clusters: BTreeMap::new(),
             cluster_refs: BTreeMap::new(),
             regexes: Default::default(),
+            credentials: Default::default(),
             resources: Vec::new(),
             diagnostics: Vec::new(),
             files: Vec::new(),

@@ -333,3 +333,69 @@ fn bind_address_and_port_key_the_listener() {
         port: 80
     }));
 }
+
+#[test]
+fn a_bad_credential_update_keeps_the_last_good_one() {
+    let pem = |host: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![host.to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+    };
+    let certs = tempfile::tempdir().unwrap();
+    let folder = certs.path().join("web-cert");
+    std::fs::create_dir(&folder).unwrap();
+    let (cert1, key1, der1) = pem("web.test");
+    std::fs::write(folder.join("tls.crt"), &cert1).unwrap();
+    std::fs::write(folder.join("tls.key"), &key1).unwrap();
+    let servers = "  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [web.test]\n    tls: {mode: SIMPLE, credentialName: web-cert}\n";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gw.yaml"),
+        gateway("gw", "istio: ingressgateway", servers),
+    )
+    .unwrap();
+    let opts = Options {
+        certs_dir: certs.path().to_path_buf(),
+        ..Options::default()
+    };
+    let mut store = ConfigStore::new(dir.path(), "default");
+    let first = compile(store.load(), &opts, &Snapshot::empty(), 1);
+    let served = |s: &Snapshot| {
+        s.credentials
+            .values()
+            .next()
+            .map(|c| c[0].chain[0].to_vec())
+    };
+    assert_eq!(served(&first), Some(der1.clone()));
+    // The new certificate lands before its key: they do not match.
+    let (cert2, key2, der2) = pem("web.test");
+    std::fs::write(folder.join("tls.crt"), &cert2).unwrap();
+    let second = compile(store.load(), &opts, &first, 2);
+    assert_eq!(
+        served(&second),
+        Some(der1),
+        "the last good credential stays in force"
+    );
+    assert!(
+        second
+            .diagnostics
+            .iter()
+            .any(|d| d.is_error() && d.message.contains("does not match")),
+        "{:?}",
+        second.diagnostics
+    );
+    assert!(
+        matches!(&second.listeners.values().next().unwrap().kind, ListenerKind::Tls(t) if t.serves_anything())
+    );
+    std::fs::write(folder.join("tls.key"), &key2).unwrap();
+    let third = compile(store.load(), &opts, &second, 3);
+    assert_eq!(served(&third), Some(der2));
+    assert!(
+        third.diagnostics.iter().all(|d| !d.is_error()),
+        "{:?}",
+        third.diagnostics
+    );
+}

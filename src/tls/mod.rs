@@ -6,5 +6,6 @@ pub mod pem;
 pub mod prefixed;
 pub mod server_config;
 pub mod terminate;
+pub mod xfcc;
 
 pub use credential::{Credential, CredentialError, Credentials};

@@ -30,12 +30,14 @@ pub async fn serve(mut stream: TcpStream, key: ListenKey, peer: SocketAddr, shar
     let hello = match read_client_hello(&mut stream, &mut buf, PEEK_TIMEOUT).await {
         Ok(hello) => hello,
         Err(e) => {
+            crate::metrics::record_client_hello_failure(e.slug());
             tracing::debug!(%peer, gateway_port = key.port, reason = e.slug(), "no usable ClientHello; connection closed");
             return;
         }
     };
     let Some((config, server)) = choose(&shared, key, &hello) else {
         tracing::debug!(%peer, gateway_port = key.port, sni = hello.sni.as_deref().unwrap_or("-"), "no server for this SNI");
+        crate::metrics::record_tls_handshake("no_matching_server");
         let _ = stream.write_all(&UNRECOGNIZED_NAME).await;
         let _ = stream.shutdown().await;
         return;
@@ -43,17 +45,28 @@ pub async fn serve(mut stream: TcpStream, key: ListenKey, peer: SocketAddr, shar
     let io = Prefixed::new(buf.freeze(), stream);
     let tls =
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(io)).await {
-            Ok(Ok(tls)) => tls,
+            Ok(Ok(tls)) => {
+                crate::metrics::record_tls_handshake("ok");
+                tls
+            }
             Ok(Err(e)) => {
+                crate::metrics::record_tls_handshake("handshake_error");
                 tracing::debug!(%peer, server = %server, error = %e, "TLS handshake failed");
                 return;
             }
             Err(_) => {
+                crate::metrics::record_tls_handshake("timeout");
                 tracing::debug!(%peer, server = %server, "TLS handshake timed out");
                 return;
             }
         };
     let peer_header = crate::http::headers::peer_header(peer.ip());
+    let client_cert = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(super::xfcc::header);
     let conn = ConnContext {
         shared,
         key,
@@ -61,6 +74,7 @@ pub async fn serve(mut stream: TcpStream, key: ListenKey, peer: SocketAddr, shar
         peer_header,
         scheme: "https",
         tls_server: Some(server),
+        client_cert,
     };
     crate::http::server::serve(tls, conn).await;
 }
