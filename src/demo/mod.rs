@@ -56,18 +56,25 @@ async fn bind(port: u16, what: &str) -> anyhow::Result<TcpListener> {
 }
 
 fn print_tour(run: &crate::cli::RunArgs) {
-    let http = run
-        .port_map
-        .iter()
-        .find(|(g, _)| *g == 80)
-        .map_or(80, |(_, l)| *l);
+    let port = |gw: u16| {
+        run.port_map
+            .iter()
+            .find(|(g, _)| *g == gw)
+            .map_or(gw, |(_, l)| *l)
+    };
+    let (http, https) = (port(80), port(443));
+    let admin = match run.admin_addr.port() {
+        0 => "<admin address>".to_string(),
+        _ => run.admin_addr.to_string(),
+    };
     println!(
         "\ntollgate demo: backends webapp v1, catalog v1 and v2 (HTTP echo), tcp-echo. Try:\n\
          \x20 curl --resolve webapp.istioinaction.io:{http}:127.0.0.1 http://webapp.istioinaction.io:{http}/hello\n\
-         \x20 curl --resolve catalog.istioinaction.io:{http}:127.0.0.1 http://catalog.istioinaction.io:{http}/items   # 80% v1, 20% v2\n\
          \x20 curl -H 'x-dark-launch: v2' --resolve catalog.istioinaction.io:{http}:127.0.0.1 http://catalog.istioinaction.io:{http}/items\n\
-         \x20 curl -i --resolve unknown.example.com:{http}:127.0.0.1 http://unknown.example.com:{http}/   # 404\n\
-         \x20 curl -s http://{}/config_dump | less\n",
-        run.admin_addr
+         \x20 curl --cacert certs/ca/ca.crt --resolve webapp.istioinaction.io:{https}:127.0.0.1 https://webapp.istioinaction.io:{https}/\n\
+         \x20 curl --cacert certs/ca/ca.crt --cert certs/clients/webapp/tls.crt --key certs/clients/webapp/tls.key \\\n\
+         \x20      --resolve mtls.istioinaction.io:{https}:127.0.0.1 https://mtls.istioinaction.io:{https}/\n\
+         \x20 curl -i --resolve secure.istioinaction.io:{http}:127.0.0.1 http://secure.istioinaction.io:{http}/login\n\
+         \x20 curl -s http://{admin}/config_dump\n"
     );
 }

@@ -118,6 +118,19 @@ impl Gateway {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
         cmd.arg("run").arg("--config-dir").arg(config_dir);
         let certs = default_certs(&mut cmd, args);
+        Self::launch(cmd, args, certs)
+    }
+
+    /// Spawns `tollgate demo <args...>` from the repository root, as the README's first command
+    /// does (bundled `gateway-configs/` and `certs/`, built-in backends), with the admin
+    /// addresses on 127.0.0.1:0 unless `args` sets them.
+    pub fn start_demo(args: &[&str]) -> Gateway {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+        cmd.arg("demo").current_dir(env!("CARGO_MANIFEST_DIR"));
+        Self::launch(cmd, args, None)
+    }
+
+    fn launch(mut cmd: Command, args: &[&str], certs: Option<tempfile::TempDir>) -> Gateway {
         for flag in ["--admin-addr", "--health-addr", "--metrics-addr"] {
             if !has_flag(args, flag) {
                 cmd.args([flag, "127.0.0.1:0"]);
