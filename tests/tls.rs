@@ -46,6 +46,38 @@ fn book_config(files: &[&str], webapp: &EchoBackend, catalog: &EchoBackend) -> C
     dir
 }
 
+/// A book scenario served with the book's credentials; Gateway ports 80 and 443 ephemeral.
+struct Book {
+    gw: Gateway,
+    _backends: (EchoBackend, EchoBackend),
+    _dir: ConfigDir,
+}
+
+fn book(files: &[&str]) -> Book {
+    let backends = (
+        EchoBackend::start("webapp", "v1"),
+        EchoBackend::start("catalog", "v1"),
+    );
+    let dir = book_config(files, &backends.0, &backends.1);
+    let creds = credentials().display().to_string();
+    let gw = Gateway::start(
+        dir.path(),
+        &[
+            "--certs-dir",
+            &creds,
+            "--port-map",
+            "443=0",
+            "--port-map",
+            "80=0",
+        ],
+    );
+    Book {
+        gw,
+        _backends: backends,
+        _dir: dir,
+    }
+}
+
 fn https(host: &str, port: u16, path: &str, extra: &[&str]) -> CurlOutput {
     let resolve = format!("{host}:{port}:127.0.0.1");
     let url = format!("https://{host}:{port}{path}");
@@ -90,21 +122,12 @@ fn s_client(port: u16, servername: Option<&str>) -> (String, String) {
 
 #[test]
 fn several_https_servers_on_one_port_pick_their_certificate_by_sni() {
-    let (webapp, catalog) = (
-        EchoBackend::start("webapp", "v1"),
-        EchoBackend::start("catalog", "v1"),
-    );
-    let dir = book_config(
-        &[
-            "coolstore-gw-multi-tls.yaml",
-            "coolstore-vs.yaml",
-            "catalog-vs.yaml",
-        ],
-        &webapp,
-        &catalog,
-    );
-    let creds = credentials().display().to_string();
-    let gw = Gateway::start(dir.path(), &["--certs-dir", &creds, "--port-map", "443=0"]);
+    let scenario = book(&[
+        "coolstore-gw-multi-tls.yaml",
+        "coolstore-vs.yaml",
+        "catalog-vs.yaml",
+    ]);
+    let gw = &scenario.gw;
     let port = gw.listener(443).port();
     let (webapp_ca, catalog_ca) = (cas("webapp-ca-chain.pem"), cas("catalog-ca-chain.pem"));
     assert_eq!(
@@ -215,27 +238,8 @@ fn several_https_servers_on_one_port_pick_their_certificate_by_sni() {
 
 #[test]
 fn https_redirect_and_simple_tls() {
-    let (webapp, catalog) = (
-        EchoBackend::start("webapp", "v1"),
-        EchoBackend::start("catalog", "v1"),
-    );
-    let dir = book_config(
-        &["coolstore-gw-tls-redirect.yaml", "coolstore-vs.yaml"],
-        &webapp,
-        &catalog,
-    );
-    let creds = credentials().display().to_string();
-    let gw = Gateway::start(
-        dir.path(),
-        &[
-            "--certs-dir",
-            &creds,
-            "--port-map",
-            "443=0",
-            "--port-map",
-            "80=0",
-        ],
-    );
+    let scenario = book(&["coolstore-gw-tls-redirect.yaml", "coolstore-vs.yaml"]);
+    let gw = &scenario.gw;
     let (http_port, https_port) = (gw.listener(80).port(), gw.listener(443).port());
     let redirect = curl(&[
         "--resolve",
@@ -268,27 +272,8 @@ fn https_redirect_and_simple_tls() {
 
 #[test]
 fn mutual_tls_requires_a_client_certificate_from_the_ca() {
-    let (webapp, catalog) = (
-        EchoBackend::start("webapp", "v1"),
-        EchoBackend::start("catalog", "v1"),
-    );
-    let dir = book_config(
-        &["coolstore-gw-mtls.yaml", "coolstore-vs.yaml"],
-        &webapp,
-        &catalog,
-    );
-    let creds = credentials().display().to_string();
-    let gw = Gateway::start(
-        dir.path(),
-        &[
-            "--certs-dir",
-            &creds,
-            "--port-map",
-            "443=0",
-            "--port-map",
-            "80=0",
-        ],
-    );
+    let scenario = book(&["coolstore-gw-mtls.yaml", "coolstore-vs.yaml"]);
+    let gw = &scenario.gw;
     let port = gw.listener(443).port();
     let ca = cas("webapp-ca-chain.pem");
     let client = credentials().join("clients/webapp");
