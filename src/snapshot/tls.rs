@@ -128,6 +128,11 @@ fn action(
         min_version: tls.min_protocol_version.as_deref(),
         max_version: tls.max_protocol_version.as_deref(),
         cipher_suites: &tls.cipher_suites,
+        pins: crate::tls::client_verify::Pins::new(
+            &tls.subject_alt_names,
+            &tls.verify_certificate_spki,
+            &tls.verify_certificate_hash,
+        ),
     };
     match server_config::build(&settings, &opts.resumption) {
         Ok((config, warnings)) => {

@@ -1,6 +1,7 @@
 //! TLS material: PEM decoding and credential resolution (Istio's `credentialName` lookup).
 
 pub mod client_hello;
+pub mod client_verify;
 pub mod credential;
 pub mod pem;
 pub mod prefixed;

@@ -60,6 +60,8 @@ pub struct TlsSettings<'a> {
     pub min_version: Option<&'a str>,
     pub max_version: Option<&'a str>,
     pub cipher_suites: &'a [String],
+    /// `subjectAltNames`, `verifyCertificateSpki`, `verifyCertificateHash` for client certificates.
+    pub pins: super::client_verify::Pins,
 }
 
 /// Builds the configuration; warnings say what was adjusted (a version below 1.2, a suite rustls lacks).
@@ -199,10 +201,17 @@ fn client_verifier(
     if settings.client_auth == ClientAuth::Optional {
         builder = builder.allow_unauthenticated();
     }
-    builder
+    let verifier = builder
         .build()
-        .map(Some)
-        .map_err(|e| format!("client verification: {e}"))
+        .map_err(|e| format!("client verification: {e}"))?;
+    if settings.pins.is_empty() {
+        return Ok(Some(verifier));
+    }
+    let pins = settings.pins.clone();
+    Ok(Some(Arc::new(super::client_verify::PinnedClientVerifier {
+        inner: verifier,
+        pins,
+    })))
 }
 
 fn certified_key(credential: &Credential) -> Result<Arc<CertifiedKey>, String> {

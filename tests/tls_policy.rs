@@ -1,0 +1,171 @@
+//! TLS policy end to end with the demo credentials (certs/): OPTIONAL_MUTUAL, client-certificate
+//! SAN pins, protocol versions, and session resumption.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use support::*;
+
+const HOST: &str = "mtls.istioinaction.io";
+
+fn repo(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(path)
+        .display()
+        .to_string()
+}
+
+/// One HTTPS server for mtls.istioinaction.io with the given `tls` block, routed to an echo.
+fn serve(tls: &str, extra: &[&str]) -> (Gateway, EchoBackend, ConfigDir) {
+    let backend = EchoBackend::start("secure", "v1");
+    let dir = ConfigDir::new();
+    dir.write(
+        "backend.yaml",
+        &service_entry("secure", "secure.internal", 80, &[(backend.addr, &[])]),
+    );
+    dir.write(
+        "gateway.yaml",
+        &format!("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: 443, name: https, protocol: HTTPS}}\n    hosts: [{HOST}]\n    tls: {tls}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: vs}}\nspec:\n  hosts: [{HOST}]\n  gateways: [gw]\n  http:\n  - route: [{{destination: {{host: secure.internal}}}}]\n"),
+    );
+    let certs = repo("certs");
+    let mut args = vec!["--certs-dir", certs.as_str(), "--port-map", "443=0"];
+    args.extend_from_slice(extra);
+    let gw = Gateway::start(dir.path(), &args);
+    (gw, backend, dir)
+}
+
+fn request(port: u16, extra: &[&str]) -> CurlOutput {
+    let (ca, resolve, url) = (
+        repo("certs/ca/ca.crt"),
+        format!("{HOST}:{port}:127.0.0.1"),
+        format!("https://{HOST}:{port}/"),
+    );
+    let mut args = vec!["--cacert", ca.as_str(), "--resolve", resolve.as_str()];
+    args.extend_from_slice(extra);
+    args.push(&url);
+    curl(&args)
+}
+
+fn client_cert() -> [String; 4] {
+    [
+        "--cert".into(),
+        repo("certs/clients/webapp/tls.crt"),
+        "--key".into(),
+        repo("certs/clients/webapp/tls.key"),
+    ]
+}
+
+fn with_cert(port: u16) -> CurlOutput {
+    let c = client_cert();
+    request(port, &[&c[0], &c[1], &c[2], &c[3]])
+}
+
+#[test]
+fn optional_mutual_accepts_no_certificate_but_verifies_one_that_is_presented() {
+    let (gw, _b, _d) = serve(
+        "{mode: OPTIONAL_MUTUAL, credentialName: mtls-credential}",
+        &[],
+    );
+    let port = gw.listener(443).port();
+    let anonymous = request(port, &[]);
+    assert_eq!(anonymous.status, 200, "{}", anonymous.stderr);
+    assert!(anonymous.json()["headers"]
+        .get("x-forwarded-client-cert")
+        .is_none());
+    let known = with_cert(port);
+    assert_eq!(known.status, 200, "{}", known.stderr);
+    assert!(known.json()["headers"]["x-forwarded-client-cert"]
+        .as_str()
+        .is_some_and(|x| x.contains("URI=spiffe://istioinaction/webapp")));
+    // A certificate from another CA is refused, even though none would have been fine.
+    let foreign = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/istio-in-action/ch4/credentials/sni-backends/simple-sni-1");
+    let (c, k) = (
+        foreign.join("tls.crt").display().to_string(),
+        foreign.join("tls.key").display().to_string(),
+    );
+    assert_ne!(request(port, &["--cert", &c, "--key", &k]).status, 200);
+}
+
+#[test]
+fn subject_alt_names_pin_the_client() {
+    let (gw, _b, _d) = serve("{mode: MUTUAL, credentialName: mtls-credential, subjectAltNames: [spiffe://istioinaction/webapp]}", &[]);
+    assert_eq!(with_cert(gw.listener(443).port()).status, 200);
+    let (gw, _b, _d) = serve("{mode: MUTUAL, credentialName: mtls-credential, subjectAltNames: [spiffe://istioinaction/other]}", &[]);
+    assert_ne!(
+        with_cert(gw.listener(443).port()).status,
+        200,
+        "a client without the listed SAN is refused"
+    );
+}
+
+#[test]
+fn protocol_versions_follow_the_server_settings() {
+    let (gw, _b, _d) = serve(
+        "{mode: SIMPLE, credentialName: mtls-credential, minProtocolVersion: TLSV1_3}",
+        &[],
+    );
+    let port = gw.listener(443).port();
+    assert_eq!(request(port, &["--tlsv1.3"]).status, 200);
+    assert_ne!(
+        request(port, &["--tls-max", "1.2"]).status,
+        200,
+        "TLS 1.2 refused when the minimum is 1.3"
+    );
+    let (gw, _b, _d) = serve(
+        "{mode: SIMPLE, credentialName: mtls-credential, minProtocolVersion: TLSV1_0}",
+        &[],
+    );
+    let port = gw.listener(443).port();
+    assert_eq!(
+        request(port, &["--tls-max", "1.2"]).status,
+        200,
+        "default and raised minimum: 1.2 works"
+    );
+    let check = gw.admin_get("/config_dump").1;
+    assert!(check.contains("raised to TLSV1_2"), "the raise is reported");
+}
+
+/// Two TLS 1.2 connections with `openssl s_client`, the second offering the first's session.
+fn resumed(port: u16) -> bool {
+    let session = tempfile::NamedTempFile::new().unwrap();
+    let path = session.path().display().to_string();
+    let run = |flag: &str| {
+        let out = Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &format!("127.0.0.1:{port}"),
+                "-servername",
+                HOST,
+                "-tls1_2",
+                flag,
+                &path,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .expect("openssl runs");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    run("-sess_out");
+    run("-sess_in").contains("Reused, TLSv1.2")
+}
+
+#[test]
+fn sessions_resume_unless_turned_off() {
+    let (gw, _b, _d) = serve("{mode: SIMPLE, credentialName: mtls-credential}", &[]);
+    assert!(
+        resumed(gw.listener(443).port()),
+        "session resumption is on by default"
+    );
+    let (gw, _b, _d) = serve(
+        "{mode: SIMPLE, credentialName: mtls-credential}",
+        &["--no-session-resumption"],
+    );
+    assert!(
+        !resumed(gw.listener(443).port()),
+        "--no-session-resumption makes every handshake full"
+    );
+}
