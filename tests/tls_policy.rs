@@ -169,3 +169,111 @@ fn sessions_resume_unless_turned_off() {
         "--no-session-resumption makes every handshake full"
     );
 }
+
+/// A CA, a server certificate for `crl.test`, a good and a revoked client certificate, and a CRL,
+/// all written to `dir` as PEM files for the Gateway's file-path form.
+fn pki_with_crl(dir: &Path) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "crl test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf = |name: &str, serial: u64, usage: ExtendedKeyUsagePurpose| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
+        params.serial_number = Some(serial.into());
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+    let (server, server_key) = leaf("crl.test", 1, ExtendedKeyUsagePurpose::ServerAuth);
+    let (good, good_key) = leaf("good.client", 2, ExtendedKeyUsagePurpose::ClientAuth);
+    let (revoked, revoked_key) = leaf("revoked.client", 3, ExtendedKeyUsagePurpose::ClientAuth);
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: rcgen::date_time_ymd(2024, 1, 1),
+        next_update: rcgen::date_time_ymd(2099, 1, 1),
+        crl_number: 1u64.into(),
+        issuing_distribution_point: None,
+        revoked_certs: vec![rcgen::RevokedCertParams {
+            serial_number: 3u64.into(),
+            revocation_time: rcgen::date_time_ymd(2024, 1, 1),
+            reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        }],
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca, &ca_key)
+    .unwrap();
+    for (name, text) in [
+        ("ca.pem", ca.pem()),
+        ("server.pem", server),
+        ("server.key", server_key),
+        ("good.pem", good),
+        ("good.key", good_key),
+        ("revoked.pem", revoked),
+        ("revoked.key", revoked_key),
+        ("ca.crl", crl.pem().unwrap()),
+    ] {
+        write(name, &text);
+    }
+}
+
+#[test]
+fn a_revoked_client_certificate_is_refused() {
+    let pki = tempfile::tempdir().unwrap();
+    pki_with_crl(pki.path());
+    let p = |name: &str| pki.path().join(name).display().to_string();
+    let backend = EchoBackend::start("crl", "v1");
+    let dir = ConfigDir::new();
+    dir.write(
+        "backend.yaml",
+        &service_entry("crl", "crl.internal", 80, &[(backend.addr, &[])]),
+    );
+    dir.write(
+        "gateway.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: 443, name: https, protocol: HTTPS}}\n    hosts: [crl.test]\n    tls:\n      mode: MUTUAL\n      serverCertificate: {}\n      privateKey: {}\n      caCertificates: {}\n      caCrl: {}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: vs}}\nspec:\n  hosts: [crl.test]\n  gateways: [gw]\n  http:\n  - route: [{{destination: {{host: crl.internal}}}}]\n",
+            p("server.pem"),
+            p("server.key"),
+            p("ca.pem"),
+            p("ca.crl")
+        ),
+    );
+    let gw = Gateway::start(dir.path(), &["--port-map", "443=0"]);
+    let port = gw.listener(443).port();
+    let call = |cert: &str, key: &str| {
+        let (resolve, url) = (
+            format!("crl.test:{port}:127.0.0.1"),
+            format!("https://crl.test:{port}/"),
+        );
+        curl(&[
+            "--cacert",
+            &p("ca.pem"),
+            "--cert",
+            &p(cert),
+            "--key",
+            &p(key),
+            "--resolve",
+            &resolve,
+            &url,
+        ])
+    };
+    assert_eq!(call("good.pem", "good.key").status, 200);
+    assert_ne!(
+        call("revoked.pem", "revoked.key").status,
+        200,
+        "the CRL revokes serial 3"
+    );
+}

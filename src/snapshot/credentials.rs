@@ -86,7 +86,8 @@ pub(crate) fn resolve(
                 .as_deref()
                 .filter(|_| client_ca)
                 .map(Path::new);
-            match credential::from_files(Path::new(cert), Path::new(key), ca) {
+            let crl = tls.ca_crl.as_deref().filter(|_| client_ca).map(Path::new);
+            match credential::from_files(Path::new(cert), Path::new(key), ca, crl) {
                 Ok(credential) => found.push(credential),
                 Err(e) => {
                     failed = true;

@@ -169,8 +169,14 @@ fn read_folder(folder: &Path) -> Material {
     }
 }
 
-/// Reads a certificate/key pair given as file paths (`serverCertificate`/`privateKey`).
-pub fn from_files(cert: &Path, key: &Path, ca: Option<&Path>) -> Result<Credential, String> {
+/// Reads `serverCertificate`/`privateKey` (and for client verification `caCertificates` and
+/// `caCrl`) given as file paths.
+pub fn from_files(
+    cert: &Path,
+    key: &Path,
+    ca: Option<&Path>,
+    crl: Option<&Path>,
+) -> Result<Credential, String> {
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
     let chain = pem::certificates(&read(cert)?).map_err(|e| format!("{}: {e}", cert.display()))?;
     let key_der = pem::private_key(&read(key)?).map_err(|e| format!("{}: {e}", key.display()))?;
@@ -183,6 +189,9 @@ pub fn from_files(cert: &Path, key: &Path, ca: Option<&Path>) -> Result<Credenti
     if let Some(ca) = ca {
         credential.client_ca =
             Some(pem::certificates(&read(ca)?).map_err(|e| format!("{}: {e}", ca.display()))?);
+    }
+    if let Some(crl) = crl {
+        credential.crls = pem::crls(&read(crl)?).map_err(|e| format!("{}: {e}", crl.display()))?;
     }
     Ok(credential)
 }
