@@ -79,12 +79,7 @@ fn book(files: &[&str]) -> Book {
 }
 
 fn https(host: &str, port: u16, path: &str, extra: &[&str]) -> CurlOutput {
-    let resolve = format!("{host}:{port}:127.0.0.1");
-    let url = format!("https://{host}:{port}{path}");
-    let mut args: Vec<&str> = vec!["--resolve", &resolve];
-    args.extend_from_slice(extra);
-    args.push(&url);
-    curl(&args)
+    curl_https(host, port, path, extra)
 }
 
 fn served_by(out: &CurlOutput) -> String {
@@ -362,7 +357,13 @@ fn wildcard_hosts_and_hellos_without_sni() {
     );
     dir.write(
         "gateway.yaml",
-        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: wild}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [\"*\"]\n    tls: {mode: SIMPLE, credentialName: wild-cert}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: wild}\nspec:\n  hosts: [\"*.wild.test\"]\n  gateways: [wild]\n  http:\n  - route: [{destination: {host: wild.internal}}]\n",
+        &https_gateway(
+            "wild",
+            "[\"*\"]",
+            "{mode: SIMPLE, credentialName: wild-cert}",
+            "[\"*.wild.test\"]",
+            "wild.internal",
+        ),
     );
     let certs_dir = certs.path().display().to_string();
     let gw = Gateway::start(
@@ -453,7 +454,13 @@ fn certificate_rotation_never_fails_a_handshake() {
     );
     dir.write(
         "gateway.yaml",
-        &format!("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: rot}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: 443, name: https, protocol: HTTPS}}\n    hosts: [rot.test]\n    tls: {{mode: SIMPLE, credentialName: {name}}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: rot}}\nspec:\n  hosts: [rot.test]\n  gateways: [rot]\n  http:\n  - route: [{{destination: {{host: rot.internal}}}}]\n"),
+        &https_gateway(
+            "rot",
+            "[rot.test]",
+            &format!("{{mode: SIMPLE, credentialName: {name}}}"),
+            "[rot.test]",
+            "rot.internal",
+        ),
     );
     let gw = Gateway::start(
         dir.path(),

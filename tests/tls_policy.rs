@@ -27,7 +27,13 @@ fn serve(tls: &str, extra: &[&str]) -> (Gateway, EchoBackend, ConfigDir) {
     );
     dir.write(
         "gateway.yaml",
-        &format!("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: 443, name: https, protocol: HTTPS}}\n    hosts: [{HOST}]\n    tls: {tls}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: vs}}\nspec:\n  hosts: [{HOST}]\n  gateways: [gw]\n  http:\n  - route: [{{destination: {{host: secure.internal}}}}]\n"),
+        &https_gateway(
+            "gw",
+            &format!("[{HOST}]"),
+            tls,
+            &format!("[{HOST}]"),
+            "secure.internal",
+        ),
     );
     let certs = repo("certs");
     let mut args = vec!["--certs-dir", certs.as_str(), "--port-map", "443=0"];
@@ -37,15 +43,10 @@ fn serve(tls: &str, extra: &[&str]) -> (Gateway, EchoBackend, ConfigDir) {
 }
 
 fn request(port: u16, extra: &[&str]) -> CurlOutput {
-    let (ca, resolve, url) = (
-        repo("certs/ca/ca.crt"),
-        format!("{HOST}:{port}:127.0.0.1"),
-        format!("https://{HOST}:{port}/"),
-    );
-    let mut args = vec!["--cacert", ca.as_str(), "--resolve", resolve.as_str()];
+    let ca = repo("certs/ca/ca.crt");
+    let mut args = vec!["--cacert", ca.as_str()];
     args.extend_from_slice(extra);
-    args.push(&url);
-    curl(&args)
+    curl_https(HOST, port, "/", &args)
 }
 
 fn client_cert() -> [String; 4] {
@@ -243,12 +244,18 @@ fn a_revoked_client_certificate_is_refused() {
     );
     dir.write(
         "gateway.yaml",
-        &format!(
-            "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: 443, name: https, protocol: HTTPS}}\n    hosts: [crl.test]\n    tls:\n      mode: MUTUAL\n      serverCertificate: {}\n      privateKey: {}\n      caCertificates: {}\n      caCrl: {}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: vs}}\nspec:\n  hosts: [crl.test]\n  gateways: [gw]\n  http:\n  - route: [{{destination: {{host: crl.internal}}}}]\n",
-            p("server.pem"),
-            p("server.key"),
-            p("ca.pem"),
-            p("ca.crl")
+        &https_gateway(
+            "gw",
+            "[crl.test]",
+            &format!(
+                "{{mode: MUTUAL, serverCertificate: {}, privateKey: {}, caCertificates: {}, caCrl: {}}}",
+                p("server.pem"),
+                p("server.key"),
+                p("ca.pem"),
+                p("ca.crl")
+            ),
+            "[crl.test]",
+            "crl.internal",
         ),
     );
     let gw = Gateway::start(dir.path(), &["--port-map", "443=0"]);

@@ -215,3 +215,14 @@ impl HttpClient {
         result.map_err(|e| format!("{what}: {e}"))
     }
 }
+
+/// `curl --resolve <host>:<port>:127.0.0.1 <extra...> https://<host>:<port><path>`, the way users
+/// reach a gateway by name on loopback.
+pub fn curl_https(host: &str, port: u16, path: &str, extra: &[&str]) -> CurlOutput {
+    let resolve = format!("{host}:{port}:127.0.0.1");
+    let url = format!("https://{host}:{port}{path}");
+    let mut args: Vec<&str> = vec!["--resolve", &resolve];
+    args.extend_from_slice(extra);
+    args.push(&url);
+    curl(&args)
+}

@@ -193,3 +193,16 @@ pub fn service_entry(
     }
     y
 }
+
+/// A Gateway `name` with one HTTPS server on port 443 for `hosts` (a YAML flow list, e.g.
+/// `[a.test]`), whose `tls` block is given inline (e.g. `{mode: SIMPLE, credentialName: c}`), and
+/// a VirtualService sending `vs_hosts` through it to the destination host `dest`.
+pub fn https_gateway(name: &str, hosts: &str, tls: &str, vs_hosts: &str, dest: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: {name}}}\nspec:\n  \
+         selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: 443, name: https, protocol: HTTPS}}\n    \
+         hosts: {hosts}\n    tls: {tls}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n\
+         metadata: {{name: {name}}}\nspec:\n  hosts: {vs_hosts}\n  gateways: [{name}]\n  http:\n  \
+         - route: [{{destination: {{host: {dest}}}}}]\n"
+    )
+}

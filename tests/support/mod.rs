@@ -16,8 +16,8 @@ mod config;
 mod gateway;
 
 pub use backend::{dead_port, EchoBackend, TcpEcho};
-pub use client::{curl, CurlOutput, HttpClient, Response};
-pub use config::{service_entry, yaml_str, ConfigDir};
+pub use client::{curl, curl_https, CurlOutput, HttpClient, Response};
+pub use config::{https_gateway, service_entry, yaml_str, ConfigDir};
 pub use gateway::{check, CheckOutput, Gateway};
 
 use std::future::Future;
