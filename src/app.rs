@@ -77,8 +77,7 @@ pub async fn serve(args: RunArgs) -> anyhow::Result<()> {
     }
     let store = ConfigStore::new(&config_dir, &args.config.namespace);
     let mut options = args.config.options();
-    options.resumption = crate::tls::server_config::Resumption::new(!args.no_session_resumption)
-        .context("setting up TLS session resumption")?;
+    options.resumption = crate::tls::server_config::Resumption::new(!args.no_session_resumption);
     let mut reloader = Reloader::new(store, options, shared.clone(), listeners);
     reloader.reload();
     shared.set_ready();

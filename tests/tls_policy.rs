@@ -284,3 +284,93 @@ fn a_revoked_client_certificate_is_refused() {
         "the CRL revokes serial 3"
     );
 }
+
+#[test]
+fn a_catch_all_simple_server_cannot_front_for_a_mutual_host() {
+    let backend = EchoBackend::start("private", "v1");
+    let dir = ConfigDir::new();
+    dir.write(
+        "backend.yaml",
+        &service_entry("private", "private.internal", 80, &[(backend.addr, &[])]),
+    );
+    // A `*` SIMPLE server and a MUTUAL server on one port; the VirtualService for the MUTUAL host
+    // attaches to both servers' route tables, as Istio's host intersection does.
+    dir.write(
+        "gateway.yaml",
+        &format!("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: 443, name: https-any, protocol: HTTPS}}\n    hosts: [\"*\"]\n    tls: {{mode: SIMPLE, credentialName: webapp-credential}}\n  - port: {{number: 443, name: https-mtls, protocol: HTTPS}}\n    hosts: [{HOST}]\n    tls: {{mode: MUTUAL, credentialName: mtls-credential}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: vs}}\nspec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n  - route: [{{destination: {{host: private.internal}}}}]\n"),
+    );
+    let certs = repo("certs");
+    let gw = Gateway::start(dir.path(), &["--certs-dir", &certs, "--port-map", "443=0"]);
+    let port = gw.listener(443).port();
+    let ca = repo("certs/ca/ca.crt");
+    let fronted = |extra: &[&str]| {
+        let mut args = vec!["--cacert", ca.as_str()];
+        args.extend_from_slice(extra);
+        curl_https("webapp.istioinaction.io", port, "/", &args)
+    };
+    assert_eq!(fronted(&[]).status, 200, "the `*` server itself serves");
+    assert_eq!(
+        fronted(&["-H", &format!("Host: {HOST}")]).status,
+        421,
+        "HTTP/1.1 Host into the MUTUAL host"
+    );
+    assert_eq!(
+        fronted(&["--http2", "-H", &format!("Host: {HOST}")]).status,
+        421,
+        "HTTP/2 :authority into the MUTUAL host"
+    );
+    assert_eq!(
+        with_cert(port).status,
+        200,
+        "the MUTUAL host with a client certificate"
+    );
+}
+
+#[test]
+fn a_session_from_before_a_server_turned_mutual_cannot_resume() {
+    let (gw, _b, dir) = serve("{mode: SIMPLE, credentialName: mtls-credential}", &[]);
+    let port = gw.listener(443).port();
+    let session = tempfile::NamedTempFile::new().unwrap();
+    let path = session.path().display().to_string();
+    let s_client = |flag: &str| {
+        let out = Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &format!("127.0.0.1:{port}"),
+                "-servername",
+                HOST,
+                "-tls1_2",
+                flag,
+                &path,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .expect("openssl runs");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    s_client("-sess_out");
+    assert!(
+        s_client("-sess_in").contains("Reused"),
+        "resumption works while the policy is unchanged"
+    );
+    let before = gw.generation();
+    dir.write(
+        "gateway.yaml",
+        &https_gateway(
+            "gw",
+            &format!("[{HOST}]"),
+            "{mode: MUTUAL, credentialName: mtls-credential}",
+            &format!("[{HOST}]"),
+            "secure.internal",
+        ),
+    );
+    gw.wait_generation(before + 1);
+    let after = s_client("-sess_in");
+    assert!(
+        !after.contains("Reused"),
+        "the old session must not skip client verification: {after}"
+    );
+    assert_ne!(request(port, &[]).status, 200);
+    assert_eq!(with_cert(port).status, 200);
+}

@@ -312,11 +312,21 @@ pub struct WorkloadEntrySpec {
 // ---------------------------------------------------------------------------------------------
 // Kubernetes Secret
 
-/// A `v1` Secret holding TLS material. Values are kept decoded; never serialized (key material).
-#[derive(Debug, Clone, Default, PartialEq)]
+/// A `v1` Secret holding TLS material. Values are kept decoded; never serialized or printed
+/// (key material): `Debug` shows the key names only.
+#[derive(Clone, Default, PartialEq)]
 pub struct SecretData {
     pub secret_type: String,
     pub entries: BTreeMap<String, Vec<u8>>,
+}
+
+impl std::fmt::Debug for SecretData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretData")
+            .field("type", &self.secret_type)
+            .field("keys", &self.entries.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// Every field name the model knows, for "did you mean" hints on unknown fields.

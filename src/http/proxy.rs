@@ -20,6 +20,15 @@ use crate::snapshot::{ListenKey, ListenerKind};
 use crate::state::Shared;
 use crate::upstream::{ActiveRequest, Cluster, Endpoint, UpstreamError, UpstreamProtocol};
 
+/// The Gateway server a TLS connection was established with, and the security policy it was
+/// verified under.
+#[derive(Debug, Clone)]
+pub struct TlsSession {
+    /// The server's route-table name, stable across reloads.
+    pub server: Arc<str>,
+    pub fingerprint: u64,
+}
+
 /// What a request needs to know about its connection.
 pub struct ConnContext {
     pub shared: Arc<Shared>,
@@ -28,8 +37,8 @@ pub struct ConnContext {
     /// `peer`'s address as a header value, for x-forwarded-for on every request.
     pub peer_header: HeaderValue,
     pub scheme: &'static str,
-    /// On a TLS port: the route-table name of the server the SNI selected at handshake.
-    pub tls_server: Option<Arc<str>>,
+    /// On a TLS port: the server the SNI selected at handshake.
+    pub tls_server: Option<TlsSession>,
     /// `x-forwarded-client-cert` for a connection that presented a client certificate.
     pub client_cert: Option<HeaderValue>,
 }
@@ -113,31 +122,38 @@ enum Selected {
     Response(Response<Body>),
 }
 
-/// A TLS connection routes only with the route table of the server its SNI selected. A Host that
-/// belongs to another server on the port gets 421 (so a browser that coalesced connections
-/// retries on a fresh one); a Host no server has gets 404.
+/// A TLS connection routes only with the route table of the server its SNI selected, and only
+/// while that server's security policy is the one the connection was verified under. A Host that
+/// another server on the port owns gets 421, whatever this server's own table holds (a `*` or
+/// wildcard server's table may list a more specific server's hosts): no domain fronting into a
+/// MUTUAL server, and a browser that coalesced connections retries on a fresh one.
 fn select_tls(
     tls: &TlsListener,
-    server: &str,
+    session: &TlsSession,
     req: &Request<Incoming>,
     conn: &ConnContext,
 ) -> Selected {
-    let Some(TlsAction::Https { routes, .. }) = tls
+    let server = tls
         .servers
         .iter()
-        .find(|s| s.name == server)
-        .map(|s| &s.action)
+        .find(|s| *s.name == *session.server)
+        .map(|s| &s.action);
+    let Some(TlsAction::Https {
+        routes,
+        fingerprint,
+        ..
+    }) = server
     else {
-        return Selected::Reply(LocalReply::NoRoute);
+        return Selected::Reply(LocalReply::MisdirectedRequest);
     };
-    let authority = authority(req);
-    if routes.find_vhost(authority).is_none() {
-        let host = crate::route::strip_port(authority);
-        let other =
-            crate::tls::terminate::select(tls, Some(host)).map(|&i| tls.servers[i].name.as_str());
-        if other.is_some_and(|o| o != server) {
-            return Selected::Reply(LocalReply::MisdirectedRequest);
-        }
+    if *fingerprint != session.fingerprint {
+        return Selected::Reply(LocalReply::MisdirectedRequest);
+    }
+    let host = crate::route::strip_port(authority(req));
+    let owner =
+        crate::tls::terminate::select(tls, Some(host)).map(|&i| tls.servers[i].name.as_str());
+    if owner.is_some_and(|o| *o != *session.server) {
+        return Selected::Reply(LocalReply::MisdirectedRequest);
     }
     select(routes, req, conn)
 }

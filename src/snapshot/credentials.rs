@@ -10,8 +10,9 @@ use super::{Options, ServerClass};
 use crate::config::{Diagnostic, Resource, Severity};
 use crate::tls::{credential, Credential, Credentials};
 
-/// Credentials of terminating servers, by (`ns/gateway`, server index).
-pub type Resolved = HashMap<(String, usize), Vec<Credential>>;
+/// Credentials of terminating servers, by (`ns/gateway`, port name): port names are unique in a
+/// Gateway and, unlike positions, survive servers being reordered.
+pub type Resolved = HashMap<(String, String), Vec<Credential>>;
 
 /// Resolves every selected server's credentials, including servers a port conflict dropped: a
 /// broken credential is worth reporting whichever server wins. Failures are errors on the server;
@@ -64,7 +65,8 @@ pub(crate) fn resolve(
         let mut failed = false;
         let names = tls.credential_name.iter().chain(&tls.credential_names);
         for (i, name) in names.enumerate() {
-            match credentials.resolve(name, gateway_ns, client_ca) {
+            // With credentialNames, the client CA comes from the first one (Istio).
+            match credentials.resolve(name, gateway_ns, client_ca && i == 0) {
                 Ok(credential) => found.push(credential),
                 Err(e) => {
                     let field = match tls.credential_name {
@@ -96,7 +98,13 @@ pub(crate) fn resolve(
                 }
             }
         }
-        let key = (gateway.key.clone(), index);
+        let port_name = server
+            .server
+            .port
+            .as_ref()
+            .map(|p| p.name.clone())
+            .unwrap_or_default();
+        let key = (gateway.key.clone(), port_name);
         if !failed && !found.is_empty() {
             resolved.insert(key, found);
         } else if let Some(last_good) = previous.get(&key) {

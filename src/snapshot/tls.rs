@@ -15,6 +15,7 @@ use crate::config::{Diagnostic, Severity};
 use crate::hostmap::HostMap;
 use crate::route::RouteTable;
 use crate::tls::server_config::{self, ClientAuth, TlsSettings};
+use crate::tls::Credential;
 
 #[derive(Debug)]
 pub struct TlsListener {
@@ -36,6 +37,9 @@ pub enum TlsAction {
     Https {
         config: Arc<ServerConfig>,
         routes: Arc<RouteTable>,
+        /// The server's security policy, hashed: a connection made under another policy (before
+        /// a reload made the server MUTUAL, say) must not be served by this one.
+        fingerprint: u64,
     },
     /// Matched by SNI but cannot be served (its credential failed to load, or a mode tollgate
     /// does not serve yet): handshakes for its hosts are refused with an alert.
@@ -118,21 +122,30 @@ fn action(
         let why = "a TLS server that terminates and forwards to tcp routes is not served yet; handshakes are refused";
         return unavailable(server, builder.diags, why.into());
     }
-    let Some(credentials) = credentials.get(&(server.gateway.key.clone(), server.index)) else {
+    let port_name = server
+        .server
+        .port
+        .as_ref()
+        .map(|p| p.name.clone())
+        .unwrap_or_default();
+    let Some(credentials) = credentials.get(&(server.gateway.key.clone(), port_name)) else {
         // Already reported where the credential failed.
         return TlsAction::Unavailable("the server's credential did not load".into());
     };
+    let pins = crate::tls::client_verify::Pins::new(
+        &tls.subject_alt_names,
+        &tls.verify_certificate_spki,
+        &tls.verify_certificate_hash,
+    );
+    let fingerprint = policy_fingerprint(name, server, client_auth, credentials, &pins);
     let settings = TlsSettings {
         credentials,
         client_auth,
         min_version: tls.min_protocol_version.as_deref(),
         max_version: tls.max_protocol_version.as_deref(),
         cipher_suites: &tls.cipher_suites,
-        pins: crate::tls::client_verify::Pins::new(
-            &tls.subject_alt_names,
-            &tls.verify_certificate_spki,
-            &tls.verify_certificate_hash,
-        ),
+        pins,
+        fingerprint,
     };
     match server_config::build(&settings, &opts.resumption) {
         Ok((config, warnings)) => {
@@ -144,6 +157,7 @@ fn action(
             TlsAction::Https {
                 config,
                 routes: Arc::new(routes),
+                fingerprint,
             }
         }
         Err(e) => {
@@ -155,6 +169,34 @@ fn action(
             TlsAction::Unavailable(e)
         }
     }
+}
+
+/// What decides who may use a server: its name and hosts, client-auth mode, client CA, CRLs and
+/// pins. Certificates the server presents do not count (rotating them changes no client's rights).
+fn policy_fingerprint(
+    name: &str,
+    server: &ServerRef<'_>,
+    client_auth: ClientAuth,
+    credentials: &[Credential],
+    pins: &crate::tls::client_verify::Pins,
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    for host in &server.hosts {
+        (&host.namespace, &host.name).hash(&mut h);
+    }
+    client_auth.hash(&mut h);
+    if let Some(first) = credentials.first() {
+        for cert in first.client_ca.iter().flatten() {
+            cert.as_ref().hash(&mut h);
+        }
+        for crl in &first.crls {
+            crl.as_ref().hash(&mut h);
+        }
+    }
+    pins.hash(&mut h);
+    h.finish()
 }
 
 fn unavailable(server: &ServerRef<'_>, diags: &mut Vec<Diagnostic>, why: String) -> TlsAction {

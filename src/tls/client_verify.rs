@@ -13,7 +13,7 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, 
 use x509_parser::extensions::GeneralName;
 
 /// What a server's `tls` block pins, normalised for comparison.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Hash)]
 pub struct Pins {
     pub subject_alt_names: Vec<String>,
     /// base64 SHA-256 of the SubjectPublicKeyInfo.

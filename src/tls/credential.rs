@@ -32,6 +32,8 @@ pub enum CredentialError {
         "credential {0:?} not found (no folder {1} and no Secret of that name in namespace {2})"
     )]
     NotFound(String, String, String),
+    #[error("credential {0:?}: {1}")]
+    Unsupported(String, &'static str),
     #[error("credential {name} ({source_desc}): {problem}")]
     Invalid {
         name: String,
@@ -40,8 +42,8 @@ pub enum CredentialError {
     },
 }
 
-/// A validated server credential.
-#[derive(Debug, Clone)]
+/// A validated server credential. `Debug` leaves the private key out.
+#[derive(Clone)]
 pub struct Credential {
     pub name: String,
     /// Where it came from: a folder path or `Secret ns/name`.
@@ -59,6 +61,19 @@ pub struct Credential {
 struct Material {
     source: String,
     entries: BTreeMap<String, Vec<u8>>,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("name", &self.name)
+            .field("source", &self.source)
+            .field("certificates", &self.chain.len())
+            .field("client_ca", &self.client_ca.as_ref().map(Vec::len))
+            .field("crls", &self.crls.len())
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where credentials are looked up.
@@ -95,7 +110,21 @@ impl<'a> Credentials<'a> {
         gateway_ns: &str,
         client_ca: bool,
     ) -> Result<Credential, CredentialError> {
-        let name = name.strip_prefix("kubernetes://").unwrap_or(name);
+        let name = match name.split_once("://") {
+            None => name,
+            // istiod's forms for Kubernetes Secrets: `kubernetes://[ns/]name`, `kubernetes-gateway://ns/name`.
+            Some(("kubernetes" | "kubernetes-gateway", rest)) => rest,
+            Some(("builtin", _)) => {
+                let why = "builtin:// (the mesh workload certificate) has no meaning at a standalone gateway";
+                return Err(CredentialError::Unsupported(name.into(), why));
+            }
+            Some(_) => {
+                return Err(CredentialError::Unsupported(
+                    name.into(),
+                    "unsupported credential URI scheme",
+                ))
+            }
+        };
         let material = self.find(name, gateway_ns)?;
         let invalid = |problem: String| CredentialError::Invalid {
             name: name.to_string(),
@@ -127,6 +156,19 @@ impl<'a> Credentials<'a> {
             Some((ns, n)) => (Some(ns), n),
             None => (None, name),
         };
+        if bare.is_empty() || bare == "." || bare == ".." || bare.contains('/') {
+            return Err(CredentialError::Unsupported(
+                name.into(),
+                "not a credential name",
+            ));
+        }
+        // Istio honours an explicit namespace only where the gateway may read Secrets.
+        if explicit_ns.is_some_and(|ns| ns != self.gateway_namespace && ns != gateway_ns) {
+            return Err(CredentialError::Unsupported(
+                name.into(),
+                "Secrets are read only from the gateway's namespace or the Gateway's own",
+            ));
+        }
         let folder = self.certs_dir.join(bare);
         if explicit_ns.is_none() && folder.is_dir() {
             return Ok(read_folder(&folder));

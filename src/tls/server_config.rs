@@ -2,8 +2,9 @@
 //! versions and cipher suites as Istio treats them (reference §1.4), ALPN, and the session
 //! resumption state shared by every configuration across reloads.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustls::crypto::CryptoProvider;
 use rustls::server::{
@@ -15,38 +16,69 @@ use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
 
 use super::credential::Credential;
 
-/// Session tickets and IDs; one instance per process so reloads keep resumption working.
+/// Session tickets and IDs, one ticket key and cache per security policy (a server's hosts,
+/// client-auth mode, CA, CRLs and pins, hashed into a fingerprint). Kept for the process's life,
+/// so reloads that leave a policy unchanged keep resumption working; a session issued under one
+/// policy cannot resume under another (its ticket does not decrypt and its ID is unknown), so a
+/// server that turns MUTUAL or gains a CRL verifies every client again.
 #[derive(Debug, Clone)]
 pub struct Resumption {
-    ticketer: Option<Arc<dyn ProducesTickets>>,
-    cache: Option<Arc<ServerSessionMemoryCache>>,
+    enabled: bool,
+    by_policy: Arc<Mutex<HashMap<u64, PolicySessions>>>,
 }
+
+#[derive(Debug, Clone)]
+struct PolicySessions {
+    ticketer: Arc<dyn ProducesTickets>,
+    cache: Arc<ServerSessionMemoryCache>,
+}
+
+/// Policies remembered at most; beyond, the oldest sessions are simply forgotten.
+const MAX_POLICIES: usize = 4096;
 
 impl Resumption {
     /// No tickets and no session cache: every handshake is a full one.
     pub fn disabled() -> Self {
         Resumption {
-            ticketer: None,
-            cache: None,
+            enabled: false,
+            by_policy: Arc::default(),
         }
     }
 
     /// Resumption on (TLS 1.3 tickets, TLS 1.2 session IDs), or off (`--no-session-resumption`).
-    pub fn new(enabled: bool) -> Result<Self, rustls::Error> {
-        if !enabled {
-            return Ok(Resumption {
-                ticketer: None,
-                cache: None,
-            });
+    pub fn new(enabled: bool) -> Self {
+        Resumption {
+            enabled,
+            by_policy: Arc::default(),
         }
-        Ok(Resumption {
-            ticketer: Some(rustls::crypto::ring::Ticketer::new()?),
-            cache: Some(ServerSessionMemoryCache::new(16 * 1024)),
-        })
+    }
+
+    fn for_policy(&self, fingerprint: u64) -> Result<Option<PolicySessions>, String> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let mut map = self
+            .by_policy
+            .lock()
+            .map_err(|_| "resumption state poisoned".to_string())?;
+        if let Some(sessions) = map.get(&fingerprint) {
+            return Ok(Some(sessions.clone()));
+        }
+        if map.len() >= MAX_POLICIES {
+            map.clear();
+        }
+        let ticketer =
+            rustls::crypto::ring::Ticketer::new().map_err(|e| format!("session tickets: {e}"))?;
+        let sessions = PolicySessions {
+            ticketer,
+            cache: ServerSessionMemoryCache::new(4096),
+        };
+        map.insert(fingerprint, sessions.clone());
+        Ok(Some(sessions))
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ClientAuth {
     None,
     Required,
@@ -62,6 +94,8 @@ pub struct TlsSettings<'a> {
     pub cipher_suites: &'a [String],
     /// `subjectAltNames`, `verifyCertificateSpki`, `verifyCertificateHash` for client certificates.
     pub pins: super::client_verify::Pins,
+    /// The server's security policy, hashed (see [`Resumption`]).
+    pub fingerprint: u64,
 }
 
 /// Builds the configuration; warnings say what was adjusted (a version below 1.2, a suite rustls lacks).
@@ -86,12 +120,12 @@ pub fn build(
         .collect::<Result<Vec<_>, _>>()?;
     let mut config = builder.with_cert_resolver(Arc::new(ByClientSupport(keys)));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    match (&resumption.ticketer, &resumption.cache) {
-        (Some(ticketer), Some(cache)) => {
-            config.ticketer = ticketer.clone();
-            config.session_storage = cache.clone();
+    match resumption.for_policy(settings.fingerprint)? {
+        Some(sessions) => {
+            config.ticketer = sessions.ticketer;
+            config.session_storage = sessions.cache;
         }
-        _ => {
+        None => {
             config.send_tls13_tickets = 0;
             config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         }

@@ -13,7 +13,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::client_hello::{read_client_hello, ClientHelloInfo};
 use super::prefixed::Prefixed;
-use crate::http::proxy::ConnContext;
+use crate::http::proxy::{ConnContext, TlsSession};
 use crate::snapshot::tls::{TlsAction, TlsListener};
 use crate::snapshot::{ListenKey, ListenerKind};
 use crate::state::Shared;
@@ -51,12 +51,12 @@ pub async fn serve(mut stream: TcpStream, key: ListenKey, peer: SocketAddr, shar
             }
             Ok(Err(e)) => {
                 crate::metrics::record_tls_handshake("handshake_error");
-                tracing::debug!(%peer, server = %server, error = %e, "TLS handshake failed");
+                tracing::debug!(%peer, server = %server.server, error = %e, "TLS handshake failed");
                 return;
             }
             Err(_) => {
                 crate::metrics::record_tls_handshake("timeout");
-                tracing::debug!(%peer, server = %server, "TLS handshake timed out");
+                tracing::debug!(%peer, server = %server.server, "TLS handshake timed out");
                 return;
             }
         };
@@ -84,14 +84,24 @@ fn choose(
     shared: &Shared,
     key: ListenKey,
     hello: &ClientHelloInfo,
-) -> Option<(Arc<rustls::ServerConfig>, Arc<str>)> {
+) -> Option<(Arc<rustls::ServerConfig>, TlsSession)> {
     let snapshot = shared.snapshot.load();
     let ListenerKind::Tls(listener) = &snapshot.listeners.get(&key)?.kind else {
         return None;
     };
     let server = &listener.servers[*select(listener, hello.sni.as_deref())?];
     match &server.action {
-        TlsAction::Https { config, .. } => Some((config.clone(), server.name.as_str().into())),
+        TlsAction::Https {
+            config,
+            fingerprint,
+            ..
+        } => Some((
+            config.clone(),
+            TlsSession {
+                server: server.name.as_str().into(),
+                fingerprint: *fingerprint,
+            },
+        )),
         TlsAction::Unavailable(_) => None,
     }
 }
