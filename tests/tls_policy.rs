@@ -129,29 +129,31 @@ fn protocol_versions_follow_the_server_settings() {
     assert!(check.contains("raised to TLSV1_2"), "the raise is reported");
 }
 
-/// Two TLS 1.2 connections with `openssl s_client`, the second offering the first's session.
+/// `openssl s_client -tls1_2 <flag> <session file>`: `-sess_out` saves the session, `-sess_in`
+/// offers it back. Returns what s_client printed.
+fn tls12_session(port: u16, flag: &str, session: &Path) -> String {
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            HOST,
+            "-tls1_2",
+            flag,
+        ])
+        .arg(session)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl runs");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Two TLS 1.2 connections, the second offering the first's session.
 fn resumed(port: u16) -> bool {
     let session = tempfile::NamedTempFile::new().unwrap();
-    let path = session.path().display().to_string();
-    let run = |flag: &str| {
-        let out = Command::new("openssl")
-            .args([
-                "s_client",
-                "-connect",
-                &format!("127.0.0.1:{port}"),
-                "-servername",
-                HOST,
-                "-tls1_2",
-                flag,
-                &path,
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .expect("openssl runs");
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
-    run("-sess_out");
-    run("-sess_in").contains("Reused, TLSv1.2")
+    tls12_session(port, "-sess_out", session.path());
+    tls12_session(port, "-sess_in", session.path()).contains("Reused, TLSv1.2")
 }
 
 #[test]
@@ -331,24 +333,7 @@ fn a_session_from_before_a_server_turned_mutual_cannot_resume() {
     let (gw, _b, dir) = serve("{mode: SIMPLE, credentialName: mtls-credential}", &[]);
     let port = gw.listener(443).port();
     let session = tempfile::NamedTempFile::new().unwrap();
-    let path = session.path().display().to_string();
-    let s_client = |flag: &str| {
-        let out = Command::new("openssl")
-            .args([
-                "s_client",
-                "-connect",
-                &format!("127.0.0.1:{port}"),
-                "-servername",
-                HOST,
-                "-tls1_2",
-                flag,
-                &path,
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .expect("openssl runs");
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    let s_client = |flag: &str| tls12_session(port, flag, session.path());
     s_client("-sess_out");
     assert!(
         s_client("-sess_in").contains("Reused"),

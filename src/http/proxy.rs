@@ -150,8 +150,7 @@ fn select_tls(
         return Selected::Reply(LocalReply::MisdirectedRequest);
     }
     let host = crate::route::strip_port(authority(req));
-    let owner =
-        crate::tls::terminate::select(tls, Some(host)).map(|&i| tls.servers[i].name.as_str());
+    let owner = crate::tls::terminate::select(tls, Some(host)).map(|&i| &*tls.servers[i].name);
     if owner.is_some_and(|o| *o != *session.server) {
         return Selected::Reply(LocalReply::MisdirectedRequest);
     }

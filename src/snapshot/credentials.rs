@@ -42,11 +42,7 @@ pub(crate) fn resolve(
             hosts: Vec::new(),
             https_redirect: false,
         };
-        let protocol = server
-            .server
-            .port
-            .as_ref()
-            .map_or("", |p| p.protocol.as_str());
+        let protocol = server.protocol();
         let Some(tls) = server
             .server
             .tls
@@ -98,13 +94,7 @@ pub(crate) fn resolve(
                 }
             }
         }
-        let port_name = server
-            .server
-            .port
-            .as_ref()
-            .map(|p| p.name.clone())
-            .unwrap_or_default();
-        let key = (gateway.key.clone(), port_name);
+        let key = (gateway.key.clone(), server.port_name().to_string());
         if !failed && !found.is_empty() {
             resolved.insert(key, found);
         } else if let Some(last_good) = previous.get(&key) {

@@ -44,6 +44,19 @@ impl ServerRef<'_> {
         format!("spec.servers[{}]", self.index)
     }
 
+    /// The server's `port.name` (unique within its Gateway), or "".
+    pub fn port_name(&self) -> &str {
+        self.server.port.as_ref().map_or("", |p| p.name.as_str())
+    }
+
+    /// The server's `port.protocol`, as written (Istio compares it case-insensitively).
+    pub fn protocol(&self) -> &str {
+        self.server
+            .port
+            .as_ref()
+            .map_or("", |p| p.protocol.as_str())
+    }
+
     pub fn diag(&self, severity: Severity, field: &str, message: String) -> Diagnostic {
         let field = if field.is_empty() {
             self.field()

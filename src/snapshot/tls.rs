@@ -27,7 +27,7 @@ pub struct TlsListener {
 #[derive(Debug)]
 pub struct TlsServer {
     /// Envoy's route-table name for the server; stable across reloads.
-    pub name: String,
+    pub name: Arc<str>,
     pub action: TlsAction,
 }
 
@@ -78,13 +78,16 @@ pub(crate) fn listener(
         for host in &server.hosts {
             sni.insert(&host.name, i);
         }
-        servers.push(TlsServer { name, action });
+        servers.push(TlsServer {
+            name: name.into(),
+            action,
+        });
     }
     TlsListener { servers, sni }
 }
 
 fn route_table_name(port: u16, server: &ServerRef<'_>) -> String {
-    let port_name = server.server.port.as_ref().map_or("", |p| p.name.as_str());
+    let port_name = server.port_name();
     let key = &server.gateway.resource.key;
     format!("https.{port}.{port_name}.{}.{}", key.name, key.namespace)
 }
@@ -101,12 +104,7 @@ fn action(
     let Some(tls) = &server.server.tls else {
         return TlsAction::Unavailable("no tls settings".into());
     };
-    let protocol = server
-        .server
-        .port
-        .as_ref()
-        .map(|p| p.protocol.to_ascii_uppercase())
-        .unwrap_or_default();
+    let protocol = server.protocol().to_ascii_uppercase();
     let mode = tls.mode.as_deref().unwrap_or("PASSTHROUGH");
     let client_auth = match mode {
         "SIMPLE" => ClientAuth::None,
@@ -122,13 +120,8 @@ fn action(
         let why = "a TLS server that terminates and forwards to tcp routes is not served yet; handshakes are refused";
         return unavailable(server, builder.diags, why.into());
     }
-    let port_name = server
-        .server
-        .port
-        .as_ref()
-        .map(|p| p.name.clone())
-        .unwrap_or_default();
-    let Some(credentials) = credentials.get(&(server.gateway.key.clone(), port_name)) else {
+    let key = (server.gateway.key.clone(), server.port_name().to_string());
+    let Some(credentials) = credentials.get(&key) else {
         // Already reported where the credential failed.
         return TlsAction::Unavailable("the server's credential did not load".into());
     };

@@ -12,6 +12,8 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 use x509_parser::extensions::GeneralName;
 
+use super::xfcc::hex;
+
 /// What a server's `tls` block pins, normalised for comparison.
 #[derive(Debug, Default, Clone, Hash)]
 pub struct Pins {
@@ -90,10 +92,6 @@ fn ip_text(bytes: &[u8]) -> Option<String> {
             .map(|b| std::net::Ipv6Addr::from(b).to_string()),
         _ => None,
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// webpki's chain verification, then the pins.

@@ -98,7 +98,7 @@ fn choose(
         } => Some((
             config.clone(),
             TlsSession {
-                server: server.name.as_str().into(),
+                server: server.name.clone(),
                 fingerprint: *fingerprint,
             },
         )),
