@@ -96,6 +96,9 @@ pub struct RunArgs {
     /// Turn off TLS session resumption (tickets and session IDs): every handshake is a full one.
     #[arg(long)]
     pub no_session_resumption: bool,
+    /// Close a TCP or TLS-passthrough stream after this long without a byte either way (Envoy's default: 1h).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub tcp_idle_timeout: std::time::Duration,
 }
 
 impl RunArgs {

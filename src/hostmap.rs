@@ -22,14 +22,26 @@ impl<T> HostMap<T> {
     }
 
     /// Adds `name` (`a.com`, `*.a.com` or `*`, lower-cased by the caller); the first entry for a
-    /// name wins, as the first server or virtual host does in Istio.
-    pub fn insert(&mut self, name: &str, value: T) {
-        if name == "*" {
-            self.any.get_or_insert(value);
+    /// name wins, as the first server or virtual host does in Istio. Returns whether it was new.
+    pub fn insert(&mut self, name: &str, value: T) -> bool {
+        use std::collections::hash_map::Entry;
+        let entry = if name == "*" {
+            if self.any.is_some() {
+                return false;
+            }
+            self.any = Some(value);
+            return true;
         } else if let Some(suffix) = name.strip_prefix('*') {
-            self.wildcard.entry(suffix.into()).or_insert(value);
+            self.wildcard.entry(suffix.into())
         } else {
-            self.exact.entry(name.into()).or_insert(value);
+            self.exact.entry(name.into())
+        };
+        match entry {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(slot) => {
+                slot.insert(value);
+                true
+            }
         }
     }
 

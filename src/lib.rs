@@ -18,6 +18,7 @@ pub mod demo;
 pub mod hostmap;
 pub mod hosts;
 pub mod http;
+pub mod l4;
 pub mod listener;
 pub mod metrics;
 pub mod reload;

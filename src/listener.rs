@@ -8,11 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::http::proxy::ConnContext;
-use crate::snapshot::{ListenKey, Listener, ListenerKind, ServerClass, Snapshot};
+use crate::l4::Origin;
+use crate::snapshot::l4::L4Route;
+use crate::snapshot::{ListenKey, Listener, ListenerKind, Snapshot};
 use crate::state::Shared;
 
 /// A gateway port that could not be bound.
@@ -118,13 +120,13 @@ impl Listeners {
     }
 }
 
-/// A port opens when something on it can serve: plain HTTP, or a TLS port with a terminating
-/// server. TCP and passthrough arrive with the L4 proxy.
+/// A port opens when something on it can serve: plain HTTP, a TLS port with a server that
+/// terminates or passes through, a TCP port with a route (as in Istio, reference §1.11).
 fn servable(listener: &Listener) -> bool {
     match &listener.kind {
         ListenerKind::Http(_) => true,
         ListenerKind::Tls(tls) => tls.serves_anything(),
-        ListenerKind::Tcp => false,
+        ListenerKind::Tcp(route) => route.is_some(),
     }
 }
 
@@ -158,28 +160,47 @@ async fn accept_loop(tcp: TcpListener, key: ListenKey, shared: Arc<Shared>) {
         let _ = stream.set_nodelay(true);
         connections.increment(1);
         let shared = shared.clone();
-        tokio::spawn(async move {
-            let tls_port = shared
-                .snapshot
-                .load()
-                .listeners
-                .get(&key)
-                .is_some_and(|l| l.class == ServerClass::Tls);
-            if tls_port {
-                crate::tls::terminate::serve(stream, key, peer, shared).await;
-            } else {
-                let peer_header = crate::http::headers::peer_header(peer.ip());
-                let conn = ConnContext {
-                    shared,
-                    key,
-                    peer,
-                    peer_header,
-                    scheme: "http",
-                    tls_server: None,
-                    client_cert: None,
-                };
-                crate::http::server::serve(stream, conn).await;
-            }
-        });
+        tokio::spawn(serve(stream, key, peer, shared.clone()));
     }
+}
+
+/// Hands a connection to its port's protocol, as the snapshot in force says.
+async fn serve(stream: TcpStream, key: ListenKey, peer: SocketAddr, shared: Arc<Shared>) {
+    let protocol = match shared.snapshot.load().listeners.get(&key).map(|l| &l.kind) {
+        Some(ListenerKind::Http(_)) => Protocol::Http,
+        Some(ListenerKind::Tls(_)) => Protocol::Tls,
+        Some(ListenerKind::Tcp(Some(route))) => Protocol::Tcp(route.clone()),
+        // The port closed with a reload between accept and here.
+        Some(ListenerKind::Tcp(None)) | None => return,
+    };
+    match protocol {
+        Protocol::Tcp(route) => {
+            let origin = Origin {
+                gateway_port: key.port,
+                peer,
+            };
+            let idle = shared.settings.tcp_idle_timeout;
+            crate::l4::forward(stream, &[], &route, origin, idle).await;
+        }
+        Protocol::Tls => crate::tls::terminate::serve(stream, key, peer, shared).await,
+        Protocol::Http => {
+            let peer_header = crate::http::headers::peer_header(peer.ip());
+            let conn = ConnContext {
+                shared,
+                key,
+                peer,
+                peer_header,
+                scheme: "http",
+                tls_server: None,
+                client_cert: None,
+            };
+            crate::http::server::serve(stream, conn).await;
+        }
+    }
+}
+
+enum Protocol {
+    Http,
+    Tls,
+    Tcp(Arc<L4Route>),
 }

@@ -3,8 +3,11 @@
 use std::sync::OnceLock;
 
 use http::StatusCode;
-use metrics::{counter, describe_counter, describe_gauge, gauge, Counter};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
+    Histogram,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const HTTP_REQUESTS: &str = "tollgate_http_requests_total";
 pub const DOWNSTREAM_CONNECTIONS: &str = "tollgate_downstream_connections_total";
@@ -16,13 +19,27 @@ pub const CONFIG_LAST_RELOAD_SUCCESS: &str =
 pub const LISTENER_BIND_ERRORS: &str = "tollgate_listener_bind_errors_total";
 pub const TLS_HANDSHAKES: &str = "tollgate_tls_handshakes_total";
 pub const TLS_CLIENT_HELLO_FAILURES: &str = "tollgate_tls_client_hello_failures_total";
+pub const TCP_OPENED: &str = "tollgate_tcp_connections_opened_total";
+pub const TCP_CLOSED: &str = "tollgate_tcp_connections_closed_total";
+pub const TCP_RECEIVED_BYTES: &str = "tollgate_tcp_received_bytes_total";
+pub const TCP_SENT_BYTES: &str = "tollgate_tcp_sent_bytes_total";
+pub const TCP_DURATION: &str = "tollgate_tcp_connection_duration_seconds";
+pub const TCP_REJECTED: &str = "tollgate_tcp_connections_rejected_total";
+
+/// Buckets of [`TCP_DURATION`], seconds: a request-sized exchange up to Envoy's one-hour idle timeout.
+const TCP_DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0,
+];
 
 /// Installs the Prometheus recorder once per process and returns its renderer.
 pub fn install() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(TCP_DURATION.into()), TCP_DURATION_BUCKETS)
+                .map(|builder| builder.build_recorder())
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!(
@@ -69,6 +86,55 @@ fn describe() {
         TLS_CLIENT_HELLO_FAILURES,
         "Connections closed before a usable ClientHello, by reason"
     );
+    describe_counter!(
+        TCP_OPENED,
+        "Opaque TCP streams (TCP ports, TLS passthrough, TLS-terminated tcp routes) connected upstream, by destination cluster"
+    );
+    describe_counter!(
+        TCP_CLOSED,
+        "Opaque TCP streams ended, by destination cluster"
+    );
+    describe_counter!(
+        TCP_RECEIVED_BYTES,
+        "Bytes received from downstream on opaque TCP streams, flushed every 5 s and at close"
+    );
+    describe_counter!(
+        TCP_SENT_BYTES,
+        "Bytes sent to downstream on opaque TCP streams, flushed every 5 s and at close"
+    );
+    describe_histogram!(TCP_DURATION, "Opaque TCP stream lifetime, seconds");
+    describe_counter!(
+        TCP_REJECTED,
+        "Opaque TCP streams closed before reaching an upstream, by reason (no_route, no_cluster, no_healthy_upstream, connect_failed, connect_timeout)"
+    );
+}
+
+/// One destination cluster's TCP stream metrics, registered once and kept with the cluster.
+#[derive(Debug)]
+pub struct TcpStats {
+    pub opened: Counter,
+    pub closed: Counter,
+    pub received: Counter,
+    pub sent: Counter,
+    pub duration: Histogram,
+}
+
+impl TcpStats {
+    pub fn new(destination: &str) -> Self {
+        let label = || ("destination", destination.to_string());
+        TcpStats {
+            opened: counter!(TCP_OPENED, &[label()]),
+            closed: counter!(TCP_CLOSED, &[label()]),
+            received: counter!(TCP_RECEIVED_BYTES, &[label()]),
+            sent: counter!(TCP_SENT_BYTES, &[label()]),
+            duration: histogram!(TCP_DURATION, &[label()]),
+        }
+    }
+}
+
+/// `reason` is one of a fixed set of slugs, so the label costs no allocation.
+pub fn record_tcp_rejected(reason: &'static str) {
+    counter!(TCP_REJECTED, "reason" => reason).increment(1);
 }
 
 /// Pre-registered per status class: recording is an atomic add, no allocation, no lock.

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
@@ -9,12 +10,27 @@ use crate::snapshot::Snapshot;
 use crate::upstream::Upstreams;
 
 /// Data-path settings from the command line (not from YAML, so they never change on reload).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ProxySettings {
     /// `--num-trusted-proxies`: hops in front of the gateway whose forwarding headers are believed.
     pub num_trusted_proxies: u32,
     /// `--https-redirect-port`: the port `httpsRedirect` puts in Location (none by default).
     pub https_redirect_port: Option<u16>,
+    /// `--tcp-idle-timeout`: an opaque stream with no byte either way for this long is closed.
+    pub tcp_idle_timeout: Duration,
+}
+
+/// Envoy's TCP proxy default.
+pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            num_trusted_proxies: 0,
+            https_redirect_port: None,
+            tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
+        }
+    }
 }
 
 pub struct Shared {

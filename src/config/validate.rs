@@ -362,6 +362,18 @@ fn virtual_service(spec: &VirtualServiceSpec, f: &mut Findings) {
             if m.sni_hosts.is_empty() {
                 f.error(format!("{field}.match[{j}].sniHosts"), "is required");
             }
+            for (k, sni) in m.sni_hosts.iter().enumerate() {
+                // Istio's rule: an SNI host must be one of (or under) the VirtualService's hosts.
+                let short = !sni.contains('.') && sni != "*";
+                if !short && !spec.hosts.iter().any(|h| hosts::subset_of(sni, h)) {
+                    f.error(
+                        format!("{field}.match[{j}].sniHosts[{k}]"),
+                        format!(
+                            "SNI host {sni:?} is not a subset of any of the VirtualService's hosts"
+                        ),
+                    );
+                }
+            }
             if let Some(p) = m.port {
                 port_number(p, &format!("{field}.match[{j}].port"), f);
             }

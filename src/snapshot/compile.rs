@@ -86,7 +86,18 @@ fn listener(
         ServerClass::Tls => {
             ListenerKind::Tls(super::tls::listener(plan, vss, builder, credentials, opts))
         }
-        ServerClass::Tcp => ListenerKind::Tcp,
+        ServerClass::Tcp => {
+            // Two TCP servers never share a port (the merge keeps the first).
+            let route = plan.servers.first().and_then(|server| {
+                let route = super::l4::tcp_route(server, plan.key.port, vss, builder);
+                if route.is_none() {
+                    let message = "no VirtualService tcp route applies to this server; its port is not opened".into();
+                    builder.diags.push(server.diag(Severity::Warning, "", message));
+                }
+                route
+            });
+            ListenerKind::Tcp(route)
+        }
     };
     let mut gateways: Vec<String> = plan.servers.iter().map(|s| s.gateway.key.clone()).collect();
     gateways.dedup();

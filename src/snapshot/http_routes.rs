@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::clusters::{ClusterBuilder, Note};
 use super::gateway::ServerRef;
 use super::Options;
-use crate::config::model::{HttpMatch, HttpRoute, StringMatch, VirtualServiceSpec};
+use crate::config::model::{Destination, HttpMatch, HttpRoute, StringMatch, VirtualServiceSpec};
 use crate::config::{Diagnostic, Finding, Resource, Severity};
 use crate::hosts;
 use crate::route::{
@@ -32,11 +32,30 @@ impl BoundVs<'_> {
     /// Whether this VS, or one of its matches, binds to `gateway`.
     pub fn binds_to(&self, gateway: &str) -> bool {
         self.gateways.iter().any(|g| g == gateway)
-            || self.spec.http.iter().flat_map(|r| &r.matches).any(|m| {
-                m.gateways
-                    .iter()
-                    .any(|g| resolve_gateway_ref(g, self.namespace()) == gateway)
-            })
+            || self
+                .match_gateways()
+                .any(|g| resolve_gateway_ref(g, self.namespace()) == gateway)
+    }
+
+    /// Gateways named by match-level `gateways` of every rule.
+    fn match_gateways(&self) -> impl Iterator<Item = &String> {
+        let spec = self.spec;
+        let http = spec
+            .http
+            .iter()
+            .flat_map(|r| &r.matches)
+            .flat_map(|m| &m.gateways);
+        let tcp = spec
+            .tcp
+            .iter()
+            .flat_map(|r| &r.matches)
+            .flat_map(|m| &m.gateways);
+        let tls = spec
+            .tls
+            .iter()
+            .flat_map(|r| &r.matches)
+            .flat_map(|m| &m.gateways);
+        http.chain(tcp).chain(tls)
     }
 }
 
@@ -237,24 +256,35 @@ impl TableBuilder<'_, '_> {
                 body: body.unwrap_or_default(),
             });
         }
+        let field = format!("spec.http[{index}]");
+        let destinations = rule.route.iter().map(|d| (&d.destination, d.weight));
+        Action::Forward(self.weighted_clusters(vs.resource, &field, destinations, port))
+    }
+
+    /// The clusters of a rule's `route` destinations (rule at `field`), noting any that cannot
+    /// receive traffic.
+    pub fn weighted_clusters<'d>(
+        &mut self,
+        resource: &Resource,
+        field: &str,
+        destinations: impl Iterator<Item = (&'d Destination, Option<i64>)>,
+        port: u16,
+    ) -> WeightedClusters {
         let mut notes = Vec::new();
-        let targets = rule
-            .route
-            .iter()
+        let targets = destinations
             .enumerate()
-            .map(|(j, d)| {
-                let field = format!("spec.http[{index}].route[{j}].destination");
-                (
-                    d.weight,
-                    self.clusters
-                        .target(&d.destination, vs.resource, &field, port, &mut notes),
-                )
+            .map(|(j, (destination, weight))| {
+                let at = format!("{field}.route[{j}].destination");
+                let target = self
+                    .clusters
+                    .target(destination, resource, &at, port, &mut notes);
+                (weight, target)
             })
             .collect();
         for note in notes {
-            self.note(vs.resource, &format!("spec.http[{index}].route"), note);
+            self.note(resource, &format!("{field}.route"), note);
         }
-        Action::Forward(WeightedClusters::new(targets))
+        WeightedClusters::new(targets)
     }
 
     /// Fields that are valid Istio but not applied by this version: say so rather than
@@ -294,12 +324,23 @@ impl TableBuilder<'_, '_> {
     }
 
     fn note(&mut self, resource: &Resource, field: &str, note: Note) {
+        let (fails, no_upstream) = if field.starts_with("spec.http") {
+            (
+                "requests to it get 503",
+                "requests to it get 503 no healthy upstream",
+            )
+        } else {
+            (
+                "connections to it are closed",
+                "connections to it are closed",
+            )
+        };
         let message = match note {
             Note::MissingSubset { subset, host } => format!(
-                "subset {subset:?} of {host} is not defined by a DestinationRule with ServiceEntry endpoints; requests to it get 503"
+                "subset {subset:?} of {host} is not defined by a DestinationRule with ServiceEntry endpoints; {fails}"
             ),
-            Note::MissingPort { port, host } => format!("ServiceEntry for {host} has no port {port}; requests to it get 503"),
-            Note::NoEndpoints { cluster } => format!("destination {cluster} has no endpoints; requests to it get 503 no healthy upstream"),
+            Note::MissingPort { port, host } => format!("ServiceEntry for {host} has no port {port}; {fails}"),
+            Note::NoEndpoints { cluster } => format!("destination {cluster} has no endpoints; {no_upstream}"),
         };
         self.diags.push(
             Finding::new(Severity::Warning, field, message, None)

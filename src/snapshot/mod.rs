@@ -7,6 +7,7 @@ pub mod compile;
 pub mod credentials;
 mod gateway;
 mod http_routes;
+pub mod l4;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -81,8 +82,9 @@ pub struct Listener {
 pub enum ListenerKind {
     Http(Arc<RouteTable>),
     Tls(tls::TlsListener),
-    /// TCP servers are compiled for diagnostics; serving them arrives with the L4 proxy.
-    Tcp,
+    /// An opaque TCP port and the `tcp` route its streams follow; without one (no VirtualService
+    /// applies) the port is not opened, as in Istio.
+    Tcp(Option<Arc<l4::L4Route>>),
 }
 
 pub struct Snapshot {
@@ -133,3 +135,5 @@ impl Snapshot {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_l4;

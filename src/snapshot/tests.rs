@@ -8,7 +8,7 @@ use super::{compile, ListenKey, ListenerKind, Options, Snapshot};
 use crate::config::{ConfigStore, Severity};
 use crate::route::{Action, RequestView, Target};
 
-fn snapshot(yaml: &str) -> Snapshot {
+pub(super) fn snapshot(yaml: &str) -> Snapshot {
     snapshot_with(yaml, Options::default())
 }
 
@@ -23,7 +23,7 @@ fn snapshot_with(yaml: &str, opts: Options) -> Snapshot {
     )
 }
 
-fn port(s: &Snapshot, number: u16) -> Option<&Arc<super::Listener>> {
+pub(super) fn port(s: &Snapshot, number: u16) -> Option<&Arc<super::Listener>> {
     s.listeners
         .iter()
         .find(|(k, _)| k.port == number)
@@ -54,7 +54,7 @@ fn route(s: &Snapshot, number: u16, host: &str, path: &str) -> Option<String> {
     }
 }
 
-fn warnings(s: &Snapshot) -> Vec<String> {
+pub(super) fn warnings(s: &Snapshot) -> Vec<String> {
     s.diagnostics
         .iter()
         .filter(|d| d.severity == Severity::Warning)
@@ -62,9 +62,9 @@ fn warnings(s: &Snapshot) -> Vec<String> {
         .collect()
 }
 
-const SE: &str = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: be, namespace: apps}\nspec:\n  hosts: [be.apps.svc.cluster.local]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n  endpoints: [{address: 127.0.0.1, labels: {v: one}}, {address: 127.0.0.2, labels: {v: two}}]\n";
+pub(super) const SE: &str = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: be, namespace: apps}\nspec:\n  hosts: [be.apps.svc.cluster.local]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n  endpoints: [{address: 127.0.0.1, labels: {v: one}}, {address: 127.0.0.2, labels: {v: two}}]\n";
 
-fn gateway(name: &str, selector: &str, servers: &str) -> String {
+pub(super) fn gateway(name: &str, selector: &str, servers: &str) -> String {
     format!("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: {name}, namespace: apps}}\nspec:\n  selector: {{{selector}}}\n  servers:\n{servers}")
 }
 

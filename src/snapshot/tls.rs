@@ -1,7 +1,8 @@
 //! HTTPS and TLS ports: servers chosen by SNI (reference §1.7, §1.9). Each terminating HTTPS
 //! server gets its own rustls configuration and its own route table
 //! (`https.<port>.<portName>.<gateway>.<namespace>`), so a request can only reach the
-//! VirtualServices bound to the hosts of the server its SNI selected.
+//! VirtualServices bound to the hosts of the server its SNI selected. PASSTHROUGH servers add
+//! one entry per VirtualService `tls` match, keyed by its `sniHosts`.
 
 use std::sync::Arc;
 
@@ -10,8 +11,9 @@ use rustls::ServerConfig;
 use super::credentials::Resolved;
 use super::gateway::{PortPlan, ServerRef};
 use super::http_routes::{BoundVs, TableBuilder};
+use super::l4::{self, L4Route};
 use super::Options;
-use crate::config::{Diagnostic, Severity};
+use crate::config::{Diagnostic, Finding, Severity};
 use crate::hostmap::HostMap;
 use crate::route::RouteTable;
 use crate::tls::server_config::{self, ClientAuth, TlsSettings};
@@ -41,17 +43,55 @@ pub enum TlsAction {
         /// a reload made the server MUTUAL, say) must not be served by this one.
         fingerprint: u64,
     },
+    /// A `TLS` server with SIMPLE or MUTUAL: terminate, then forward the decrypted stream by the
+    /// server's `tcp` route (reference §1.2).
+    TerminateTcp {
+        config: Arc<ServerConfig>,
+        route: Arc<L4Route>,
+    },
+    /// PASSTHROUGH: forward the untouched TLS stream by a `tls` route's `sniHosts`.
+    Passthrough(Arc<L4Route>),
+    /// A PASSTHROUGH server's host that no `tls` route covers: closed after the ClientHello, as
+    /// Envoy does (no filter chain).
+    NoRoute,
     /// Matched by SNI but cannot be served (its credential failed to load, or a mode tollgate
-    /// does not serve yet): handshakes for its hosts are refused with an alert.
+    /// does not serve): handshakes for its hosts are refused with an alert.
     Unavailable(String),
 }
 
 impl TlsListener {
     /// Whether any server on the port can serve traffic (otherwise the port is not opened).
     pub fn serves_anything(&self) -> bool {
-        self.servers
-            .iter()
-            .any(|s| matches!(s.action, TlsAction::Https { .. }))
+        self.servers.iter().any(|s| {
+            matches!(
+                s.action,
+                TlsAction::Https { .. }
+                    | TlsAction::TerminateTcp { .. }
+                    | TlsAction::Passthrough(_)
+            )
+        })
+    }
+
+    /// Adds a server for `hosts`; a host an earlier server or chain already claimed stays theirs,
+    /// and `on_duplicate(position, host, owner)` is told.
+    fn add<'h>(
+        &mut self,
+        name: Arc<str>,
+        action: TlsAction,
+        hosts: impl Iterator<Item = &'h str>,
+        mut on_duplicate: impl FnMut(usize, &str, &str),
+    ) {
+        let index = self.servers.len();
+        for (k, host) in hosts.enumerate() {
+            if !self.sni.insert(host, index) {
+                let owner = self
+                    .sni
+                    .get(host)
+                    .map_or("", |&i| self.servers[i].name.as_ref());
+                on_duplicate(k, host, owner);
+            }
+        }
+        self.servers.push(TlsServer { name, action });
     }
 }
 
@@ -62,28 +102,84 @@ pub(crate) fn listener(
     credentials: &Resolved,
     opts: &Options,
 ) -> TlsListener {
-    let mut sni = HostMap::new();
-    let mut servers = Vec::with_capacity(plan.servers.len());
-    for (i, server) in plan.servers.iter().enumerate() {
-        let name = route_table_name(plan.key.port, server);
-        let action = action(
-            server,
-            &name,
-            plan.key.port,
-            vss,
-            builder,
-            credentials,
-            opts,
-        );
-        for host in &server.hosts {
-            sni.insert(&host.name, i);
+    let port = plan.key.port;
+    let mut listener = TlsListener {
+        servers: Vec::with_capacity(plan.servers.len()),
+        sni: HostMap::new(),
+    };
+    for server in &plan.servers {
+        let name: Arc<str> = route_table_name(port, server).into();
+        if passes_through(server, builder.diags) {
+            add_passthrough(&mut listener, server, name, port, vss, builder);
+            continue;
         }
-        servers.push(TlsServer {
-            name: name.into(),
-            action,
+        let action = terminating(server, &name, port, vss, builder, credentials, opts);
+        let diags = &mut *builder.diags;
+        let hosts = server.hosts.iter().map(|h| h.name.as_str());
+        listener.add(name, action, hosts, |_, host, owner| {
+            let message = format!(
+                "host {host:?} on port {port} is already served by {owner}; this server does not get it"
+            );
+            diags.push(server.diag(Severity::Warning, "hosts", message));
         });
     }
-    TlsListener { servers, sni }
+    listener
+}
+
+/// PASSTHROUGH (or `tls` without a mode, which Istio treats the same): said loudly on an HTTPS
+/// server, where it is a classic misconfiguration (reference §8.12).
+fn passes_through(server: &ServerRef<'_>, diags: &mut Vec<Diagnostic>) -> bool {
+    let Some(tls) = &server.server.tls else {
+        return false;
+    };
+    if tls.mode.as_deref().unwrap_or("PASSTHROUGH") != "PASSTHROUGH" {
+        return false;
+    }
+    if server.protocol().eq_ignore_ascii_case("HTTPS") {
+        let why = if tls.mode.is_none() {
+            "tls.mode is not set, so this HTTPS server is PASSTHROUGH"
+        } else {
+            "this HTTPS server is PASSTHROUGH"
+        };
+        let message = format!("{why}: TLS is not terminated, streams follow VirtualService tls routes (as with protocol TLS) and http routes do not apply");
+        diags.push(server.diag(Severity::Warning, "tls.mode", message));
+    }
+    true
+}
+
+/// One entry per `tls` match that applies (its `sniHosts`), then the server's own hosts for
+/// whatever SNI no match covers (closed, as in Envoy).
+fn add_passthrough(
+    listener: &mut TlsListener,
+    server: &ServerRef<'_>,
+    name: Arc<str>,
+    port: u16,
+    vss: &[BoundVs<'_>],
+    builder: &mut TableBuilder<'_, '_>,
+) {
+    let chains = l4::sni_chains(server, port, vss, builder);
+    if chains.is_empty() {
+        let message = "no VirtualService tls route applies to this PASSTHROUGH server; connections for its hosts are closed";
+        builder
+            .diags
+            .push(server.diag(Severity::Warning, "", message.into()));
+    }
+    for chain in chains {
+        let diags = &mut *builder.diags;
+        let resource = chain.vs.resource;
+        let hosts = chain.sni_hosts.iter().map(|h| h.as_str());
+        let name = chain.route.name.clone();
+        let field = chain.field;
+        listener.add(name, TlsAction::Passthrough(chain.route), hosts, |k, host, owner| {
+            let message = format!(
+                "SNI host {host:?} on port {port} is already served by {owner}; this match does not get it"
+            );
+            let finding = Finding::new(Severity::Warning, &format!("{field}.sniHosts[{k}]"), message, None);
+            diags.push(finding.locate(&resource.origin, resource.key.to_string()));
+        });
+    }
+    let hosts = server.hosts.iter().map(|h| h.name.as_str());
+    listener.add(name, TlsAction::NoRoute, hosts, |_, _, _| {});
 }
 
 fn route_table_name(port: u16, server: &ServerRef<'_>) -> String {
@@ -92,7 +188,8 @@ fn route_table_name(port: u16, server: &ServerRef<'_>) -> String {
     format!("https.{port}.{port_name}.{}.{}", key.name, key.namespace)
 }
 
-fn action(
+/// A server that terminates TLS: HTTP with its own route table on HTTPS, the `tcp` route on TLS.
+fn terminating(
     server: &ServerRef<'_>,
     name: &str,
     port: u16,
@@ -104,22 +201,27 @@ fn action(
     let Some(tls) = &server.server.tls else {
         return TlsAction::Unavailable("no tls settings".into());
     };
-    let protocol = server.protocol().to_ascii_uppercase();
+    let http = server.protocol().eq_ignore_ascii_case("HTTPS");
     let mode = tls.mode.as_deref().unwrap_or("PASSTHROUGH");
     let client_auth = match mode {
         "SIMPLE" => ClientAuth::None,
         "MUTUAL" => ClientAuth::Required,
         "OPTIONAL_MUTUAL" => ClientAuth::Optional,
         _ => {
-            let why =
-                format!("tls.mode {mode} is not served yet; handshakes for its hosts are refused");
+            let why = format!(
+                "tls.mode {mode} is not served by tollgate; handshakes for its hosts are refused"
+            );
             return unavailable(server, builder.diags, why);
         }
     };
-    if protocol != "HTTPS" {
-        let why = "a TLS server that terminates and forwards to tcp routes is not served yet; handshakes are refused";
+    let tcp_route = if http {
+        None
+    } else if let Some(route) = l4::tcp_route(server, port, vss, builder) {
+        Some(route)
+    } else {
+        let why = "no VirtualService tcp route applies to this TLS server; handshakes for its hosts are refused";
         return unavailable(server, builder.diags, why.into());
-    }
+    };
     let key = (server.gateway.key.clone(), server.port_name().to_string());
     let Some(credentials) = credentials.get(&key) else {
         // Already reported where the credential failed.
@@ -139,19 +241,14 @@ fn action(
         cipher_suites: &tls.cipher_suites,
         pins,
         fingerprint,
+        http,
     };
-    match server_config::build(&settings, &opts.resumption) {
+    let config = match server_config::build(&settings, &opts.resumption) {
         Ok((config, warnings)) => {
             for w in warnings {
                 builder.diags.push(server.diag(Severity::Warning, "tls", w));
             }
-            let routes =
-                builder.http_table(name.to_string(), port, std::slice::from_ref(server), vss);
-            TlsAction::Https {
-                config,
-                routes: Arc::new(routes),
-                fingerprint,
-            }
+            config
         }
         Err(e) => {
             builder.diags.push(server.diag(
@@ -159,8 +256,17 @@ fn action(
                 "tls",
                 format!("{e}; handshakes for this server's hosts fail"),
             ));
-            TlsAction::Unavailable(e)
+            return TlsAction::Unavailable(e);
         }
+    };
+    if let Some(route) = tcp_route {
+        return TlsAction::TerminateTcp { config, route };
+    }
+    let routes = builder.http_table(name.to_string(), port, std::slice::from_ref(server), vss);
+    TlsAction::Https {
+        config,
+        routes: Arc::new(routes),
+        fingerprint,
     }
 }
 

@@ -96,6 +96,8 @@ pub struct TlsSettings<'a> {
     pub pins: super::client_verify::Pins,
     /// The server's security policy, hashed (see [`Resumption`]).
     pub fingerprint: u64,
+    /// HTTPS offers ALPN `h2` and `http/1.1`; a `TLS` server forwarding opaque bytes offers none.
+    pub http: bool,
 }
 
 /// Builds the configuration; warnings say what was adjusted (a version below 1.2, a suite rustls lacks).
@@ -119,7 +121,9 @@ pub fn build(
         .map(certified_key)
         .collect::<Result<Vec<_>, _>>()?;
     let mut config = builder.with_cert_resolver(Arc::new(ByClientSupport(keys)));
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if settings.http {
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    }
     match resumption.for_policy(settings.fingerprint)? {
         Some(sessions) => {
             config.ticketer = sessions.ticketer;

@@ -1,6 +1,7 @@
-//! A TLS port's connections: read the ClientHello once, pick the server by SNI, then terminate
-//! with that server's configuration (replaying the peeked bytes into rustls) and serve HTTP with
-//! its route table. An SNI that no server takes gets a TLS `unrecognized_name` alert.
+//! A TLS port's connections: read the ClientHello once, pick the server by SNI, then either
+//! forward the untouched stream (PASSTHROUGH, peeked bytes first) or terminate with that server's
+//! configuration (replaying the peeked bytes into rustls) and serve HTTP with its route table, or
+//! a `TLS` server's `tcp` route. An SNI that no server takes gets a TLS `unrecognized_name` alert.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,11 +10,14 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::client_hello::{read_client_hello, ClientHelloInfo};
 use super::prefixed::Prefixed;
 use crate::http::proxy::{ConnContext, TlsSession};
+use crate::l4::Origin;
+use crate::snapshot::l4::L4Route;
 use crate::snapshot::tls::{TlsAction, TlsListener};
 use crate::snapshot::{ListenKey, ListenerKind};
 use crate::state::Shared;
@@ -35,74 +39,124 @@ pub async fn serve(mut stream: TcpStream, key: ListenKey, peer: SocketAddr, shar
             return;
         }
     };
-    let Some((config, server)) = choose(&shared, key, &hello) else {
-        tracing::debug!(%peer, gateway_port = key.port, sni = hello.sni.as_deref().unwrap_or("-"), "no server for this SNI");
-        crate::metrics::record_tls_handshake("no_matching_server");
-        let _ = stream.write_all(&UNRECOGNIZED_NAME).await;
-        let _ = stream.shutdown().await;
-        return;
-    };
-    let io = Prefixed::new(buf.freeze(), stream);
-    let tls =
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(io)).await {
-            Ok(Ok(tls)) => {
-                crate::metrics::record_tls_handshake("ok");
-                tls
-            }
-            Ok(Err(e)) => {
-                crate::metrics::record_tls_handshake("handshake_error");
-                tracing::debug!(%peer, server = %server.server, error = %e, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                crate::metrics::record_tls_handshake("timeout");
-                tracing::debug!(%peer, server = %server.server, "TLS handshake timed out");
-                return;
-            }
-        };
-    let peer_header = crate::http::headers::peer_header(peer.ip());
-    let client_cert = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .and_then(super::xfcc::header);
-    let conn = ConnContext {
-        shared,
-        key,
+    let origin = Origin {
+        gateway_port: key.port,
         peer,
-        peer_header,
-        scheme: "https",
-        tls_server: Some(server),
-        client_cert,
     };
-    crate::http::server::serve(tls, conn).await;
+    let idle = shared.settings.tcp_idle_timeout;
+    let sni = hello.sni.as_deref().unwrap_or("-");
+    match choose(&shared, key, &hello) {
+        Choice::Refuse => {
+            tracing::debug!(%peer, gateway_port = key.port, sni, "no server for this SNI");
+            crate::metrics::record_tls_handshake("no_matching_server");
+            let _ = stream.write_all(&UNRECOGNIZED_NAME).await;
+            let _ = stream.shutdown().await;
+        }
+        Choice::Close => {
+            // A PASSTHROUGH server's host without a tls route: Envoy has no chain and closes.
+            tracing::debug!(%peer, gateway_port = key.port, sni, "no tls route for this SNI; connection closed");
+            crate::metrics::record_tcp_rejected("no_route");
+        }
+        Choice::Passthrough(route) => {
+            crate::l4::forward(stream, &buf, &route, origin, idle).await;
+        }
+        Choice::TerminateTcp(config, route) => {
+            let name = route.name.clone();
+            if let Some(tls) = handshake(config, buf, stream, peer, &name).await {
+                crate::l4::forward_stream(tls, &route, origin, idle).await;
+            }
+        }
+        Choice::Https(config, session) => {
+            let name = session.server.clone();
+            let Some(tls) = handshake(config, buf, stream, peer, &name).await else {
+                return;
+            };
+            let peer_header = crate::http::headers::peer_header(peer.ip());
+            let client_cert = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(super::xfcc::header);
+            let conn = ConnContext {
+                shared,
+                key,
+                peer,
+                peer_header,
+                scheme: "https",
+                tls_server: Some(session),
+                client_cert,
+            };
+            crate::http::server::serve(tls, conn).await;
+        }
+    }
 }
 
-/// The configuration and route-table name of the server the SNI selects, if it can serve.
-fn choose(
-    shared: &Shared,
-    key: ListenKey,
-    hello: &ClientHelloInfo,
-) -> Option<(Arc<rustls::ServerConfig>, TlsSession)> {
+/// Completes the handshake with `config`, replaying the peeked bytes; failures are counted.
+async fn handshake(
+    config: Arc<rustls::ServerConfig>,
+    peeked: BytesMut,
+    stream: TcpStream,
+    peer: SocketAddr,
+    server: &str,
+) -> Option<TlsStream<Prefixed<TcpStream>>> {
+    let io = Prefixed::new(peeked.freeze(), stream);
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(io)).await {
+        Ok(Ok(tls)) => {
+            crate::metrics::record_tls_handshake("ok");
+            Some(tls)
+        }
+        Ok(Err(e)) => {
+            crate::metrics::record_tls_handshake("handshake_error");
+            tracing::debug!(%peer, server, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            crate::metrics::record_tls_handshake("timeout");
+            tracing::debug!(%peer, server, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// What the SNI selects on this port.
+enum Choice {
+    Https(Arc<rustls::ServerConfig>, TlsSession),
+    TerminateTcp(Arc<rustls::ServerConfig>, Arc<L4Route>),
+    Passthrough(Arc<L4Route>),
+    /// Selected a PASSTHROUGH server's host that no `tls` route covers.
+    Close,
+    /// No server, or one that cannot serve: `unrecognized_name`.
+    Refuse,
+}
+
+fn choose(shared: &Shared, key: ListenKey, hello: &ClientHelloInfo) -> Choice {
     let snapshot = shared.snapshot.load();
-    let ListenerKind::Tls(listener) = &snapshot.listeners.get(&key)?.kind else {
-        return None;
+    let Some(ListenerKind::Tls(listener)) = snapshot.listeners.get(&key).map(|l| &l.kind) else {
+        return Choice::Refuse;
     };
-    let server = &listener.servers[*select(listener, hello.sni.as_deref())?];
+    let Some(&index) = select(listener, hello.sni.as_deref()) else {
+        return Choice::Refuse;
+    };
+    let server = &listener.servers[index];
     match &server.action {
         TlsAction::Https {
             config,
             fingerprint,
             ..
-        } => Some((
+        } => Choice::Https(
             config.clone(),
             TlsSession {
                 server: server.name.clone(),
                 fingerprint: *fingerprint,
             },
-        )),
-        TlsAction::Unavailable(_) => None,
+        ),
+        TlsAction::TerminateTcp { config, route } => {
+            Choice::TerminateTcp(config.clone(), route.clone())
+        }
+        TlsAction::Passthrough(route) => Choice::Passthrough(route.clone()),
+        TlsAction::NoRoute => Choice::Close,
+        TlsAction::Unavailable(_) => Choice::Refuse,
     }
 }
 

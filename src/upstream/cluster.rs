@@ -100,6 +100,7 @@ pub struct Cluster {
     refreshing: AtomicBool,
     resolved_once: tokio::sync::OnceCell<()>,
     epoch: Instant,
+    tcp_stats: std::sync::OnceLock<crate::metrics::TcpStats>,
 }
 
 impl Cluster {
@@ -119,7 +120,14 @@ impl Cluster {
             refreshing: AtomicBool::new(false),
             resolved_once: tokio::sync::OnceCell::new(),
             epoch: Instant::now(),
+            tcp_stats: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The cluster's TCP stream metrics, registered on first use.
+    pub fn tcp_stats(&self) -> &crate::metrics::TcpStats {
+        self.tcp_stats
+            .get_or_init(|| crate::metrics::TcpStats::new(&self.spec.name))
     }
 
     pub fn name(&self) -> &str {

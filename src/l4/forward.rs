@@ -1,0 +1,172 @@
+//! An opaque stream's way upstream, as Envoy's TCP proxy does it: route → cluster (by weight) →
+//! endpoint (the cluster's balancer) → connect → bytes already read (a peeked ClientHello) →
+//! relay. A stream that cannot reach an upstream is closed without a byte, counted by reason.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::relay::{self, Counts, End};
+use crate::metrics::TcpStats;
+use crate::route::Target;
+use crate::snapshot::l4::L4Route;
+use crate::upstream::client::CONNECT_TIMEOUT;
+use crate::upstream::cluster::ActiveRequest;
+use crate::upstream::Cluster;
+
+/// Istio's byte counters are flushed every 5 s while a stream lives, and at its end.
+const METRICS_FLUSH: Duration = Duration::from_secs(5);
+
+/// Where a stream came from, for logs.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    pub gateway_port: u16,
+    pub peer: SocketAddr,
+}
+
+/// Forwards a client socket along `route`, after sending `prefix` (bytes already read from it).
+pub async fn forward(
+    client: TcpStream,
+    prefix: &[u8],
+    route: &L4Route,
+    origin: Origin,
+    idle: Duration,
+) {
+    let Some((cluster, upstream, _active)) = connect(route, origin).await else {
+        return;
+    };
+    let mut upstream = upstream;
+    if !prefix.is_empty() && upstream.write_all(prefix).await.is_err() {
+        crate::metrics::record_tcp_rejected("connect_failed");
+        return;
+    }
+    let stats = cluster.tcp_stats();
+    stats.opened.increment(1);
+    let started = Instant::now();
+    let counts = Counts::default();
+    counts
+        .received
+        .store(prefix.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let mut flushed = Flushed::default();
+    let end = relay::relay(&client, &upstream, &counts, idle, METRICS_FLUSH, || {
+        flushed.flush(&counts, stats)
+    })
+    .await;
+    flushed.flush(&counts, stats);
+    finish(stats, started, end, route, &cluster, origin, &counts);
+}
+
+/// Forwards an already wrapped client stream (TLS terminated by a `TLS` server) along `route`.
+/// A plain copy both ways: the decrypted stream cannot be spliced and is not the wire-speed path.
+pub async fn forward_stream<S>(mut client: S, route: &L4Route, origin: Origin, idle: Duration)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let Some((cluster, mut upstream, _active)) = connect(route, origin).await else {
+        return;
+    };
+    let stats = cluster.tcp_stats();
+    stats.opened.increment(1);
+    let started = Instant::now();
+    let counts = Counts::default();
+    let mut metered = super::metered::Metered::new(&mut client, &counts);
+    let copy =
+        tokio::io::copy_bidirectional_with_sizes(&mut metered, &mut upstream, 16 * 1024, 16 * 1024);
+    let mut flushed = Flushed::default();
+    let watch = relay::idle_watch(&counts, idle, METRICS_FLUSH, || {
+        flushed.flush(&counts, stats)
+    });
+    let end = tokio::select! {
+        result = copy => if result.is_ok() { End::Closed } else { End::ClientReset },
+        () = watch => End::Idle,
+    };
+    if end == End::ClientReset {
+        // Either side failed; the upstream learns it as a reset, not as a clean end.
+        relay::abort(&upstream);
+    }
+    flushed.flush(&counts, stats);
+    finish(stats, started, end, route, &cluster, origin, &counts);
+}
+
+/// Picks the destination and endpoint and connects; `None` (counted, logged) closes the client.
+async fn connect(
+    route: &L4Route,
+    origin: Origin,
+) -> Option<(Arc<Cluster>, TcpStream, ActiveRequest)> {
+    let reject = |reason: &'static str| {
+        crate::metrics::record_tcp_rejected(reason);
+        tracing::debug!(peer = %origin.peer, gateway_port = origin.gateway_port, route = %route.name, reason, "stream closed before reaching an upstream");
+    };
+    let cluster = match route.pick() {
+        Some(Target::Cluster(cluster)) => cluster.clone(),
+        Some(Target::Missing(_)) | None => {
+            reject("no_cluster");
+            return None;
+        }
+    };
+    let Some(endpoint) = cluster.pick().await else {
+        reject("no_healthy_upstream");
+        return None;
+    };
+    let active = ActiveRequest::start(endpoint);
+    let addr = active.0.addr;
+    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(upstream)) => {
+            let _ = upstream.set_nodelay(true);
+            Some((cluster, upstream, active))
+        }
+        Ok(Err(_)) => {
+            reject("connect_failed");
+            None
+        }
+        Err(_) => {
+            reject("connect_timeout");
+            None
+        }
+    }
+}
+
+/// Byte counts already added to the metrics.
+#[derive(Default)]
+struct Flushed {
+    received: u64,
+    sent: u64,
+}
+
+impl Flushed {
+    fn flush(&mut self, counts: &Counts, stats: &TcpStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (received, sent) = (counts.received.load(Relaxed), counts.sent.load(Relaxed));
+        stats.received.increment(received - self.received);
+        stats.sent.increment(sent - self.sent);
+        (self.received, self.sent) = (received, sent);
+    }
+}
+
+fn finish(
+    stats: &TcpStats,
+    started: Instant,
+    end: End,
+    route: &L4Route,
+    cluster: &Cluster,
+    origin: Origin,
+    counts: &Counts,
+) {
+    let duration = started.elapsed();
+    stats.closed.increment(1);
+    stats.duration.record(duration.as_secs_f64());
+    tracing::debug!(
+        peer = %origin.peer,
+        gateway_port = origin.gateway_port,
+        route = %route.name,
+        cluster = cluster.name(),
+        ?end,
+        received = counts.received.load(std::sync::atomic::Ordering::Relaxed),
+        sent = counts.sent.load(std::sync::atomic::Ordering::Relaxed),
+        duration_ms = duration.as_millis() as u64,
+        "stream ended"
+    );
+}

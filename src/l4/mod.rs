@@ -1,0 +1,9 @@
+//! Layer 4: opaque TCP streams (TCP ports, TLS PASSTHROUGH, TLS-terminated `tcp` routes)
+//! forwarded to an upstream with the proxy core's clusters and balancers.
+
+mod buffer;
+pub mod forward;
+mod metered;
+pub mod relay;
+
+pub use forward::{forward, forward_stream, Origin};

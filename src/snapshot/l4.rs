@@ -1,0 +1,214 @@
+//! Opaque streams (reference §2.9): VirtualService `tcp` routes for TCP servers and for `TLS`
+//! servers that terminate, `tls` routes (chosen by SNI) for PASSTHROUGH servers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::gateway::ServerRef;
+use super::http_routes::{attached_hosts, resolve_gateway_ref, BoundVs, TableBuilder};
+use crate::config::model::RouteDestination;
+use crate::config::{Finding, Severity};
+use crate::route::{Target, WeightedClusters};
+
+/// Where an opaque stream goes.
+#[derive(Debug)]
+pub struct L4Route {
+    /// The rule that produced it, `ns/vs.tcp[i]` or `ns/vs.tls[i]`, for logs and metrics.
+    pub name: Arc<str>,
+    pub clusters: WeightedClusters,
+}
+
+impl L4Route {
+    /// A destination by weight; `None` only for a route whose weights are all zero.
+    pub fn pick(&self) -> Option<&Target> {
+        self.clusters.pick(fastrand::u64(..))
+    }
+}
+
+/// A PASSTHROUGH chain: the SNI names of one `tls` match and where their streams go.
+pub(crate) struct SniChain<'a> {
+    pub sni_hosts: &'a [String],
+    pub route: Arc<L4Route>,
+    pub vs: &'a BoundVs<'a>,
+    /// `spec.tls[i].match[j]`, for diagnostics about the chain.
+    pub field: String,
+}
+
+/// The match conditions `tcp` and `tls` matches share; decided at build time against this
+/// gateway, like HTTP match conditions.
+struct L4Conditions<'m> {
+    port: Option<i64>,
+    gateways: &'m [String],
+    source_labels: &'m BTreeMap<String, String>,
+    source_namespace: Option<&'m str>,
+}
+
+/// The first `tcp` rule that applies to `server` (reference §2.2 step 5): VirtualServices in
+/// order, each relevant when one of its hosts matches a server host; one rule per server.
+pub(crate) fn tcp_route(
+    server: &ServerRef<'_>,
+    port: u16,
+    vss: &[BoundVs<'_>],
+    builder: &mut TableBuilder<'_, '_>,
+) -> Option<Arc<L4Route>> {
+    let gateway = server.gateway.key.as_str();
+    for vs in vss.iter().filter(|vs| relevant(server, vs)) {
+        for (i, rule) in vs.spec.tcp.iter().enumerate() {
+            for (j, m) in rule.matches.iter().enumerate() {
+                warn_gateway_ignored(vs, builder, &format!("spec.tcp[{i}].match[{j}]"), m);
+            }
+            let applies = if rule.matches.is_empty() {
+                vs.gateways.iter().any(|g| g == gateway)
+            } else {
+                rule.matches.iter().any(|m| {
+                    let conditions = L4Conditions {
+                        port: m.port,
+                        gateways: &m.gateways,
+                        source_labels: &m.source_labels,
+                        source_namespace: m.source_namespace.as_deref(),
+                    };
+                    applies(builder, vs, &conditions, gateway, port)
+                })
+            };
+            if applies {
+                return Some(route(vs, builder, ("tcp", i), &rule.route, port));
+            }
+        }
+    }
+    None
+}
+
+/// Every `tls` match that applies to a PASSTHROUGH `server`, in order: each becomes an SNI chain.
+pub(crate) fn sni_chains<'a>(
+    server: &ServerRef<'_>,
+    port: u16,
+    vss: &'a [BoundVs<'a>],
+    builder: &mut TableBuilder<'_, '_>,
+) -> Vec<SniChain<'a>> {
+    let gateway = server.gateway.key.as_str();
+    let mut chains = Vec::new();
+    for vs in vss.iter().filter(|vs| relevant(server, vs)) {
+        for (i, rule) in vs.spec.tls.iter().enumerate() {
+            let mut route_for_rule: Option<Arc<L4Route>> = None;
+            for (j, m) in rule.matches.iter().enumerate() {
+                let match_field = format!("spec.tls[{i}].match[{j}]");
+                warn_gateway_ignored(vs, builder, &match_field, m);
+                let conditions = L4Conditions {
+                    port: m.port,
+                    gateways: &m.gateways,
+                    source_labels: &m.source_labels,
+                    source_namespace: m.source_namespace.as_deref(),
+                };
+                if !applies(builder, vs, &conditions, gateway, port) {
+                    continue;
+                }
+                let route = route_for_rule
+                    .get_or_insert_with(|| route(vs, builder, ("tls", i), &rule.route, port))
+                    .clone();
+                chains.push(SniChain {
+                    sni_hosts: &m.sni_hosts,
+                    route,
+                    vs,
+                    field: match_field,
+                });
+            }
+        }
+    }
+    chains
+}
+
+/// Whether `vs` binds to the server's Gateway with a host matching one of its hosts.
+fn relevant(server: &ServerRef<'_>, vs: &BoundVs<'_>) -> bool {
+    vs.binds_to(&server.gateway.key) && !attached_hosts(server, vs).is_empty()
+}
+
+fn applies(
+    builder: &TableBuilder<'_, '_>,
+    vs: &BoundVs<'_>,
+    m: &L4Conditions<'_>,
+    gateway: &str,
+    port: u16,
+) -> bool {
+    let gateways_ok = if m.gateways.is_empty() {
+        vs.gateways.iter().any(|g| g == gateway)
+    } else {
+        m.gateways
+            .iter()
+            .any(|g| resolve_gateway_ref(g, vs.namespace()) == gateway)
+    };
+    gateways_ok
+        && m.port.is_none_or(|p| p == i64::from(port))
+        && m.source_labels
+            .iter()
+            .all(|(k, v)| builder.opts.labels.get(k) == Some(v))
+        && m.source_namespace
+            .is_none_or(|ns| ns == builder.opts.gateway_namespace)
+}
+
+/// Match fields that mean nothing at a gateway: accepted, ignored, and said so (as Istio does).
+fn warn_gateway_ignored<M: GatewayIgnored>(
+    vs: &BoundVs<'_>,
+    builder: &mut TableBuilder<'_, '_>,
+    field: &str,
+    m: &M,
+) {
+    for name in m.ignored_fields() {
+        let finding = Finding::new(
+            Severity::Warning,
+            &format!("{field}.{name}"),
+            format!("{name} does not apply at a gateway and is ignored"),
+            None,
+        );
+        builder
+            .diags
+            .push(finding.locate(&vs.resource.origin, vs.resource.key.to_string()));
+    }
+}
+
+trait GatewayIgnored {
+    fn ignored_fields(&self) -> Vec<&'static str>;
+}
+
+impl GatewayIgnored for crate::config::model::TcpMatch {
+    fn ignored_fields(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if !self.destination_subnets.is_empty() {
+            out.push("destinationSubnets");
+        }
+        if self.source_subnet.is_some() {
+            out.push("sourceSubnet");
+        }
+        out
+    }
+}
+
+impl GatewayIgnored for crate::config::model::TlsMatch {
+    fn ignored_fields(&self) -> Vec<&'static str> {
+        if self.destination_subnets.is_empty() {
+            Vec::new()
+        } else {
+            vec!["destinationSubnets"]
+        }
+    }
+}
+
+fn route(
+    vs: &BoundVs<'_>,
+    builder: &mut TableBuilder<'_, '_>,
+    (section, index): (&str, usize),
+    destinations: &[RouteDestination],
+    port: u16,
+) -> Arc<L4Route> {
+    let field = format!("spec.{section}[{index}]");
+    let destinations = destinations.iter().map(|d| (&d.destination, d.weight));
+    let clusters = builder.weighted_clusters(vs.resource, &field, destinations, port);
+    let name = format!(
+        "{}/{}.{section}[{index}]",
+        vs.namespace(),
+        vs.resource.key.name
+    );
+    Arc::new(L4Route {
+        name: name.into(),
+        clusters,
+    })
+}
