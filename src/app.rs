@@ -59,6 +59,7 @@ pub async fn serve(args: RunArgs) -> anyhow::Result<()> {
         num_trusted_proxies: args.num_trusted_proxies,
         https_redirect_port: args.https_redirect_port,
         tcp_idle_timeout: args.tcp_idle_timeout,
+        tcp_copy: args.tcp_copy,
     };
     let shared = Shared::new(settings);
     let listeners = Listeners::new(shared.clone(), args.port_map());

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -179,10 +180,11 @@ async fn serve(stream: TcpStream, key: ListenKey, peer: SocketAddr, shared: Arc<
                 gateway_port: key.port,
                 peer,
             };
-            let idle = shared.settings.tcp_idle_timeout;
-            crate::l4::forward(stream, &[], &route, origin, idle).await;
+            crate::l4::forward(stream, Bytes::new(), &route, origin, &shared.settings).await;
         }
-        Protocol::Tls => crate::tls::terminate::serve(stream, key, peer, shared).await,
+        // Boxed, like HTTP below: a task is as large as its largest arm, and TCP streams
+        // (often long-lived and idle) should not carry the size of a TLS or HTTP connection.
+        Protocol::Tls => Box::pin(crate::tls::terminate::serve(stream, key, peer, shared)).await,
         Protocol::Http => {
             let peer_header = crate::http::headers::peer_header(peer.ip());
             let conn = ConnContext {
@@ -194,7 +196,7 @@ async fn serve(stream: TcpStream, key: ListenKey, peer: SocketAddr, shared: Arc<
                 tls_server: None,
                 client_cert: None,
             };
-            crate::http::server::serve(stream, conn).await;
+            Box::pin(crate::http::server::serve(stream, conn)).await;
         }
     }
 }

@@ -18,6 +18,8 @@ pub struct ProxySettings {
     pub https_redirect_port: Option<u16>,
     /// `--tcp-idle-timeout`: an opaque stream with no byte either way for this long is closed.
     pub tcp_idle_timeout: Duration,
+    /// `--tcp-copy`: how TCP and passthrough streams cross the gateway.
+    pub tcp_copy: crate::l4::relay::Copy,
 }
 
 /// Envoy's TCP proxy default.
@@ -29,6 +31,7 @@ impl Default for ProxySettings {
             num_trusted_proxies: 0,
             https_redirect_port: None,
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
+            tcp_copy: Default::default(),
         }
     }
 }

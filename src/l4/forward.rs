@@ -2,17 +2,21 @@
 //! endpoint (the cluster's balancer) → connect → bytes already read (a peeked ClientHello) →
 //! relay. A stream that cannot reach an upstream is closed without a byte, counted by reason.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::relay::{self, Counts, End};
+use super::relay::{self, Counts, End, IdleTimer};
 use crate::metrics::TcpStats;
 use crate::route::Target;
 use crate::snapshot::l4::L4Route;
+use crate::state::ProxySettings;
 use crate::upstream::client::CONNECT_TIMEOUT;
 use crate::upstream::cluster::ActiveRequest;
 use crate::upstream::Cluster;
@@ -27,19 +31,20 @@ pub struct Origin {
     pub peer: SocketAddr,
 }
 
-/// Forwards a client socket along `route`, after sending `prefix` (bytes already read from it).
+/// Forwards a client socket along `route`, after sending `prefix` (bytes already read from it,
+/// released once sent so an idle stream does not keep them).
 pub async fn forward(
     client: TcpStream,
-    prefix: &[u8],
+    prefix: Bytes,
     route: &L4Route,
     origin: Origin,
-    idle: Duration,
+    settings: &ProxySettings,
 ) {
     let Some((cluster, upstream, _active)) = connect(route, origin).await else {
         return;
     };
     let mut upstream = upstream;
-    if !prefix.is_empty() && upstream.write_all(prefix).await.is_err() {
+    if !prefix.is_empty() && upstream.write_all(&prefix).await.is_err() {
         crate::metrics::record_tcp_rejected("connect_failed");
         return;
     }
@@ -50,10 +55,18 @@ pub async fn forward(
     counts
         .received
         .store(prefix.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    drop(prefix);
     let mut flushed = Flushed::default();
-    let end = relay::relay(&client, &upstream, &counts, idle, METRICS_FLUSH, || {
-        flushed.flush(&counts, stats)
-    })
+    let (copy, idle) = (settings.tcp_copy, settings.tcp_idle_timeout);
+    let end = relay::relay(
+        &client,
+        &upstream,
+        &counts,
+        copy,
+        idle,
+        METRICS_FLUSH,
+        || flushed.flush(&counts, stats),
+    )
     .await;
     flushed.flush(&counts, stats);
     finish(stats, started, end, route, &cluster, origin, &counts);
@@ -72,16 +85,24 @@ where
     stats.opened.increment(1);
     let started = Instant::now();
     let counts = Counts::default();
-    let mut metered = super::metered::Metered::new(&mut client, &counts);
-    let copy =
-        tokio::io::copy_bidirectional_with_sizes(&mut metered, &mut upstream, 16 * 1024, 16 * 1024);
     let mut flushed = Flushed::default();
-    let watch = relay::idle_watch(&counts, idle, METRICS_FLUSH, || {
-        flushed.flush(&counts, stats)
-    });
-    let end = tokio::select! {
-        result = copy => if result.is_ok() { End::Closed } else { End::ClientReset },
-        () = watch => End::Idle,
+    let end = {
+        let mut metered = super::metered::Metered::new(&mut client, &counts);
+        let copy = tokio::io::copy_bidirectional_with_sizes(
+            &mut metered,
+            &mut upstream,
+            16 * 1024,
+            16 * 1024,
+        );
+        let mut copy = std::pin::pin!(copy);
+        let mut tick = || flushed.flush(&counts, stats);
+        let mut timer = IdleTimer::new(idle, METRICS_FLUSH, 0);
+        std::future::poll_fn(|cx| match copy.as_mut().poll(cx) {
+            Poll::Ready(Ok(_)) => Poll::Ready(End::Closed),
+            Poll::Ready(Err(_)) => Poll::Ready(End::ClientReset),
+            Poll::Pending => timer.poll(cx, &counts, &mut tick).map(|()| End::Idle),
+        })
+        .await
     };
     if end == End::ClientReset {
         // Either side failed; the upstream learns it as a reset, not as a clean end.

@@ -5,5 +5,6 @@ mod buffer;
 pub mod forward;
 mod metered;
 pub mod relay;
+mod splice;
 
 pub use forward::{forward, forward_stream, Origin};

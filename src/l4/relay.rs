@@ -1,16 +1,22 @@
-//! The byte shuttle between a client socket and its upstream socket: both directions in one task,
-//! a buffer borrowed from a per-thread pool only while bytes are in flight (an idle connection
-//! holds none), FIN forwarded as FIN and a reset as a reset, and an idle timeout.
+//! The byte shuttle between a client socket and its upstream socket: both directions and the
+//! idle timer polled by hand in one small future (an idle stream's task stays a few hundred
+//! bytes), a buffer or pipe borrowed from a per-thread pool only while bytes are in flight, FIN
+//! forwarded as FIN and a reset as a reset.
 
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::Shutdown;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 use super::buffer::Buffer;
+use super::splice::Pipe;
 
 /// How a relay ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +29,15 @@ pub enum End {
     ClientReset,
     /// The upstream reset or failed; the client was reset too.
     UpstreamReset,
+}
+
+/// How bytes cross: through a user-space buffer, or splice(2) through a pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Copy {
+    Userspace,
+    /// The default: on `../shared/bench` scenario F it costs about half the CPU per MiB.
+    #[default]
+    Splice,
 }
 
 /// Bytes moved so far; read by the metrics flush while the relay runs.
@@ -61,29 +76,30 @@ pub async fn relay(
     client: &TcpStream,
     upstream: &TcpStream,
     counts: &Counts,
+    copy: Copy,
     idle: Duration,
     tick_every: Duration,
     mut tick: impl FnMut(),
 ) -> End {
-    let to_upstream = pump(
-        client,
-        upstream,
-        &counts.received,
-        Side::Client,
-        Side::Upstream,
-    );
-    let to_client = pump(upstream, client, &counts.sent, Side::Upstream, Side::Client);
-    let both = async { tokio::try_join!(to_upstream, to_client) };
-    let watch = idle_watch(counts, idle, tick_every, &mut tick);
-    let end = tokio::select! {
-        biased;
-        result = both => match result {
-            Ok(_) => End::Closed,
-            Err(Side::Client) => End::ClientReset,
-            Err(Side::Upstream) => End::UpstreamReset,
-        },
-        () = watch => End::Idle,
-    };
+    let mut to_upstream = Direction::new(copy, client, upstream, Side::Client, Side::Upstream);
+    let mut to_client = Direction::new(copy, upstream, client, Side::Upstream, Side::Client);
+    let mut timer = IdleTimer::new(idle, tick_every, counts.total());
+    let end = poll_fn(|cx| {
+        let a = to_upstream.poll(cx, &counts.received);
+        let b = to_client.poll(cx, &counts.sent);
+        match (a, b) {
+            (Poll::Ready(Err(Side::Client)), _) | (_, Poll::Ready(Err(Side::Client))) => {
+                return Poll::Ready(End::ClientReset)
+            }
+            (Poll::Ready(Err(Side::Upstream)), _) | (_, Poll::Ready(Err(Side::Upstream))) => {
+                return Poll::Ready(End::UpstreamReset)
+            }
+            (Poll::Ready(Ok(())), Poll::Ready(Ok(()))) => return Poll::Ready(End::Closed),
+            _ => {}
+        }
+        timer.poll(cx, counts, &mut tick).map(|()| End::Idle)
+    })
+    .await;
     match end {
         // The failed side is gone; make the other one see a reset too, not a clean close.
         End::ClientReset => abort(upstream),
@@ -98,37 +114,130 @@ pub fn abort(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }
 
-/// One direction: wait for bytes without holding a buffer, then move them until the source runs
-/// dry. EOF becomes a FIN (half-close) on the destination.
-async fn pump(
-    src: &TcpStream,
-    dst: &TcpStream,
-    counter: &AtomicU64,
+/// One direction's state: bytes read and not yet written sit in a borrowed buffer or pipe.
+struct Direction<'s> {
+    src: &'s TcpStream,
+    dst: &'s TcpStream,
     src_side: Side,
     dst_side: Side,
-) -> Result<(), Side> {
-    loop {
-        src.readable().await.map_err(|_| src_side)?;
-        let mut buf = Buffer::take();
+    carrier: Carrier,
+    /// Bytes of the last read still to write (`pending` of them), and whether that read emptied
+    /// the socket (then the buffer goes back to the pool once written).
+    pending: usize,
+    written: usize,
+    drained: bool,
+    finished: bool,
+}
+
+enum Carrier {
+    Userspace(Option<Buffer>),
+    Splice(Option<Pipe>),
+}
+
+impl<'s> Direction<'s> {
+    fn new(
+        copy: Copy,
+        src: &'s TcpStream,
+        dst: &'s TcpStream,
+        src_side: Side,
+        dst_side: Side,
+    ) -> Self {
+        Direction {
+            src,
+            dst,
+            src_side,
+            dst_side,
+            carrier: match copy {
+                Copy::Userspace => Carrier::Userspace(None),
+                Copy::Splice => Carrier::Splice(None),
+            },
+            pending: 0,
+            written: 0,
+            drained: false,
+            finished: false,
+        }
+    }
+
+    /// Moves bytes until the source is empty (`Pending`), sent FIN (`Ready(Ok)`) or failed.
+    fn poll(&mut self, cx: &mut Context<'_>, counter: &AtomicU64) -> Poll<Result<(), Side>> {
+        if self.finished {
+            return Poll::Ready(Ok(()));
+        }
         loop {
-            let (n, drained) = match read_drained(src, buf.as_mut()) {
-                Ok(read) => read,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => return Err(src_side),
-            };
-            if n == 0 {
-                // The source sent FIN: pass it on, keep the other direction going.
-                let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
-                return Ok(());
+            if self.written < self.pending {
+                let n = ready!(self.poll_write(cx))?;
+                self.written += n;
+                Counts::add(counter, n);
+                continue;
             }
-            write_all(dst, &buf.as_mut()[..n])
-                .await
-                .map_err(|_| dst_side)?;
-            Counts::add(counter, n);
-            if drained {
-                break;
+            if self.drained {
+                self.release();
+            }
+            ready!(self.src.poll_read_ready(cx)).map_err(|_| self.src_side)?;
+            match self.read() {
+                Ok(0) => {
+                    // The source sent FIN: pass it on, keep the other direction going.
+                    self.release();
+                    let _ = socket2::SockRef::from(self.dst).shutdown(Shutdown::Write);
+                    self.finished = true;
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(n) => (self.pending, self.written) = (n, 0),
+                // Empty after all: wait for readiness without holding the buffer.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.release(),
+                Err(_) => return Poll::Ready(Err(self.src_side)),
             }
         }
+    }
+
+    fn read(&mut self) -> io::Result<usize> {
+        match &mut self.carrier {
+            Carrier::Userspace(buffer) => {
+                let buf = buffer.get_or_insert_with(Buffer::take);
+                let (n, drained) = read_drained(self.src, buf.as_mut())?;
+                self.drained = drained;
+                Ok(n)
+            }
+            Carrier::Splice(pipe) => {
+                let pipe = match pipe {
+                    Some(pipe) => pipe,
+                    None => pipe.insert(Pipe::take()?),
+                };
+                // A short splice does not prove the socket empty (the pipe may be out of
+                // slots), so readiness is only cleared by EAGAIN.
+                self.drained = false;
+                pipe.fill(self.src)
+            }
+        }
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, Side>> {
+        let (dst, range) = (self.dst, self.written..self.pending);
+        loop {
+            let result = match &mut self.carrier {
+                Carrier::Userspace(Some(buf)) => dst.try_write(&buf.as_mut()[range.clone()]),
+                Carrier::Splice(Some(pipe)) => pipe.drain(dst, range.len()),
+                // Bytes pending always have a carrier.
+                _ => return Poll::Ready(Err(self.dst_side)),
+            };
+            match result {
+                Ok(0) => return Poll::Ready(Err(self.dst_side)),
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(dst.poll_write_ready(cx)).map_err(|_| self.dst_side)?;
+                }
+                Err(_) => return Poll::Ready(Err(self.dst_side)),
+            }
+        }
+    }
+
+    /// Returns the buffer or pipe to the pool (nothing is pending when this is called).
+    fn release(&mut self) {
+        match &mut self.carrier {
+            Carrier::Userspace(buffer) => *buffer = None,
+            Carrier::Splice(pipe) => *pipe = None,
+        }
+        (self.pending, self.written, self.drained) = (0, 0, false);
     }
 }
 
@@ -154,41 +263,47 @@ fn read_drained(src: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, bool)> {
     }
 }
 
-async fn write_all(dst: &TcpStream, mut data: &[u8]) -> io::Result<()> {
-    while !data.is_empty() {
-        match dst.try_write(data) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => dst.writable().await?,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+/// Fires once no byte has moved for `idle`, checked every `tick_every` (or sooner for short
+/// idle timeouts); calls `tick` at each check.
+pub(super) struct IdleTimer {
+    sleep: Pin<Box<Sleep>>,
+    period: Duration,
+    idle: Duration,
+    last_total: u64,
+    quiet: Duration,
 }
 
-/// Resolves once no byte has moved for `idle`, checked every `tick_every` (or sooner for short
-/// idle timeouts); calls `tick` at each check.
-pub(super) async fn idle_watch(
-    counts: &Counts,
-    idle: Duration,
-    tick_every: Duration,
-    mut tick: impl FnMut(),
-) {
-    let period = tick_every.min(idle / 4).max(Duration::from_millis(10));
-    let mut last_total = counts.total();
-    let mut quiet = Duration::ZERO;
-    loop {
-        tokio::time::sleep(period).await;
-        tick();
-        let total = counts.total();
-        if total == last_total {
-            quiet += period;
-            if quiet >= idle {
-                return;
-            }
-        } else {
-            last_total = total;
-            quiet = Duration::ZERO;
+impl IdleTimer {
+    pub(super) fn new(idle: Duration, tick_every: Duration, total: u64) -> Self {
+        let period = tick_every.min(idle / 4).max(Duration::from_millis(10));
+        IdleTimer {
+            sleep: Box::pin(tokio::time::sleep(period)),
+            period,
+            idle,
+            last_total: total,
+            quiet: Duration::ZERO,
         }
+    }
+
+    pub(super) fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        counts: &Counts,
+        tick: &mut impl FnMut(),
+    ) -> Poll<()> {
+        while self.sleep.as_mut().poll(cx).is_ready() {
+            tick();
+            let total = counts.total();
+            if total == self.last_total {
+                self.quiet += self.period;
+                if self.quiet >= self.idle {
+                    return Poll::Ready(());
+                }
+            } else {
+                (self.last_total, self.quiet) = (total, Duration::ZERO);
+            }
+            self.sleep.as_mut().reset(Instant::now() + self.period);
+        }
+        Poll::Pending
     }
 }

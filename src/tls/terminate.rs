@@ -58,17 +58,18 @@ pub async fn serve(mut stream: TcpStream, key: ListenKey, peer: SocketAddr, shar
             crate::metrics::record_tcp_rejected("no_route");
         }
         Choice::Passthrough(route) => {
-            crate::l4::forward(stream, &buf, &route, origin, idle).await;
+            crate::l4::forward(stream, buf.freeze(), &route, origin, &shared.settings).await;
         }
         Choice::TerminateTcp(config, route) => {
             let name = route.name.clone();
-            if let Some(tls) = handshake(config, buf, stream, peer, &name).await {
-                crate::l4::forward_stream(tls, &route, origin, idle).await;
+            // Boxed: the passthrough arm above keeps this task small for idle streams.
+            if let Some(tls) = Box::pin(handshake(config, buf, stream, peer, &name)).await {
+                Box::pin(crate::l4::forward_stream(tls, &route, origin, idle)).await;
             }
         }
         Choice::Https(config, session) => {
             let name = session.server.clone();
-            let Some(tls) = handshake(config, buf, stream, peer, &name).await else {
+            let Some(tls) = Box::pin(handshake(config, buf, stream, peer, &name)).await else {
                 return;
             };
             let peer_header = crate::http::headers::peer_header(peer.ip());
@@ -87,7 +88,7 @@ pub async fn serve(mut stream: TcpStream, key: ListenKey, peer: SocketAddr, shar
                 tls_server: Some(session),
                 client_cert,
             };
-            crate::http::server::serve(tls, conn).await;
+            Box::pin(crate::http::server::serve(tls, conn)).await;
         }
     }
 }

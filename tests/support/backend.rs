@@ -1,6 +1,12 @@
-//! Loopback backends: HTTP and TCP echo servers, and a port with nothing on it.
+//! Loopback backends: HTTP and TCP echo servers, test-written TCP servers, `openssl s_server`,
+//! and a port with nothing on it.
 
-use std::net::{SocketAddr, TcpListener};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -95,4 +101,170 @@ pub fn dead_port() -> u16 {
         .local_addr()
         .expect("local_addr of dead_port listener")
         .port()
+}
+
+/// A plain-TCP server on 127.0.0.1 written by the test: every accepted connection runs
+/// `handler` on its own thread (handlers should bound their own reads with timeouts). The
+/// accept loop stops on drop; connections already handed out finish on their own.
+pub struct TcpServer {
+    pub addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TcpServer {
+    pub fn start<F>(handler: F) -> TcpServer
+    where
+        F: Fn(TcpStream) + Send + Sync + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 for TcpServer");
+        let addr = listener.local_addr().expect("TcpServer local_addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler = Arc::new(handler);
+        let thread = {
+            let (accepted, stop) = (accepted.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = conn else {
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    };
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                    let _ = stream.set_nodelay(true);
+                    let handler = handler.clone();
+                    std::thread::spawn(move || handler(stream));
+                }
+            })
+        };
+        TcpServer {
+            addr,
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Writes `banner` to every connection, then closes it (FIN) without reading.
+    pub fn banner(banner: &'static [u8]) -> TcpServer {
+        TcpServer::start(move |mut stream| {
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+            let _ = stream.write_all(banner);
+            let _ = stream.shutdown(Shutdown::Write);
+            // Wait (bounded) for the peer's FIN so nothing unread turns the close into a reset.
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut sink = [0u8; 256];
+            while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+        })
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+impl Drop for TcpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// `openssl s_server -www` on an ephemeral 127.0.0.1 port with the given PEM certificate and key
+/// (a TLS backend that terminates TLS itself and answers any GET with a status page that shows
+/// its own command line). Killed and reaped on drop.
+pub struct OpensslServer {
+    pub addr: SocketAddr,
+    child: Child,
+    output: Arc<Mutex<String>>,
+}
+
+impl OpensslServer {
+    pub fn start(cert: &Path, key: &Path) -> OpensslServer {
+        let mut child = Command::new("openssl")
+            .arg("s_server")
+            .args(["-accept", "127.0.0.1:0", "-www", "-cert"])
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn openssl s_server: {e}"));
+        let output = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().expect("s_server stdout");
+        let stderr = child.stderr.take().expect("s_server stderr");
+        {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(addr) = line.strip_prefix("ACCEPT ") {
+                        let port = addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+                        let _ = tx.send(port);
+                    }
+                    let mut out = output.lock().unwrap();
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            });
+        }
+        {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    let mut out = output.lock().unwrap();
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            });
+        }
+        let port = rx.recv_timeout(Duration::from_secs(10)).ok().flatten();
+        let Some(port) = port else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "openssl s_server printed no ACCEPT line within 10 s; output:\n{}",
+                output.lock().unwrap()
+            );
+        };
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        OpensslServer {
+            addr,
+            child,
+            output,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Everything s_server printed so far (stdout and stderr).
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+}
+
+impl Drop for OpensslServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -206,3 +206,34 @@ pub fn https_gateway(name: &str, hosts: &str, tls: &str, vs_hosts: &str, dest: &
          - route: [{{destination: {{host: {dest}}}}}]\n"
     )
 }
+
+/// A ServiceEntry like [`service_entry`] for a layer-4 service: one port
+/// `{number: port, name: <protocol lower-cased>, protocol: <protocol>}` (e.g. `TCP`, `TLS`),
+/// `resolution: STATIC`, one endpoint per backend address.
+pub fn l4_service_entry(
+    name: &str,
+    host: &str,
+    port: u16,
+    protocol: &str,
+    endpoints: &[SocketAddr],
+) -> String {
+    let port_name = protocol.to_ascii_lowercase();
+    let mut y = format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: {}\n\
+         spec:\n  hosts:\n  - {}\n  ports:\n  - number: {port}\n    name: {port_name}\n    protocol: {protocol}\n\
+         \x20 resolution: STATIC\n  endpoints:\n",
+        yaml_str(name),
+        yaml_str(host),
+    );
+    if endpoints.is_empty() {
+        y.push_str("    []\n");
+    }
+    for addr in endpoints {
+        y.push_str(&format!(
+            "  - address: {}\n    ports:\n      {port_name}: {}\n",
+            addr.ip(),
+            addr.port()
+        ));
+    }
+    y
+}

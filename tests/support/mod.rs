@@ -15,9 +15,9 @@ mod client;
 mod config;
 mod gateway;
 
-pub use backend::{dead_port, EchoBackend, TcpEcho};
+pub use backend::{dead_port, EchoBackend, OpensslServer, TcpEcho, TcpServer};
 pub use client::{curl, curl_https, CurlOutput, HttpClient, Response};
-pub use config::{https_gateway, service_entry, yaml_str, ConfigDir};
+pub use config::{https_gateway, l4_service_entry, service_entry, yaml_str, ConfigDir};
 pub use gateway::{check, CheckOutput, Gateway};
 
 use std::future::Future;
