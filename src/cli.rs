@@ -99,8 +99,8 @@ pub struct RunArgs {
     /// Close a TCP or TLS-passthrough stream after this long without a byte either way (Envoy's default: 1h).
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub tcp_idle_timeout: std::time::Duration,
-    /// How TCP and passthrough streams are copied: `splice` (splice(2) through a pooled pipe, in the kernel) or `userspace` (a pooled buffer).
-    #[arg(long, default_value = "splice", env = "TOLLGATE_TCP_COPY", value_parser = parse_tcp_copy)]
+    /// How TCP and passthrough streams are copied: `auto` (a pooled buffer, then splice(2) once a direction moves bulk data), `userspace` or `splice`.
+    #[arg(long, default_value = "auto", env = "TOLLGATE_TCP_COPY", value_parser = parse_tcp_copy)]
     pub tcp_copy: crate::l4::relay::Copy,
 }
 
@@ -154,9 +154,10 @@ fn parse_port_mapping(s: &str) -> Result<(u16, u16), String> {
 
 fn parse_tcp_copy(value: &str) -> Result<crate::l4::relay::Copy, String> {
     match value {
+        "auto" => Ok(crate::l4::relay::Copy::Auto),
         "userspace" => Ok(crate::l4::relay::Copy::Userspace),
         "splice" => Ok(crate::l4::relay::Copy::Splice),
-        other => Err(format!("{other:?} is not userspace or splice")),
+        other => Err(format!("{other:?} is not auto, userspace or splice")),
     }
 }
 

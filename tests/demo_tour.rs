@@ -13,7 +13,14 @@ fn resolve(host: &str, port: u16) -> String {
 
 #[test]
 fn the_readme_tour_works_on_the_bundled_demo() {
-    let gw = Gateway::start_demo(&["--port-map", "80=0", "--port-map", "443=0"]);
+    let gw = Gateway::start_demo(&[
+        "--port-map",
+        "80=0",
+        "--port-map",
+        "443=0",
+        "--port-map",
+        "31400=0",
+    ]);
     let (http, https) = (gw.listener(80).port(), gw.listener(443).port());
     let served = |out: &CurlOutput| {
         assert_eq!(out.status, 200, "exit {} {}", out.exit_code, out.stderr);
@@ -107,4 +114,43 @@ fn the_readme_tour_works_on_the_bundled_demo() {
         (redirect.status, redirect.header("location")),
         (301, Some("https://secure.istioinaction.io/login"))
     );
+
+    // PASSTHROUGH on the same port: the backend's own certificate, which no Gateway holds.
+    let passthrough = curl(&[
+        "--cacert",
+        "certs/ca/ca.crt",
+        "--resolve",
+        &resolve("passthrough.istioinaction.io", https),
+        &format!("https://passthrough.istioinaction.io:{https}/"),
+    ]);
+    assert_eq!(served(&passthrough).0, "passthrough-backend");
+    let s_client = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{https}")])
+        .args(["-servername", "passthrough.istioinaction.io"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl runs");
+    let text = String::from_utf8_lossy(&s_client.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("subject=") && l.contains("CN = passthrough.istioinaction.io")),
+        "{text}"
+    );
+
+    // The raw TCP port, as `telnet localhost 31400` would use it.
+    let tcp = gw.listener(31400);
+    let mut nc = Command::new("nc")
+        .args(["-N", "-w", "10", "127.0.0.1", &tcp.port().to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("nc runs");
+    use std::io::Write as _;
+    nc.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"hello tollgate\n")
+        .expect("write to nc");
+    let echoed = nc.wait_with_output().expect("nc finishes");
+    assert_eq!(String::from_utf8_lossy(&echoed.stdout), "hello tollgate\n");
 }

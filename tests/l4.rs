@@ -370,7 +370,7 @@ fn fill_block(i: u64, buf: &mut [u8]) {
 }
 
 /// Both ways of copying (`--tcp-copy`) must behave the same on the wire.
-const COPY_MODES: [&str; 2] = ["userspace", "splice"];
+const COPY_MODES: [&str; 3] = ["auto", "userspace", "splice"];
 
 #[test]
 fn hundred_megabytes_round_trip_intact() {

@@ -106,9 +106,33 @@ where
     }
 }
 
+/// Serves the HTTP echo over TLS with `config` (HTTP/1.1, or h2 by ALPN): a backend that
+/// terminates TLS itself, as behind a PASSTHROUGH server.
+pub async fn serve_https_echo(
+    listener: TcpListener,
+    id: EchoIdentity,
+    config: Arc<rustls::ServerConfig>,
+) {
+    let id = Arc::new(id);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    accept_loop(listener, move |stream| {
+        let (id, acceptor) = (id.clone(), acceptor.clone());
+        async move {
+            match acceptor.accept(stream).await {
+                Ok(tls) => serve_http_conn(tls, id).await,
+                Err(e) => tracing::debug!(error = %e, "https echo handshake failed"),
+            }
+        }
+    })
+    .await;
+}
+
 /// One HTTP connection (h1 or h2c). A WebSocket upgrade is finished here,
 /// after hyper hands the socket back, so it stays owned by the accept loop.
-async fn serve_http_conn(stream: TcpStream, id: Arc<EchoIdentity>) {
+async fn serve_http_conn<S>(stream: S, id: Arc<EchoIdentity>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (upgrade_tx, mut upgrade_rx) = mpsc::unbounded_channel();
     let service = service_fn(move |req| handle(req, id.clone(), upgrade_tx.clone()));
     let mut builder = Builder::new(TokioExecutor::new());

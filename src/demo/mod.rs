@@ -17,6 +17,9 @@ pub const HTTP_BACKENDS: &[(&str, &str, u16)] = &[
 ];
 /// The TCP echo backend behind Gateway port 31400.
 pub const TCP_ECHO_PORT: u16 = 9090;
+/// The HTTPS echo behind the PASSTHROUGH host: it terminates TLS itself, with
+/// `certs/passthrough-backend/`.
+pub const TLS_BACKEND_PORT: u16 = 9443;
 /// One port plan everywhere: Gateway 80 on 8080, 443 on 8443, 31400 on 31400.
 pub const PORT_PLAN: &[(u16, u16)] = &[(80, 8080), (443, 8443), (31400, 31400)];
 
@@ -29,13 +32,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let runtime = crate::app::runtime(run.workers)?;
     runtime.block_on(async move {
-        start_backends().await?;
+        start_backends(&run.config.certs_dir).await?;
         print_tour(&run);
         crate::app::serve(run).await
     })
 }
 
-async fn start_backends() -> anyhow::Result<()> {
+async fn start_backends(certs_dir: &std::path::Path) -> anyhow::Result<()> {
     for (service, version, port) in HTTP_BACKENDS {
         let listener = bind(*port, &format!("{service} {version}")).await?;
         let id = EchoIdentity {
@@ -46,7 +49,33 @@ async fn start_backends() -> anyhow::Result<()> {
     }
     let listener = bind(TCP_ECHO_PORT, "tcp-echo").await?;
     tokio::spawn(echo::serve_tcp_echo(listener));
+    let config = tls_backend_config(&certs_dir.join("passthrough-backend"))?;
+    let listener = bind(TLS_BACKEND_PORT, "passthrough-backend").await?;
+    let id = EchoIdentity {
+        service: "passthrough-backend".into(),
+        version: "v1".into(),
+    };
+    tokio::spawn(echo::serve_https_echo(listener, id, config));
     Ok(())
+}
+
+/// The passthrough backend's own TLS configuration (tollgate's listeners never see this key).
+fn tls_backend_config(
+    dir: &std::path::Path,
+) -> anyhow::Result<std::sync::Arc<rustls::ServerConfig>> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read(&path).with_context(|| format!("demo backend credential {}", path.display()))
+    };
+    let certs = crate::tls::pem::certificates(&read("tls.crt")?).map_err(anyhow::Error::msg)?;
+    let key = crate::tls::pem::private_key(&read("tls.key")?).map_err(anyhow::Error::msg)?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(std::sync::Arc::new(config))
 }
 
 async fn bind(port: u16, what: &str) -> anyhow::Result<TcpListener> {
@@ -62,19 +91,22 @@ fn print_tour(run: &crate::cli::RunArgs) {
             .find(|(g, _)| *g == gw)
             .map_or(gw, |(_, l)| *l)
     };
-    let (http, https) = (port(80), port(443));
+    let (http, https, tcp) = (port(80), port(443), port(31400));
     let admin = match run.admin_addr.port() {
         0 => "<admin address>".to_string(),
         _ => run.admin_addr.to_string(),
     };
     println!(
-        "\ntollgate demo: backends webapp v1, catalog v1 and v2 (HTTP echo), tcp-echo. Try:\n\
+        "\ntollgate demo: backends webapp v1, catalog v1 and v2 (HTTP echo), tcp-echo, passthrough-backend (HTTPS echo). Try:\n\
          \x20 curl --resolve webapp.istioinaction.io:{http}:127.0.0.1 http://webapp.istioinaction.io:{http}/hello\n\
          \x20 curl -H 'x-dark-launch: v2' --resolve catalog.istioinaction.io:{http}:127.0.0.1 http://catalog.istioinaction.io:{http}/items\n\
          \x20 curl --cacert certs/ca/ca.crt --resolve webapp.istioinaction.io:{https}:127.0.0.1 https://webapp.istioinaction.io:{https}/\n\
          \x20 curl --cacert certs/ca/ca.crt --cert certs/clients/webapp/tls.crt --key certs/clients/webapp/tls.key \\\n\
          \x20      --resolve mtls.istioinaction.io:{https}:127.0.0.1 https://mtls.istioinaction.io:{https}/\n\
          \x20 curl -i --resolve secure.istioinaction.io:{http}:127.0.0.1 http://secure.istioinaction.io:{http}/login\n\
+         \x20 curl --cacert certs/ca/ca.crt --resolve passthrough.istioinaction.io:{https}:127.0.0.1 https://passthrough.istioinaction.io:{https}/\n\
+         \x20 openssl s_client -connect 127.0.0.1:{https} -servername passthrough.istioinaction.io </dev/null | grep subject\n\
+         \x20 telnet localhost {tcp}   (or: nc 127.0.0.1 {tcp}; type a line, it comes back)\n\
          \x20 curl -s http://{admin}/config_dump\n"
     );
 }
