@@ -174,17 +174,17 @@ async fn serve(stream: TcpStream, key: ListenKey, peer: SocketAddr, shared: Arc<
         // The port closed with a reload between accept and here.
         Some(ListenerKind::Tcp(None)) | None => return,
     };
-    match protocol {
-        Protocol::Tcp(route) => {
-            let origin = Origin {
-                gateway_port: key.port,
-                peer,
-            };
-            crate::l4::forward(stream, Bytes::new(), &route, origin, &shared.settings).await;
+    // Long-lived streams (TCP, passthrough) end up in `forward` here, at the top of the task:
+    // the TLS and HTTP futures are boxed and gone by then, so an idle stream's task stays small.
+    let (stream, prefix, route) = match protocol {
+        Protocol::Tcp(route) => (stream, Bytes::new(), route),
+        Protocol::Tls => {
+            let tls = crate::tls::terminate::serve(stream, key, peer, shared.clone());
+            match Box::pin(tls).await {
+                Some(passthrough) => (passthrough.stream, passthrough.hello, passthrough.route),
+                None => return,
+            }
         }
-        // Boxed, like HTTP below: a task is as large as its largest arm, and TCP streams
-        // (often long-lived and idle) should not carry the size of a TLS or HTTP connection.
-        Protocol::Tls => Box::pin(crate::tls::terminate::serve(stream, key, peer, shared)).await,
         Protocol::Http => {
             let peer_header = crate::http::headers::peer_header(peer.ip());
             let conn = ConnContext {
@@ -197,8 +197,14 @@ async fn serve(stream: TcpStream, key: ListenKey, peer: SocketAddr, shared: Arc<
                 client_cert: None,
             };
             Box::pin(crate::http::server::serve(stream, conn)).await;
+            return;
         }
-    }
+    };
+    let origin = Origin {
+        gateway_port: key.port,
+        peer,
+    };
+    crate::l4::forward(stream, prefix, &route, origin, &shared.settings).await;
 }
 
 enum Protocol {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -29,14 +29,28 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// A fatal `unrecognized_name` (112) alert record, TLS 1.2 framing (understood by every client).
 const UNRECOGNIZED_NAME: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70];
 
-pub async fn serve(mut stream: TcpStream, key: ListenKey, peer: SocketAddr, shared: Arc<Shared>) {
+/// A PASSTHROUGH stream for the caller to forward, with the ClientHello bytes already read.
+pub struct Passthrough {
+    pub stream: TcpStream,
+    pub hello: Bytes,
+    pub route: Arc<L4Route>,
+}
+
+/// Serves a TLS port's connection; a PASSTHROUGH one is handed back to be forwarded, so this
+/// future (hello buffer, handshake) is not kept alive for the stream's whole life.
+pub async fn serve(
+    mut stream: TcpStream,
+    key: ListenKey,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> Option<Passthrough> {
     let mut buf = BytesMut::with_capacity(2048);
     let hello = match read_client_hello(&mut stream, &mut buf, PEEK_TIMEOUT).await {
         Ok(hello) => hello,
         Err(e) => {
             crate::metrics::record_client_hello_failure(e.slug());
             tracing::debug!(%peer, gateway_port = key.port, reason = e.slug(), "no usable ClientHello; connection closed");
-            return;
+            return None;
         }
     };
     let origin = Origin {
@@ -58,20 +72,21 @@ pub async fn serve(mut stream: TcpStream, key: ListenKey, peer: SocketAddr, shar
             crate::metrics::record_tcp_rejected("no_route");
         }
         Choice::Passthrough(route) => {
-            crate::l4::forward(stream, buf.freeze(), &route, origin, &shared.settings).await;
+            return Some(Passthrough {
+                stream,
+                hello: buf.freeze(),
+                route,
+            });
         }
         Choice::TerminateTcp(config, route) => {
             let name = route.name.clone();
-            // Boxed: the passthrough arm above keeps this task small for idle streams.
-            if let Some(tls) = Box::pin(handshake(config, buf, stream, peer, &name)).await {
-                Box::pin(crate::l4::forward_stream(tls, &route, origin, idle)).await;
+            if let Some(tls) = handshake(config, buf, stream, peer, &name).await {
+                crate::l4::forward_stream(tls, &route, origin, idle).await;
             }
         }
         Choice::Https(config, session) => {
             let name = session.server.clone();
-            let Some(tls) = Box::pin(handshake(config, buf, stream, peer, &name)).await else {
-                return;
-            };
+            let tls = handshake(config, buf, stream, peer, &name).await?;
             let peer_header = crate::http::headers::peer_header(peer.ip());
             let client_cert = tls
                 .get_ref()
@@ -88,9 +103,10 @@ pub async fn serve(mut stream: TcpStream, key: ListenKey, peer: SocketAddr, shar
                 tls_server: Some(session),
                 client_cert,
             };
-            Box::pin(crate::http::server::serve(tls, conn)).await;
+            crate::http::server::serve(tls, conn).await;
         }
     }
+    None
 }
 
 /// Completes the handshake with `config`, replaying the peeked bytes; failures are counted.
