@@ -97,7 +97,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_session_resumption: bool,
     /// Close a TCP or TLS-passthrough stream after this long without a byte either way (Envoy's default: 1h).
-    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = parse_idle_timeout)]
     pub tcp_idle_timeout: std::time::Duration,
     /// How TCP and passthrough streams are copied: `auto` (a pooled buffer, then splice(2) once a direction moves bulk data), `userspace` or `splice`.
     #[arg(long, default_value = "auto", env = "TOLLGATE_TCP_COPY", value_parser = parse_tcp_copy)]
@@ -150,6 +150,14 @@ fn parse_port_mapping(s: &str) -> Result<(u16, u16), String> {
         .parse::<u16>()
         .map_err(|e| format!("listen port {listen:?}: {e}"))?;
     Ok((gw, listen))
+}
+
+fn parse_idle_timeout(value: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn parse_tcp_copy(value: &str) -> Result<crate::l4::relay::Copy, String> {

@@ -22,25 +22,28 @@ impl<T> HostMap<T> {
     }
 
     /// Adds `name` (`a.com`, `*.a.com` or `*`, lower-cased by the caller); the first entry for a
-    /// name wins, as the first server or virtual host does in Istio. Returns whether it was new.
-    pub fn insert(&mut self, name: &str, value: T) -> bool {
+    /// name wins, as the first server or virtual host does in Istio: a later one gets back the
+    /// entry already there.
+    pub fn insert(&mut self, name: &str, value: T) -> Result<(), &T> {
         use std::collections::hash_map::Entry;
         let entry = if name == "*" {
-            if self.any.is_some() {
-                return false;
-            }
-            self.any = Some(value);
-            return true;
+            return match &mut self.any {
+                Some(existing) => Err(existing),
+                empty => {
+                    *empty = Some(value);
+                    Ok(())
+                }
+            };
         } else if let Some(suffix) = name.strip_prefix('*') {
             self.wildcard.entry(suffix.into())
         } else {
             self.exact.entry(name.into())
         };
         match entry {
-            Entry::Occupied(_) => false,
+            Entry::Occupied(existing) => Err(existing.into_mut()),
             Entry::Vacant(slot) => {
                 slot.insert(value);
-                true
+                Ok(())
             }
         }
     }
@@ -98,10 +101,12 @@ mod tests {
             ("*.example.com", 1),
             ("*.b.example.com", 2),
             ("a.b.example.com", 3),
-            ("*.example.com", 9),
         ] {
-            map.insert(name, v);
+            map.insert(name, v).expect("distinct names");
         }
+        // The first entry for a name wins; the later one is told which.
+        assert_eq!(map.insert("*.example.com", 9), Err(&1));
+        assert_eq!(map.insert("*", 9), Err(&0));
         let cases = [
             ("a.b.example.com", Some(3)),
             ("A.B.Example.COM", Some(3)),
@@ -116,7 +121,7 @@ mod tests {
         }
         assert_eq!(map.get_nameless(), Some(&0));
         let mut no_any = HostMap::new();
-        no_any.insert("*.example.com", 1);
+        no_any.insert("*.example.com", 1).unwrap();
         assert_eq!(
             no_any.get("example.com"),
             None,

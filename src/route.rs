@@ -290,7 +290,8 @@ impl RouteTable {
     pub fn new(name: String, vhosts: Vec<VirtualHost>) -> Self {
         let mut domains = HostMap::new();
         for (i, vh) in vhosts.iter().enumerate() {
-            domains.insert(&vh.domain, i);
+            // Names are unique per table (merged when built).
+            let _ = domains.insert(&vh.domain, i);
         }
         RouteTable {
             name,

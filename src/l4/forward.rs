@@ -99,12 +99,12 @@ where
         let mut timer = IdleTimer::new(idle, METRICS_FLUSH, 0);
         std::future::poll_fn(|cx| match copy.as_mut().poll(cx) {
             Poll::Ready(Ok(_)) => Poll::Ready(End::Closed),
-            Poll::Ready(Err(_)) => Poll::Ready(End::ClientReset),
+            Poll::Ready(Err(_)) => Poll::Ready(End::Failed),
             Poll::Pending => timer.poll(cx, &counts, &mut tick).map(|()| End::Idle),
         })
         .await
     };
-    if end == End::ClientReset {
+    if end == End::Failed {
         // Either side failed; the upstream learns it as a reset, not as a clean end.
         relay::abort(&upstream);
     }

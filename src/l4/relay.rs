@@ -29,6 +29,8 @@ pub enum End {
     ClientReset,
     /// The upstream reset or failed; the client was reset too.
     UpstreamReset,
+    /// A copy failed without saying which side (TLS-terminated streams); the upstream was reset.
+    Failed,
 }
 
 /// How bytes cross: through a user-space buffer, or splice(2) through a pipe.
@@ -107,7 +109,7 @@ pub async fn relay(
         // The failed side is gone; make the other one see a reset too, not a clean close.
         End::ClientReset => abort(upstream),
         End::UpstreamReset => abort(client),
-        End::Closed | End::Idle => {}
+        End::Closed | End::Idle | End::Failed => {}
     }
     end
 }
@@ -211,11 +213,18 @@ impl<'s> Direction<'s> {
                 self.to_splice = self.auto && n == buf.as_mut().len();
                 Ok(n)
             }
-            Carrier::Splice(pipe) => {
-                let pipe = match pipe {
-                    Some(pipe) => pipe,
-                    None => pipe.insert(Pipe::take()?),
-                };
+            Carrier::Splice(None) => match Pipe::take() {
+                Ok(pipe) => {
+                    self.carrier = Carrier::Splice(Some(pipe));
+                    self.read()
+                }
+                Err(_) => {
+                    // Out of descriptors, say: carry on through a buffer rather than fail.
+                    (self.carrier, self.auto) = (Carrier::Userspace(None), false);
+                    self.read()
+                }
+            },
+            Carrier::Splice(Some(pipe)) => {
                 // A short splice does not prove the socket empty (the pipe may be out of
                 // slots), so readiness is only cleared by EAGAIN.
                 self.drained = false;

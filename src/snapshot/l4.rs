@@ -1,7 +1,6 @@
 //! Opaque streams (reference §2.9): VirtualService `tcp` routes for TCP servers and for `TLS`
 //! servers that terminate, `tls` routes (chosen by SNI) for PASSTHROUGH servers.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::gateway::ServerRef;
@@ -34,13 +33,12 @@ pub(crate) struct SniChain<'a> {
     pub field: String,
 }
 
-/// The match conditions `tcp` and `tls` matches share; decided at build time against this
-/// gateway, like HTTP match conditions.
+/// What Istio's `l4SingleMatch` checks of a `tcp` or `tls` match at a gateway: its port and
+/// gateways, decided at build time. (The VirtualService is already bound to the gateway, so a
+/// match without `gateways` applies.)
 struct L4Conditions<'m> {
     port: Option<i64>,
     gateways: &'m [String],
-    source_labels: &'m BTreeMap<String, String>,
-    source_namespace: Option<&'m str>,
 }
 
 /// The first `tcp` rule that applies to `server` (reference §2.2 step 5): VirtualServices in
@@ -57,19 +55,14 @@ pub(crate) fn tcp_route(
             for (j, m) in rule.matches.iter().enumerate() {
                 warn_gateway_ignored(vs, builder, &format!("spec.tcp[{i}].match[{j}]"), m);
             }
-            let applies = if rule.matches.is_empty() {
-                vs.gateways.iter().any(|g| g == gateway)
-            } else {
-                rule.matches.iter().any(|m| {
+            let applies = rule.matches.is_empty()
+                || rule.matches.iter().any(|m| {
                     let conditions = L4Conditions {
                         port: m.port,
                         gateways: &m.gateways,
-                        source_labels: &m.source_labels,
-                        source_namespace: m.source_namespace.as_deref(),
                     };
-                    applies(builder, vs, &conditions, gateway, port)
-                })
-            };
+                    applies(vs, &conditions, gateway, port)
+                });
             if applies {
                 return Some(route(vs, builder, ("tcp", i), &rule.route, port));
             }
@@ -96,10 +89,8 @@ pub(crate) fn sni_chains<'a>(
                 let conditions = L4Conditions {
                     port: m.port,
                     gateways: &m.gateways,
-                    source_labels: &m.source_labels,
-                    source_namespace: m.source_namespace.as_deref(),
                 };
-                if !applies(builder, vs, &conditions, gateway, port) {
+                if !applies(vs, &conditions, gateway, port) {
                     continue;
                 }
                 let route = route_for_rule
@@ -122,27 +113,12 @@ fn relevant(server: &ServerRef<'_>, vs: &BoundVs<'_>) -> bool {
     vs.binds_to(&server.gateway.key) && !attached_hosts(server, vs).is_empty()
 }
 
-fn applies(
-    builder: &TableBuilder<'_, '_>,
-    vs: &BoundVs<'_>,
-    m: &L4Conditions<'_>,
-    gateway: &str,
-    port: u16,
-) -> bool {
-    let gateways_ok = if m.gateways.is_empty() {
-        vs.gateways.iter().any(|g| g == gateway)
-    } else {
-        m.gateways
+fn applies(vs: &BoundVs<'_>, m: &L4Conditions<'_>, gateway: &str, port: u16) -> bool {
+    let gateways_ok = m.gateways.is_empty()
+        || m.gateways
             .iter()
-            .any(|g| resolve_gateway_ref(g, vs.namespace()) == gateway)
-    };
-    gateways_ok
-        && m.port.is_none_or(|p| p == i64::from(port))
-        && m.source_labels
-            .iter()
-            .all(|(k, v)| builder.opts.labels.get(k) == Some(v))
-        && m.source_namespace
-            .is_none_or(|ns| ns == builder.opts.gateway_namespace)
+            .any(|g| resolve_gateway_ref(g, vs.namespace()) == gateway);
+    gateways_ok && m.port.is_none_or(|p| p == i64::from(port))
 }
 
 /// Match fields that mean nothing at a gateway: accepted, ignored, and said so (as Istio does).
@@ -171,24 +147,32 @@ trait GatewayIgnored {
 
 impl GatewayIgnored for crate::config::model::TcpMatch {
     fn ignored_fields(&self) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        if !self.destination_subnets.is_empty() {
-            out.push("destinationSubnets");
-        }
-        if self.source_subnet.is_some() {
-            out.push("sourceSubnet");
-        }
-        out
+        let present = [
+            ("destinationSubnets", !self.destination_subnets.is_empty()),
+            ("sourceLabels", !self.source_labels.is_empty()),
+            ("sourceNamespace", self.source_namespace.is_some()),
+            ("sourceSubnet", self.source_subnet.is_some()),
+        ];
+        present
+            .iter()
+            .filter(|(_, p)| *p)
+            .map(|(f, _)| *f)
+            .collect()
     }
 }
 
 impl GatewayIgnored for crate::config::model::TlsMatch {
     fn ignored_fields(&self) -> Vec<&'static str> {
-        if self.destination_subnets.is_empty() {
-            Vec::new()
-        } else {
-            vec!["destinationSubnets"]
-        }
+        let present = [
+            ("destinationSubnets", !self.destination_subnets.is_empty()),
+            ("sourceLabels", !self.source_labels.is_empty()),
+            ("sourceNamespace", self.source_namespace.is_some()),
+        ];
+        present
+            .iter()
+            .filter(|(_, p)| *p)
+            .map(|(f, _)| *f)
+            .collect()
     }
 }
 

@@ -174,7 +174,7 @@ fn a_passthrough_server_without_tls_routes_is_not_opened() {
 }
 
 #[test]
-fn a_duplicate_sni_host_keeps_the_first_match_and_warns() {
+fn a_duplicate_sni_host_keeps_the_first_match_with_an_error() {
     let first = tls_vs(
         "first",
         "'*.example.com'",
@@ -191,10 +191,19 @@ fn a_duplicate_sni_host_keeps_the_first_match_and_warns() {
         by_sni(&s, "a.example.com").as_deref(),
         Some("apps/first.tls[0]")
     );
-    assert!(warnings(&s)
+    let errors: Vec<String> = s
+        .diagnostics
         .iter()
-        .any(|w| w.contains("spec.tls[0].match[0].sniHosts[0]")
-            && w.contains("already served by apps/first.tls[0]")));
+        .filter(|d| d.is_error())
+        .map(|d| d.to_string())
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("spec.tls[0].match[0].sniHosts[0]")
+                && e.contains("already served by apps/first.tls[0]")),
+        "{errors:?}"
+    );
 }
 
 #[test]
@@ -250,4 +259,43 @@ fn sni_hosts_outside_the_virtualservice_hosts_are_rejected() {
     );
     // The rejected VirtualService contributes nothing.
     assert_eq!(by_sni(&s, "b.example.com").as_deref(), Some("no-route"));
+}
+
+#[test]
+fn sni_hosts_are_case_insensitive_and_may_repeat() {
+    let vs = tls_vs(
+        "pass",
+        "'*.example.com'",
+        "  - match: [{sniHosts: [A.Example.com, a.example.com]}]\n    route: [{destination: {host: tcp, port: {number: 2701}}}]\n",
+    );
+    // The same host twice in one server (two namespaces) is legal and must not trip anything.
+    let gw = passthrough_gateway(
+        "TLS",
+        "{mode: PASSTHROUGH}",
+        "'apps/*.example.com', 'other/*.example.com'",
+    );
+    let s = snapshot(&[TCP_SE, &gw, &vs].join("---\n"));
+    assert_eq!(
+        by_sni(&s, "a.EXAMPLE.com").as_deref(),
+        Some("apps/pass.tls[0]")
+    );
+    assert!(
+        s.diagnostics.iter().all(|d| !d.is_error()),
+        "{:?}",
+        s.diagnostics
+    );
+}
+
+#[test]
+fn l4_matches_use_only_port_and_gateways_at_a_gateway() {
+    let vs = tcp_vs(
+        "labels",
+        "gw",
+        &format!("  - match: [{{port: 31400, sourceLabels: {{app: other}}}}]\n{TO_TCP}"),
+    );
+    let s = snapshot(&[TCP_SE, &tcp_gateway(), &vs].join("---\n"));
+    assert_eq!(tcp_route(&s).as_deref(), Some("apps/labels.tcp[0]"));
+    assert!(warnings(&s)
+        .iter()
+        .any(|w| w.contains("spec.tcp[0].match[0].sourceLabels") && w.contains("ignored")));
 }

@@ -82,16 +82,16 @@ impl TlsListener {
         mut on_duplicate: impl FnMut(usize, &str, &str),
     ) {
         let index = self.servers.len();
+        self.servers.push(TlsServer { name, action });
         for (k, host) in hosts.enumerate() {
-            if !self.sni.insert(host, index) {
-                let owner = self
-                    .sni
-                    .get(host)
-                    .map_or("", |&i| self.servers[i].name.as_ref());
-                on_duplicate(k, host, owner);
+            let host = host.to_ascii_lowercase();
+            match self.sni.insert(&host, index) {
+                Ok(()) => {}
+                // Listed twice by the same server or match: nothing to say.
+                Err(&owner) if owner == index => {}
+                Err(&owner) => on_duplicate(k, &host, &self.servers[owner].name),
             }
         }
-        self.servers.push(TlsServer { name, action });
     }
 }
 
@@ -120,7 +120,7 @@ pub(crate) fn listener(
             let message = format!(
                 "host {host:?} on port {port} is already served by {owner}; this server does not get it"
             );
-            diags.push(server.diag(Severity::Warning, "hosts", message));
+            diags.push(server.diag(Severity::Error, "hosts", message));
         });
     }
     listener
@@ -174,7 +174,7 @@ fn add_passthrough(
             let message = format!(
                 "SNI host {host:?} on port {port} is already served by {owner}; this match does not get it"
             );
-            let finding = Finding::new(Severity::Warning, &format!("{field}.sniHosts[{k}]"), message, None);
+            let finding = Finding::new(Severity::Error, &format!("{field}.sniHosts[{k}]"), message, None);
             diags.push(finding.locate(&resource.origin, resource.key.to_string()));
         });
     }

@@ -67,9 +67,10 @@ pub async fn serve(
             let _ = stream.shutdown().await;
         }
         Choice::Close => {
-            // A PASSTHROUGH server's host without a tls route: Envoy has no chain and closes.
-            tracing::debug!(%peer, gateway_port = key.port, sni, "no tls route for this SNI; connection closed");
+            // A PASSTHROUGH server's host without a tls route: Envoy has no chain and resets.
+            tracing::debug!(%peer, gateway_port = key.port, sni, "no tls route for this SNI; connection reset");
             crate::metrics::record_tcp_rejected("no_route");
+            crate::l4::relay::abort(&stream);
         }
         Choice::Passthrough(route) => {
             return Some(Passthrough {
