@@ -21,6 +21,7 @@ pub mod http;
 pub mod l4;
 pub mod listener;
 pub mod metrics;
+pub mod policy;
 pub mod reload;
 pub mod route;
 pub mod snapshot;

@@ -75,6 +75,8 @@ pub struct Route {
     pub name: String,
     pub matcher: RouteMatch,
     pub action: Action,
+    /// Timeout, retries, fault, rewrite and headers of a forwarding rule (shared by its matches).
+    pub policy: Arc<crate::policy::RoutePolicy>,
 }
 
 #[derive(Debug, Clone)]
@@ -315,11 +317,8 @@ impl RouteTable {
 }
 
 impl VirtualHost {
-    pub fn find_route(&self, req: &RequestView<'_>) -> Option<&Route> {
-        self.routes
-            .iter()
-            .map(|r| &**r)
-            .find(|r| r.matcher.matches(req))
+    pub fn find_route(&self, req: &RequestView<'_>) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| r.matcher.matches(req))
     }
 }
 

@@ -4,8 +4,10 @@
 //! and what fails keeps its last good version (see [`store::ConfigStore`]).
 
 pub mod diag;
+pub mod duration;
 pub mod lines;
 pub mod model;
+mod policy;
 pub mod resource;
 pub mod source;
 pub mod store;

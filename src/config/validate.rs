@@ -14,7 +14,7 @@ use crate::hosts;
 pub struct Findings(pub Vec<Finding>);
 
 impl Findings {
-    fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.0.push(Finding::new(
             Severity::Error,
             &field.into(),
@@ -22,7 +22,7 @@ impl Findings {
             None,
         ));
     }
-    fn error_hint(
+    pub(super) fn error_hint(
         &mut self,
         field: impl Into<String>,
         message: impl Into<String>,
@@ -35,7 +35,7 @@ impl Findings {
             Some(hint.into()),
         ));
     }
-    fn warn(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn warn(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.0.push(Finding::new(
             Severity::Warning,
             &field.into(),
@@ -440,7 +440,7 @@ fn http_route(route: &HttpRoute, field: &str, f: &mut Findings) {
             "rewrite and fault cannot be combined with redirect or directResponse",
         );
     }
-    if route.mirror.is_some() && route.mirrors.is_some() {
+    if route.mirror.is_some() && !route.mirrors.is_empty() {
         f.error(
             format!("{field}.mirrors"),
             "mirror and mirrors are mutually exclusive",
@@ -457,6 +457,7 @@ fn http_route(route: &HttpRoute, field: &str, f: &mut Findings) {
     if let Some(r) = &route.redirect {
         redirect(r, &format!("{field}.redirect"), f);
     }
+    super::policy::http_route(route, field, f);
     if let Some(d) = &route.direct_response {
         if !(200..=599).contains(&d.status) {
             f.error(
@@ -525,7 +526,7 @@ fn http_match(m: &HttpMatch, field: &str, f: &mut Findings) {
 }
 
 /// Exactly one matcher (or none where presence matching is allowed); non-empty prefix/regex; RE2 regexes compile.
-fn string_match(
+pub(super) fn string_match(
     sm: &StringMatch,
     field: &str,
     empty_prefix_ok: bool,

@@ -2,8 +2,26 @@
 //!
 //! The HTTP echo answers every request with a JSON description of what it
 //! received, so tests can see exactly what the gateway forwarded (path,
-//! host, headers, body size) and which backend answered. A few httpbin-like
-//! paths inject faults, and WebSocket upgrades turn into a raw byte echo.
+//! host, headers, body size) and which backend answered:
+//! `{service, version, method, path, host, headers, body_bytes, request_count}`,
+//! with `x-echo-service`, `x-echo-version` and `x-echo-request-count` headers.
+//! `request_count` / `x-echo-request-count` is how many requests this server
+//! instance has received so far (all connections and paths, this one included),
+//! so a test can count the attempts (retries) that reached it.
+//!
+//! A few httpbin-like paths inject faults (anything else answers 200; a
+//! malformed argument answers 400):
+//! - `/status/<code>`: answers `<code>` (200..=599).
+//! - `/delay/<ms>`: answers 200 after `<ms>` (at most 60 s).
+//! - `/flaky/<percent>[?status=<code>]`: fails that percentage (0..=100) of
+//!   requests at random with `<code>` (default 503), else answers 200.
+//! - `/alternate[?status=<code>]`: the 1st, 3rd, 5th... `/alternate` request to
+//!   this server instance fails with `<code>` (default 500), the others answer 200.
+//! - `/reset`: no response at all. HTTP/1 closes the connection without
+//!   writing a byte; HTTP/2 resets the stream (RST_STREAM INTERNAL_ERROR).
+//! - `/slow-body/<ms>`: 200 headers at once, the body after `<ms>` (at most 60 s).
+//!
+//! WebSocket upgrades turn into a raw byte echo.
 //! The TCP echo reflects bytes and honours half-close.
 //!
 //! Every connection task lives in a `JoinSet` owned by the accept loop, so
@@ -11,16 +29,21 @@
 //! connections: a test that "kills" a backend really makes it go away.
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Full};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
@@ -38,6 +61,26 @@ pub struct EchoIdentity {
     pub version: String,
 }
 
+/// Per-server state, shared by all its connections (one per
+/// `serve_http_echo` / `serve_https_echo` call).
+struct EchoState {
+    id: EchoIdentity,
+    /// Requests received so far, all connections and paths.
+    requests: AtomicU64,
+    /// `/alternate` requests received so far.
+    alternate: AtomicU64,
+}
+
+impl EchoState {
+    fn new(id: EchoIdentity) -> Arc<EchoState> {
+        Arc::new(EchoState {
+            id,
+            requests: AtomicU64::new(0),
+            alternate: AtomicU64::new(0),
+        })
+    }
+}
+
 /// Pause after a failed accept (e.g. EMFILE) so we don't spin on it.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Upper bound for `/delay/<ms>`, so a typo can't park a request forever.
@@ -47,12 +90,16 @@ const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 const X_ECHO_SERVICE: HeaderName = HeaderName::from_static("x-echo-service");
 const X_ECHO_VERSION: HeaderName = HeaderName::from_static("x-echo-version");
+const X_ECHO_REQUEST_COUNT: HeaderName = HeaderName::from_static("x-echo-request-count");
 
 /// Serves HTTP/1.1 and h2c (prior knowledge) on `listener` until the task is
 /// dropped/aborted. See the module docs for the response format.
 pub async fn serve_http_echo(listener: TcpListener, id: EchoIdentity) {
-    let id = Arc::new(id);
-    accept_loop(listener, move |stream| serve_http_conn(stream, id.clone())).await;
+    let state = EchoState::new(id);
+    accept_loop(listener, move |stream| {
+        serve_http_conn(stream, state.clone())
+    })
+    .await;
 }
 
 /// Echo raw bytes back on every accepted connection until the task is
@@ -113,13 +160,13 @@ pub async fn serve_https_echo(
     id: EchoIdentity,
     config: Arc<rustls::ServerConfig>,
 ) {
-    let id = Arc::new(id);
+    let state = EchoState::new(id);
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     accept_loop(listener, move |stream| {
-        let (id, acceptor) = (id.clone(), acceptor.clone());
+        let (state, acceptor) = (state.clone(), acceptor.clone());
         async move {
             match acceptor.accept(stream).await {
-                Ok(tls) => serve_http_conn(tls, id).await,
+                Ok(tls) => serve_http_conn(tls, state).await,
                 Err(e) => tracing::debug!(error = %e, "https echo handshake failed"),
             }
         }
@@ -129,12 +176,12 @@ pub async fn serve_https_echo(
 
 /// One HTTP connection (h1 or h2c). A WebSocket upgrade is finished here,
 /// after hyper hands the socket back, so it stays owned by the accept loop.
-async fn serve_http_conn<S>(stream: S, id: Arc<EchoIdentity>)
+async fn serve_http_conn<S>(stream: S, state: Arc<EchoState>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (upgrade_tx, mut upgrade_rx) = mpsc::unbounded_channel();
-    let service = service_fn(move |req| handle(req, id.clone(), upgrade_tx.clone()));
+    let service = service_fn(move |req| handle(req, state.clone(), upgrade_tx.clone()));
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().keep_alive(true);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
@@ -167,29 +214,87 @@ where
     writer.shutdown().await
 }
 
-type EchoResponse = Response<Full<Bytes>>;
+type EchoResponse = Response<EchoBody>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A response body sent whole, optionally held back until a timer fires
+/// (`/slow-body`); the headers go out without waiting for it.
+struct EchoBody {
+    data: Option<Bytes>,
+    delay: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl EchoBody {
+    fn new(data: Bytes, delay: Option<Duration>) -> EchoBody {
+        EchoBody {
+            data: Some(data).filter(|d| !d.is_empty()),
+            delay: delay.map(|d| Box::pin(tokio::time::sleep(d))),
+        }
+    }
+}
+
+impl Body for EchoBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if let Some(delay) = this.delay.as_mut() {
+            ready!(delay.as_mut().poll(cx));
+            this.delay = None;
+        }
+        Poll::Ready(this.data.take().map(|d| Ok(Frame::data(d))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
+    }
+}
 
 async fn handle(
     mut req: Request<Incoming>,
-    id: Arc<EchoIdentity>,
+    state: Arc<EchoState>,
     upgrades: mpsc::UnboundedSender<OnUpgrade>,
-) -> Result<EchoResponse, hyper::Error> {
+) -> Result<EchoResponse, BoxError> {
+    let count = state.requests.fetch_add(1, Ordering::Relaxed) + 1;
     if let Some(accept) = websocket_accept(&req) {
         // The receiver lives as long as the connection, so this can't be lost.
         let _ = upgrades.send(hyper::upgrade::on(&mut req));
-        return Ok(switching_protocols(&id, accept));
+        return Ok(switching_protocols(&state.id, accept, count));
     }
-    let status = match fault_for(req.uri().path()) {
+    let mut body_delay = None;
+    let status = match fault_for(req.uri(), &state) {
         Fault::None => StatusCode::OK,
         Fault::Status(status) => status,
         Fault::Delay(delay) => {
             tokio::time::sleep(delay).await;
             StatusCode::OK
         }
+        Fault::SlowBody(delay) => {
+            body_delay = Some(delay);
+            StatusCode::OK
+        }
+        // An error from the service makes hyper drop an HTTP/1 connection
+        // without writing anything, and reset an HTTP/2 stream.
+        Fault::Reset => return Err("/reset: no response, by request".into()),
     };
-    let description = describe(&req, &id);
+    let description = describe(&req, &state.id);
     let body_bytes = drain_body(req.into_body()).await?;
-    Ok(json_response(status, &id, description, body_bytes))
+    Ok(json_response(
+        status,
+        &state.id,
+        description,
+        body_bytes,
+        count,
+        body_delay,
+    ))
 }
 
 /// What a special path asks for.
@@ -197,24 +302,76 @@ enum Fault {
     None,
     Status(StatusCode),
     Delay(Duration),
+    SlowBody(Duration),
+    Reset,
 }
 
-fn fault_for(path: &str) -> Fault {
+const BAD_REQUEST: Fault = Fault::Status(StatusCode::BAD_REQUEST);
+
+fn fault_for(uri: &Uri, state: &EchoState) -> Fault {
+    let (path, query) = (uri.path(), uri.query());
     if let Some(code) = path.strip_prefix("/status/") {
-        let status = code
-            .parse::<u16>()
-            .ok()
-            .filter(|c| (200..=599).contains(c))
-            .and_then(|c| StatusCode::from_u16(c).ok());
-        return Fault::Status(status.unwrap_or(StatusCode::BAD_REQUEST));
+        return parse_status(code).map_or(BAD_REQUEST, Fault::Status);
     }
     if let Some(ms) = path.strip_prefix("/delay/") {
-        return match ms.parse::<u64>() {
-            Ok(ms) => Fault::Delay(Duration::from_millis(ms.min(MAX_DELAY_MS))),
-            Err(_) => Fault::Status(StatusCode::BAD_REQUEST),
+        return parse_delay(ms).map_or(BAD_REQUEST, Fault::Delay);
+    }
+    if let Some(percent) = path.strip_prefix("/flaky/") {
+        let percent = percent.parse::<u8>().ok().filter(|p| *p <= 100);
+        let fail = failure_status(query, StatusCode::SERVICE_UNAVAILABLE);
+        let (Some(percent), Some(fail)) = (percent, fail) else {
+            return BAD_REQUEST;
+        };
+        return if fastrand::u8(..100) < percent {
+            Fault::Status(fail)
+        } else {
+            Fault::None
         };
     }
+    if path == "/alternate" {
+        let Some(fail) = failure_status(query, StatusCode::INTERNAL_SERVER_ERROR) else {
+            return BAD_REQUEST;
+        };
+        // 0-based: the 1st, 3rd, 5th... request fails.
+        return if state.alternate.fetch_add(1, Ordering::Relaxed) % 2 == 0 {
+            Fault::Status(fail)
+        } else {
+            Fault::None
+        };
+    }
+    if path == "/reset" {
+        return Fault::Reset;
+    }
+    if let Some(ms) = path.strip_prefix("/slow-body/") {
+        return parse_delay(ms).map_or(BAD_REQUEST, Fault::SlowBody);
+    }
     Fault::None
+}
+
+/// A status code a test may ask for: 200..=599.
+fn parse_status(code: &str) -> Option<StatusCode> {
+    code.parse::<u16>()
+        .ok()
+        .filter(|c| (200..=599).contains(c))
+        .and_then(|c| StatusCode::from_u16(c).ok())
+}
+
+/// Milliseconds, capped at [`MAX_DELAY_MS`].
+fn parse_delay(ms: &str) -> Option<Duration> {
+    let ms = ms.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ms.min(MAX_DELAY_MS)))
+}
+
+/// The first `status=<code>` of the query, else `default`; `None` if invalid.
+fn failure_status(query: Option<&str>, default: StatusCode) -> Option<StatusCode> {
+    let requested = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("status="));
+    match requested {
+        Some(code) => parse_status(code),
+        None => Some(default),
+    }
 }
 
 /// Counts the body without buffering it, so large uploads cost no memory.
@@ -269,29 +426,33 @@ fn json_response(
     id: &EchoIdentity,
     mut description: serde_json::Map<String, serde_json::Value>,
     body_bytes: u64,
+    count: u64,
+    body_delay: Option<Duration>,
 ) -> EchoResponse {
     description.insert("body_bytes".into(), body_bytes.into());
+    description.insert("request_count".into(), count.into());
     let body = serde_json::Value::Object(description).to_string();
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let mut resp = Response::new(EchoBody::new(Bytes::from(body), body_delay));
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    add_identity_headers(headers, id);
+    add_identity_headers(headers, id, count);
     resp
 }
 
 /// Identity values come from config; skip any that aren't valid header text
 /// rather than failing the request.
-fn add_identity_headers(headers: &mut HeaderMap, id: &EchoIdentity) {
+fn add_identity_headers(headers: &mut HeaderMap, id: &EchoIdentity, count: u64) {
     if let Ok(v) = HeaderValue::from_str(&id.service) {
         headers.insert(X_ECHO_SERVICE, v);
     }
     if let Ok(v) = HeaderValue::from_str(&id.version) {
         headers.insert(X_ECHO_VERSION, v);
     }
+    headers.insert(X_ECHO_REQUEST_COUNT, HeaderValue::from(count));
 }
 
 /// `Sec-WebSocket-Accept` for an HTTP/1.1 WebSocket upgrade request, if it is one.
@@ -317,8 +478,8 @@ fn accept_key(key: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(sha1(&input))
 }
 
-fn switching_protocols(id: &EchoIdentity, accept: String) -> EchoResponse {
-    let mut resp = Response::new(Full::new(Bytes::new()));
+fn switching_protocols(id: &EchoIdentity, accept: String, count: u64) -> EchoResponse {
+    let mut resp = Response::new(EchoBody::new(Bytes::new(), None));
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = resp.headers_mut();
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -327,7 +488,7 @@ fn switching_protocols(id: &EchoIdentity, accept: String) -> EchoResponse {
     if let Ok(v) = HeaderValue::from_str(&accept) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
-    add_identity_headers(headers, id);
+    add_identity_headers(headers, id, count);
     resp
 }
 
@@ -394,9 +555,13 @@ fn sha1_block(state: &mut [u32; 5], block: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::Full;
     use hyper_util::client::legacy::Client;
     use std::time::Instant;
     use tokio::io::AsyncReadExt;
+
+    /// Bound for every network wait in these tests.
+    const WAIT: Duration = Duration::from_secs(10);
 
     fn ident() -> EchoIdentity {
         EchoIdentity {
@@ -421,25 +586,62 @@ mod tests {
         client: &TestClient,
         req: Request<Full<Bytes>>,
     ) -> (Response<()>, serde_json::Value) {
-        let resp = client.request(req).await.expect("request");
+        let resp = tokio::time::timeout(WAIT, client.request(req))
+            .await
+            .expect("response in time")
+            .expect("request");
         let (parts, body) = resp.into_parts();
-        let bytes = body.collect().await.expect("body").to_bytes();
+        let bytes = tokio::time::timeout(WAIT, body.collect())
+            .await
+            .expect("body in time")
+            .expect("body")
+            .to_bytes();
         let json = serde_json::from_slice(&bytes).expect("json body");
         (Response::from_parts(parts, ()), json)
     }
 
     async fn get(addr: SocketAddr, path: &str) -> (Response<()>, serde_json::Value) {
+        get_with(&h1_client(), addr, path).await
+    }
+
+    async fn get_with(
+        client: &TestClient,
+        addr: SocketAddr,
+        path: &str,
+    ) -> (Response<()>, serde_json::Value) {
         let req = Request::get(format!("http://{addr}{path}"))
             .body(Full::default())
             .expect("request");
-        send(&h1_client(), req).await
+        send(client, req).await
+    }
+
+    fn request_count(resp: &Response<()>) -> u64 {
+        resp.headers()["x-echo-request-count"]
+            .to_str()
+            .expect("ascii count")
+            .parse()
+            .expect("numeric count")
+    }
+
+    /// Writes `request` on a fresh raw connection and reads (bounded) until EOF
+    /// or reset; returns what arrived.
+    async fn raw_exchange(stream: &mut TcpStream, request: &str) -> Vec<u8> {
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(WAIT, stream.read_to_end(&mut got));
+        // A reset (unread data on close) is as good as EOF: nothing more comes.
+        let _ = read.await.expect("connection closed in time");
+        got
     }
 
     /// Reads until the end of the response head; returns it as text.
     async fn read_head(stream: &mut TcpStream) -> String {
         let mut head = Vec::new();
         while !head.ends_with(b"\r\n\r\n") {
-            let byte = stream.read_u8().await.expect("read head");
+            let byte = tokio::time::timeout(WAIT, stream.read_u8())
+                .await
+                .expect("head in time")
+                .expect("read head");
             head.push(byte);
         }
         String::from_utf8(head).expect("utf8 head")
@@ -496,6 +698,212 @@ mod tests {
         assert_eq!(json["headers"]["x-custom"], "hello");
         assert_eq!(json["headers"]["x-multi"], "a, b");
         assert_eq!(json["body_bytes"], 0);
+        assert_eq!(json["request_count"], 1);
+        assert_eq!(resp.headers()["x-echo-request-count"], "1");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn request_count_spans_connections_and_paths() {
+        let (addr, server) = spawn_http_echo(ident()).await.expect("spawn");
+        let (h1, h2c) = (h1_client(), h2c_client());
+        let paths = ["/", "/status/503", "/delay/1", "/flaky/100", "/alternate"];
+        let mut expected = 0;
+        for (i, path) in paths.iter().cycle().take(10).enumerate() {
+            expected += 1;
+            // Alternate h1/h2c, and sometimes a brand-new connection.
+            let fresh = h1_client();
+            let client = [&h1, &h2c, &fresh][i % 3];
+            let (resp, json) = get_with(client, addr, path).await;
+            assert_eq!(request_count(&resp), expected, "{path}");
+            assert_eq!(json["request_count"], expected, "{path}");
+        }
+        // A /reset request is received too, so it counts.
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let req = format!("GET /reset HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        assert!(raw_exchange(&mut stream, &req).await.is_empty());
+        let (resp, _) = get(addr, "/").await;
+        assert_eq!(request_count(&resp), expected + 2);
+
+        // Each server instance counts on its own.
+        let (other, other_server) = spawn_http_echo(ident()).await.expect("spawn");
+        let (resp, json) = get(other, "/status/404").await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        assert_eq!(request_count(&resp), 1);
+        assert_eq!(json["request_count"], 1);
+        server.abort();
+        other_server.abort();
+    }
+
+    #[tokio::test]
+    async fn flaky_fails_at_random() {
+        let (addr, server) = spawn_http_echo(ident()).await.expect("spawn");
+        let client = h1_client();
+        for _ in 0..30 {
+            let (resp, json) = get_with(&client, addr, "/flaky/100").await;
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(resp.headers()["x-echo-service"], "reviews");
+            assert_eq!(json["path"], "/flaky/100");
+            let (resp, _) = get_with(&client, addr, "/flaky/0").await;
+            assert_eq!(resp.status(), StatusCode::OK);
+            let (resp, json) = get_with(&client, addr, "/flaky/100?status=502").await;
+            assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+            assert_eq!(json["path"], "/flaky/100?status=502");
+            let (resp, _) = get_with(&client, addr, "/flaky/0?status=502").await;
+            assert_eq!(resp.status(), StatusCode::OK);
+        }
+        // 50%: both outcomes show up (each missing has probability 2^-200).
+        let mut statuses = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let (resp, _) = get_with(&client, addr, "/flaky/50?x=1&status=504").await;
+            statuses.insert(resp.status().as_u16());
+        }
+        assert_eq!(statuses, [200, 504].into());
+        for bad in [
+            "/flaky/101",
+            "/flaky/-1",
+            "/flaky/x",
+            "/flaky/",
+            "/flaky/50?status=99",
+            "/flaky/50?status=abc",
+        ] {
+            let (resp, _) = get_with(&client, addr, bad).await;
+            assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+        }
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn alternate_fails_every_other_request() {
+        let (addr, server) = spawn_http_echo(ident()).await.expect("spawn");
+        let (h1, h2c) = (h1_client(), h2c_client());
+        // Other paths don't advance the /alternate sequence.
+        let (resp, _) = get_with(&h1, addr, "/").await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let mut statuses = Vec::new();
+        for i in 0..6 {
+            // The sequence is shared across connections and protocols.
+            let fresh = h1_client();
+            let client = [&h1, &h2c, &fresh][i % 3];
+            let (resp, json) = get_with(client, addr, "/alternate").await;
+            assert_eq!(json["path"], "/alternate");
+            assert_eq!(resp.headers()["x-echo-version"], "v2");
+            statuses.push(resp.status().as_u16());
+        }
+        assert_eq!(statuses, [500, 200, 500, 200, 500, 200]);
+        let (resp, _) = get_with(&h1, addr, "/alternate?status=503").await;
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let (resp, _) = get_with(&h1, addr, "/alternate?status=503").await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let (resp, _) = get_with(&h1, addr, "/alternate?status=0").await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        // A rejected request doesn't advance the sequence either.
+        let (resp, _) = get_with(&h1, addr, "/alternate").await;
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+
+        // A new server instance starts its own sequence.
+        let (other, other_server) = spawn_http_echo(ident()).await.expect("spawn");
+        let (resp, _) = get(other, "/alternate").await;
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        server.abort();
+        other_server.abort();
+    }
+
+    #[tokio::test]
+    async fn reset_closes_without_response() {
+        let (addr, server) = spawn_http_echo(ident()).await.expect("spawn");
+        // Fresh connection: not a single byte comes back.
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let req = format!("GET /reset HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        let got = raw_exchange(&mut stream, &req).await;
+        assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+
+        // Keep-alive connection: the first response arrives whole, then the
+        // connection closes instead of answering /reset.
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let first = format!("GET /first HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n");
+        stream.write_all(first.as_bytes()).await.expect("write");
+        let head = read_head(&mut stream).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let got = raw_exchange(&mut stream, &req).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.contains("\"path\":\"/first\""), "{text}");
+        assert!(!text.contains("HTTP/1.1"), "{text}");
+
+        // A pooled client sees an error, not a response; so does HTTP/2
+        // (the stream is reset, the connection survives).
+        for client in [h1_client(), h2c_client()] {
+            let req = Request::get(format!("http://{addr}/reset"))
+                .body(Full::default())
+                .expect("request");
+            let res = tokio::time::timeout(WAIT, client.request(req)).await;
+            assert!(res.expect("answered in time").is_err());
+            let (resp, _) = get_with(&client, addr, "/after").await;
+            assert_eq!(resp.status(), StatusCode::OK);
+        }
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn slow_body_delays_body_not_headers() {
+        let (addr, server) = spawn_http_echo(ident()).await.expect("spawn");
+        for client in [h1_client(), h2c_client()] {
+            // Headers arrive although the body is 60 s (the cap) away.
+            let req = Request::get(format!("http://{addr}/slow-body/600000"))
+                .body(Full::default())
+                .expect("request");
+            let resp = tokio::time::timeout(WAIT, client.request(req))
+                .await
+                .expect("headers long before the body")
+                .expect("request");
+            assert_eq!(resp.status(), StatusCode::OK);
+            assert_eq!(resp.headers()["x-echo-service"], "reviews");
+            assert!(resp.headers().contains_key("x-echo-request-count"));
+            let mut body = resp.into_body();
+            let early = tokio::time::timeout(Duration::from_millis(300), body.frame()).await;
+            assert!(early.is_err(), "body arrived early");
+
+            // A short delay: the whole JSON body arrives after it.
+            let start = Instant::now();
+            let (resp, json) = get_with(&client, addr, "/slow-body/100").await;
+            assert!(start.elapsed() >= Duration::from_millis(100));
+            assert_eq!(resp.status(), StatusCode::OK);
+            assert_eq!(json["path"], "/slow-body/100");
+        }
+        for bad in ["/slow-body/x", "/slow-body/", "/slow-body/-5"] {
+            let (resp, _) = get(addr, bad).await;
+            assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+        }
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn slow_body_raw_headers_first() {
+        let (addr, server) = spawn_http_echo(ident()).await.expect("spawn");
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let req = format!("GET /slow-body/400 HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        let start = Instant::now();
+        stream.write_all(req.as_bytes()).await.expect("write");
+        let head = read_head(&mut stream).await.to_ascii_lowercase();
+        let head_at = start.elapsed();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .expect("content-length")
+            .trim()
+            .parse()
+            .expect("length");
+        let mut body = vec![0u8; len];
+        tokio::time::timeout(WAIT, stream.read_exact(&mut body))
+            .await
+            .expect("body in time")
+            .expect("body");
+        let body_at = start.elapsed();
+        assert!(body_at >= Duration::from_millis(400), "{body_at:?}");
+        assert!(head_at < body_at, "{head_at:?} vs {body_at:?}");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(json["path"], "/slow-body/400");
         server.abort();
     }
 
@@ -580,12 +988,18 @@ mod tests {
         );
         assert!(head.contains("x-echo-service: reviews\r\n"), "{head}");
 
+        assert!(head.contains("x-echo-request-count: 1\r\n"), "{head}");
+
         stream.write_all(b"\x81\x05hello").await.expect("write");
         let mut buf = [0u8; 7];
-        stream.read_exact(&mut buf).await.expect("echo");
+        tokio::time::timeout(WAIT, stream.read_exact(&mut buf))
+            .await
+            .expect("echo in time")
+            .expect("echo");
         assert_eq!(&buf, b"\x81\x05hello");
         stream.shutdown().await.expect("shutdown");
-        assert_eq!(stream.read(&mut buf).await.expect("eof"), 0);
+        let eof = tokio::time::timeout(WAIT, stream.read(&mut buf)).await;
+        assert_eq!(eof.expect("eof in time").expect("eof"), 0);
         server.abort();
     }
 

@@ -27,6 +27,8 @@ pub enum LocalReply {
     UpgradeRequired,
     /// A Host served by another server of the TLS port than the one the SNI chose (421).
     MisdirectedRequest,
+    /// The route timeout (or the last per-try timeout) expired before response headers (504, `UT`).
+    UpstreamTimeout,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +46,7 @@ impl LocalReply {
             LocalReply::NoHealthyUpstream => "UH",
             LocalReply::ConnectFailure(_) => "UF",
             LocalReply::ConnectionTermination => "UC",
+            LocalReply::UpstreamTimeout => "UT",
             LocalReply::UpgradeRequired | LocalReply::MisdirectedRequest => "-",
         }
     }
@@ -72,6 +75,7 @@ impl LocalReply {
             ),
             LocalReply::UpgradeRequired => (StatusCode::UPGRADE_REQUIRED, ""),
             LocalReply::MisdirectedRequest => (StatusCode::MISDIRECTED_REQUEST, ""),
+            LocalReply::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
         }
     }
 
@@ -121,6 +125,42 @@ pub fn grpc_error(status: StatusCode, body: &[u8]) -> Response<Body> {
         }
     }
     grpc
+}
+
+/// A trailers-only gRPC answer with status `code` (fault injection's `grpcStatus`).
+pub fn grpc_status(code: u8, message: &str) -> Response<Body> {
+    let mut grpc = text(StatusCode::OK, Bytes::new());
+    let headers = grpc.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", HeaderValue::from(u16::from(code)));
+    if let Ok(value) = HeaderValue::from_str(message) {
+        headers.insert("grpc-message", value);
+    }
+    grpc
+}
+
+/// The gRPC status code named `name` (`UNAVAILABLE`, ...), as fault injection's `grpcStatus` writes it.
+pub fn grpc_code(name: &str) -> Option<u8> {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    NAMES.iter().position(|n| *n == name).map(|i| i as u8)
 }
 
 /// A redirect with an empty body (`httpsRedirect` and VirtualService `redirect`).

@@ -2,23 +2,19 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
-use http::header::{HeaderValue, HOST, SERVER};
-use http::uri::{PathAndQuery, Scheme};
+use http::header::{HeaderValue, HOST};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
-use http_body_util::Either;
 use hyper::body::Incoming;
 
-use super::headers::{self, Downstream, X_ENVOY_UPSTREAM_SERVICE_TIME};
-use super::local::{self, ConnectFailure, LocalReply, SERVER_NAME};
-use super::{Body, UpstreamBody};
+use super::local::{self, LocalReply};
+use super::Body;
 use crate::metrics;
-use crate::route::{Action, Redirect, RequestView, RouteTable, Target};
+use crate::route::{Action, Redirect, RequestView, Route, RouteTable, Target};
 use crate::snapshot::tls::{TlsAction, TlsListener};
 use crate::snapshot::{ListenKey, ListenerKind};
 use crate::state::Shared;
-use crate::upstream::{ActiveRequest, Cluster, Endpoint, UpstreamError, UpstreamProtocol};
 
 /// The Gateway server a TLS connection was established with, and the security policy it was
 /// verified under.
@@ -94,7 +90,7 @@ async fn route_and_forward(mut req: Request<Incoming>, conn: &ConnContext) -> Re
         }
     };
     match selected {
-        Selected::Forward(target) => forward(req, target, conn).await,
+        Selected::Forward(target, route) => super::forward::forward(req, target, route, conn).await,
         Selected::Reply(reply) => reply.response(),
         Selected::Response(response) => response,
     }
@@ -117,7 +113,7 @@ fn normalize_path(req: &mut Request<Incoming>) {
 }
 
 enum Selected {
-    Forward(Target),
+    Forward(Target, Arc<Route>),
     Reply(LocalReply),
     Response(Response<Body>),
 }
@@ -184,7 +180,7 @@ fn select(table: &RouteTable, req: &Request<Incoming>, conn: &ConnContext) -> Se
     };
     match &route.action {
         Action::Forward(clusters) => match clusters.pick(fastrand::u64(..)) {
-            Some(target) => Selected::Forward(target.clone()),
+            Some(target) => Selected::Forward(target.clone(), route.clone()),
             None => Selected::Reply(LocalReply::ClusterNotFound),
         },
         Action::Redirect(r) => Selected::Response(route_redirect(
@@ -265,142 +261,4 @@ fn route_redirect(
         StatusCode::from_u16(r.code).unwrap_or(StatusCode::MOVED_PERMANENTLY),
         &location,
     )
-}
-
-async fn forward(req: Request<Incoming>, target: Target, conn: &ConnContext) -> Response<Body> {
-    let Target::Cluster(cluster) = target else {
-        return LocalReply::ClusterNotFound.response();
-    };
-    let Some(endpoint) = cluster.pick().await else {
-        return LocalReply::NoHealthyUpstream.response();
-    };
-    send_upstream(req, &cluster, endpoint, conn).await
-}
-
-async fn send_upstream(
-    mut req: Request<Incoming>,
-    cluster: &Cluster,
-    endpoint: Arc<Endpoint>,
-    conn: &ConnContext,
-) -> Response<Body> {
-    let upgrade = headers::is_upgrade(req.headers());
-    let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let upstream_req = match upstream_request(req, cluster.spec.protocol, conn, upgrade) {
-        Some(r) => r,
-        None => return LocalReply::NoRoute.response(),
-    };
-    let active = ActiveRequest::start(endpoint);
-    let started = Instant::now();
-    let result = conn
-        .shared
-        .upstreams
-        .send(cluster.spec.protocol, active.0.addr, upstream_req)
-        .await;
-    let mut response = match result {
-        Ok(response) => response,
-        Err(err) => return upstream_error(err).response(),
-    };
-    if let (Some(down), StatusCode::SWITCHING_PROTOCOLS) = (downstream_upgrade, response.status()) {
-        tunnel(down, hyper::upgrade::on(&mut response));
-    }
-    finish_response(response, started, upgrade, active)
-}
-
-/// The upstream request: same method, path and headers, addressed to the chosen endpoint.
-fn upstream_request(
-    req: Request<Incoming>,
-    protocol: UpstreamProtocol,
-    conn: &ConnContext,
-    upgrade: bool,
-) -> Option<Request<Incoming>> {
-    let (mut parts, body) = req.into_parts();
-    // Routing used the URI's authority when there is one (HTTP/2 :authority, HTTP/1.1
-    // absolute form), so the upstream must see that same host, as Envoy's codec ensures.
-    if let Some(value) = parts
-        .uri
-        .authority()
-        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    {
-        parts.headers.insert(HOST, value);
-    }
-    let path = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    parts.uri = if protocol == UpstreamProtocol::Http2 {
-        // HTTP/2 names the host in :authority, never in a Host header.
-        let host = parts.headers.remove(HOST)?;
-        let authority: http::uri::Authority = host.to_str().ok()?.parse().ok()?;
-        Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(authority)
-            .path_and_query(path)
-            .build()
-            .ok()?
-    } else {
-        // HTTP/1.1 goes out in origin form; the Host header carries the authority.
-        Uri::from(path)
-    };
-    parts.version = if protocol == UpstreamProtocol::Http2 {
-        Version::HTTP_2
-    } else {
-        Version::HTTP_11
-    };
-    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    let down = Downstream {
-        peer: &conn.peer_header,
-        client_cert: conn.client_cert.as_ref(),
-        scheme: conn.scheme,
-        trusted_hops: conn.shared.settings.num_trusted_proxies,
-    };
-    headers::prepare_request(&mut parts.headers, &down);
-    Some(Request::from_parts(parts, body))
-}
-
-fn finish_response(
-    response: Response<Incoming>,
-    started: Instant,
-    upgrade: bool,
-    active: ActiveRequest,
-) -> Response<Body> {
-    let (mut parts, body) = response.into_parts();
-    headers::strip_hop_by_hop(
-        &mut parts.headers,
-        upgrade && parts.status == StatusCode::SWITCHING_PROTOCOLS,
-    );
-    parts.headers.insert(SERVER, SERVER_NAME);
-    parts.headers.insert(
-        X_ENVOY_UPSTREAM_SERVICE_TIME,
-        HeaderValue::from(started.elapsed().as_millis() as u64),
-    );
-    Response::from_parts(parts, Either::Left(UpstreamBody::new(body, active)))
-}
-
-/// Envoy's local reply for an upstream failure before response headers.
-fn upstream_error(err: UpstreamError) -> LocalReply {
-    match err {
-        UpstreamError::Connect(std::io::ErrorKind::ConnectionRefused) => {
-            LocalReply::ConnectFailure(ConnectFailure::Refused)
-        }
-        UpstreamError::Connect(std::io::ErrorKind::TimedOut) => {
-            LocalReply::ConnectFailure(ConnectFailure::Timeout)
-        }
-        UpstreamError::Connect(_) => LocalReply::ConnectFailure(ConnectFailure::Other),
-        UpstreamError::Reset => LocalReply::ConnectionTermination,
-    }
-}
-
-/// After a 101, copies bytes both ways between the client and the upstream until both finish.
-fn tunnel(down: hyper::upgrade::OnUpgrade, up: hyper::upgrade::OnUpgrade) {
-    tokio::spawn(async move {
-        let (Ok(down), Ok(up)) = (down.await, up.await) else {
-            return;
-        };
-        let mut down = hyper_util::rt::TokioIo::new(down);
-        let mut up = hyper_util::rt::TokioIo::new(up);
-        if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
-            tracing::debug!(error = %e, "upgraded connection ended");
-        }
-    });
 }

@@ -9,6 +9,7 @@ use super::Options;
 use crate::config::model::{Destination, HttpMatch, HttpRoute, StringMatch, VirtualServiceSpec};
 use crate::config::{Diagnostic, Finding, Resource, Severity};
 use crate::hosts;
+use crate::policy::RoutePolicy;
 use crate::route::{
     Action, DirectReply, Redirect, RegexCache, Route, RouteMatch, RouteTable, StrMatch, UriMatch,
     VirtualHost, WeightedClusters,
@@ -163,6 +164,7 @@ impl TableBuilder<'_, '_> {
                 continue;
             }
             let action = self.action(vs, rule, i, port);
+            let policy = Arc::new(RoutePolicy::from_model(rule));
             let matches: Vec<Option<&HttpMatch>> = if rule.matches.is_empty() {
                 vec![None]
             } else {
@@ -191,6 +193,7 @@ impl TableBuilder<'_, '_> {
                     name,
                     matcher,
                     action: action.clone(),
+                    policy: policy.clone(),
                 }));
                 if catch_all {
                     // Everything after a catch-all in the same VirtualService is unreachable.
@@ -292,16 +295,12 @@ impl TableBuilder<'_, '_> {
     fn warn_unapplied(&mut self, resource: &Resource, rule: &HttpRoute, index: usize) {
         let fields = [
             ("delegate", rule.delegate.is_some()),
-            ("rewrite", rule.rewrite.is_some()),
-            ("timeout", rule.timeout.is_some()),
-            ("retries", rule.retries.is_some()),
-            ("fault", rule.fault.is_some()),
             ("mirror", rule.mirror.is_some()),
-            ("mirrors", rule.mirrors.is_some()),
+            ("mirrors", !rule.mirrors.is_empty()),
             ("corsPolicy", rule.cors_policy.is_some()),
             (
-                "headers",
-                rule.headers.is_some() || rule.route.iter().any(|d| d.headers.is_some()),
+                "route[].headers",
+                rule.route.iter().any(|d| d.headers.is_some()),
             ),
         ];
         for (name, present) in fields {

@@ -39,7 +39,7 @@ impl Upstreams {
         &self,
         protocol: UpstreamProtocol,
         endpoint: SocketAddr,
-        req: Request<Incoming>,
+        req: Request<super::RequestBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         match protocol {
             UpstreamProtocol::Http2 => self.http2.send(endpoint, req).await,

@@ -13,20 +13,21 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::client::{UpstreamError, CONNECT_TIMEOUT};
+use super::RequestBody;
 
 /// Idle connections kept per endpoint; more are closed when their response ends.
 const MAX_IDLE_PER_ENDPOINT: usize = 256;
 
 #[derive(Default)]
 pub struct H1Pool {
-    idle: Mutex<HashMap<SocketAddr, Vec<SendRequest<Incoming>>>>,
+    idle: Mutex<HashMap<SocketAddr, Vec<SendRequest<RequestBody>>>>,
 }
 
 impl H1Pool {
     pub async fn send(
         &self,
         addr: SocketAddr,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         // The upstream may have closed a pooled connection while it sat idle; such a request
         // comes back unsent and goes out on the next connection (as hyper-util's client does).
@@ -47,7 +48,7 @@ impl H1Pool {
     }
 
     /// A connection ready for a request (LIFO, to keep few connections warm); closed ones go.
-    fn checkout(&self, addr: SocketAddr) -> Option<SendRequest<Incoming>> {
+    fn checkout(&self, addr: SocketAddr) -> Option<SendRequest<RequestBody>> {
         let mut idle = self.idle.lock().ok()?;
         let list = idle.get_mut(&addr)?;
         list.retain(|s| !s.is_closed());
@@ -59,7 +60,7 @@ impl H1Pool {
     fn checkin(
         &self,
         addr: SocketAddr,
-        sender: SendRequest<Incoming>,
+        sender: SendRequest<RequestBody>,
         response: Response<Incoming>,
     ) -> Response<Incoming> {
         if let Ok(mut idle) = self.idle.lock() {
@@ -72,7 +73,7 @@ impl H1Pool {
     }
 }
 
-async fn connect(addr: SocketAddr) -> Result<SendRequest<Incoming>, UpstreamError> {
+async fn connect(addr: SocketAddr) -> Result<SendRequest<RequestBody>, UpstreamError> {
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => return Err(UpstreamError::Connect(e.kind())),

@@ -14,17 +14,18 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::client::{UpstreamError, CONNECT_TIMEOUT};
+use super::RequestBody;
 
 #[derive(Default)]
 pub struct H2Pool {
-    connections: Mutex<HashMap<SocketAddr, SendRequest<Incoming>>>,
+    connections: Mutex<HashMap<SocketAddr, SendRequest<RequestBody>>>,
 }
 
 impl H2Pool {
     pub async fn send(
         &self,
         addr: SocketAddr,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let mut sender = match self.live(addr) {
             Some(sender) => sender,
@@ -37,12 +38,12 @@ impl H2Pool {
             .map_err(|_| UpstreamError::Reset)
     }
 
-    fn live(&self, addr: SocketAddr) -> Option<SendRequest<Incoming>> {
+    fn live(&self, addr: SocketAddr) -> Option<SendRequest<RequestBody>> {
         let connections = self.connections.lock().ok()?;
         connections.get(&addr).filter(|s| !s.is_closed()).cloned()
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<Incoming>, UpstreamError> {
+    async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<RequestBody>, UpstreamError> {
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => return Err(UpstreamError::Connect(e.kind())),

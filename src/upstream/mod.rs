@@ -12,3 +12,8 @@ pub use cluster::{
     ActiveRequest, Cluster, ClusterSpec, DnsTarget, Endpoint, EndpointSource, StaticEndpoint,
     UpstreamProtocol,
 };
+
+/// What goes upstream as a request body: the client's stream as it arrives, or bytes buffered
+/// so that a retry (or a mirror) can send them again.
+pub type RequestBody =
+    http_body_util::Either<hyper::body::Incoming, http_body_util::Full<bytes::Bytes>>;

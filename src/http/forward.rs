@@ -1,0 +1,396 @@
+//! Forwarding a routed request: fault injection, rewrite and header operations, then the
+//! upstream attempts under the route's timeout and retry policy (reference §2.6–2.8), and the
+//! response back with Envoy's headers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, HOST, SERVER};
+use http::request::Parts;
+use http::uri::{PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use super::headers::{self, Downstream, X_ENVOY_UPSTREAM_SERVICE_TIME};
+use super::local::{self, ConnectFailure, LocalReply, SERVER_NAME};
+use super::proxy::ConnContext;
+use super::{Body, UpstreamBody};
+use crate::policy::{self, Abort, Failure, RetryPolicy, RoutePolicy};
+use crate::route::{Route, StrMatch, Target};
+use crate::upstream::{
+    ActiveRequest, Cluster, Endpoint, RequestBody, UpstreamError, UpstreamProtocol,
+};
+
+/// Request bodies up to this size are buffered so that retries can resend them (Envoy's
+/// default connection buffer limit); larger or unsized bodies stream, without retries.
+const RETRY_BUFFER_LIMIT: u64 = 1024 * 1024;
+
+const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
+const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: HeaderName =
+    HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
+
+pub async fn forward(
+    mut req: Request<Incoming>,
+    target: Target,
+    route: Arc<Route>,
+    conn: &ConnContext,
+) -> Response<Body> {
+    let policy = &route.policy;
+    if let Some(response) = inject_fault(policy).await {
+        return response;
+    }
+    let Target::Cluster(cluster) = target else {
+        return LocalReply::ClusterNotFound.response();
+    };
+    rewrite(&mut req, &route);
+    let mut response = attempts(req, &cluster, policy, conn).await;
+    if response.extensions().get::<local::Generated>().is_none() {
+        policy.response_headers.apply(response.headers_mut());
+    }
+    response
+}
+
+/// `fault`: a delay and/or an abort, each drawn independently for its share of requests.
+async fn inject_fault(policy: &RoutePolicy) -> Option<Response<Body>> {
+    let fault = policy.fault.as_ref()?;
+    if let Some((delay, percent)) = fault.delay {
+        if policy::sampled(percent, fastrand::f64()) {
+            tokio::time::sleep(delay).await;
+        }
+    }
+    let (abort, percent) = fault.abort?;
+    if !policy::sampled(percent, fastrand::f64()) {
+        return None;
+    }
+    Some(match abort {
+        Abort::Http(status) => local::text(status, Bytes::from_static(b"fault filter abort")),
+        Abort::Grpc(code) => local::grpc_status(code, "fault filter abort"),
+    })
+}
+
+/// `rewrite` (path, authority) and the request header operations, before any attempt.
+fn rewrite(req: &mut Request<Incoming>, route: &Route) {
+    let policy = &route.policy;
+    if let Some(rw) = &policy.rewrite {
+        let prefix = match route.matcher.uri.as_ref().map(|u| &u.matcher) {
+            Some(StrMatch::Prefix(p)) => Some(&**p),
+            _ => None,
+        };
+        if let Some(path) = rw.path(req.uri().path(), prefix) {
+            set_path(req, &path);
+        }
+        if let Some(authority) = &rw.authority {
+            set_authority(req, authority);
+        }
+    }
+    policy.request_headers.apply(req.headers_mut());
+    if let Some(authority) = &policy.request_headers.authority {
+        set_authority(req, authority);
+    }
+}
+
+fn set_path(req: &mut Request<Incoming>, path: &str) {
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = path_and_query.parse().ok();
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+}
+
+/// The upstream sees the new authority in Host (HTTP/1.1) or `:authority` (HTTP/2).
+fn set_authority(req: &mut Request<Incoming>, authority: &HeaderValue) {
+    if req.uri().authority().is_some() {
+        let mut parts = req.uri().clone().into_parts();
+        parts.authority = authority.to_str().ok().and_then(|a| a.parse().ok());
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req.headers_mut().insert(HOST, authority.clone());
+}
+
+/// How one attempt ended.
+enum Outcome {
+    Response(Response<Incoming>),
+    Failed(UpstreamError),
+    PerTryTimeout,
+    /// The route timeout: no more attempts.
+    Timeout,
+}
+
+/// The upstream exchange: up to 1 + `attempts` tries, each on an endpoint from the cluster's
+/// balancer (another one than the last when the cluster has several), within the route timeout.
+async fn attempts(
+    mut req: Request<Incoming>,
+    cluster: &Arc<Cluster>,
+    policy: &RoutePolicy,
+    conn: &ConnContext,
+) -> Response<Body> {
+    let upgrade = headers::is_upgrade(req.headers());
+    let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let deadline = policy.timeout.map(|t| Instant::now() + t);
+    let (parts, body) = req.into_parts();
+    let protocol = cluster.spec.protocol;
+    let Some(mut parts) = upstream_parts(parts, protocol, conn, upgrade) else {
+        return LocalReply::NoRoute.response();
+    };
+    if let Some(timeout) = policy.timeout {
+        let ms = HeaderValue::from(timeout.as_millis() as u64);
+        parts.headers.insert(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, ms);
+    }
+    let retry = &policy.retry;
+    let (mut body, replay) = match replayable(body, retry, upgrade).await {
+        Ok(bodies) => bodies,
+        Err(response) => return response,
+    };
+    let mut retries_left = if replay.is_some() { retry.attempts } else { 0 };
+    let mut previous = None;
+    let mut attempt: u32 = 1;
+    loop {
+        let Some(endpoint) = pick(cluster, previous, retry).await else {
+            return LocalReply::NoHealthyUpstream.response();
+        };
+        previous = Some(endpoint.addr);
+        let mut req = Request::from_parts(copy_parts(&parts), body);
+        req.headers_mut()
+            .insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from(attempt));
+        let active = ActiveRequest::start(endpoint);
+        let started = Instant::now();
+        let send = conn.shared.upstreams.send(protocol, active.0.addr, req);
+        let retry_allowed = retries_left > 0;
+        match within(deadline, retry.per_try_timeout, send).await {
+            Outcome::Response(response) => {
+                let grpc = grpc_status(&response);
+                if !(retry_allowed && retry.retries_status(response.status(), grpc)) {
+                    return finish_response(response, started, downstream_upgrade, active);
+                }
+            }
+            Outcome::Failed(err) => {
+                if !(retry_allowed && retry.retries_failure(failure(err))) {
+                    return upstream_error(err).response();
+                }
+            }
+            Outcome::PerTryTimeout => {
+                if !(retry_allowed && retry.retries_failure(Failure::PerTryTimeout)) {
+                    return LocalReply::UpstreamTimeout.response();
+                }
+            }
+            Outcome::Timeout => return LocalReply::UpstreamTimeout.response(),
+        }
+        retries_left -= 1;
+        let wait = retry.backoff(attempt, fastrand::f64());
+        if deadline.is_some_and(|d| Instant::now() + wait >= d) {
+            return LocalReply::UpstreamTimeout.response();
+        }
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+        body = Either::Right(Full::new(replay.clone().unwrap_or_default()));
+    }
+}
+
+/// Sends within the per-try timeout and the route's deadline, whichever comes first.
+async fn within(
+    deadline: Option<Instant>,
+    per_try: Option<Duration>,
+    send: impl std::future::Future<Output = Result<Response<Incoming>, UpstreamError>>,
+) -> Outcome {
+    let try_deadline = per_try.map(|t| Instant::now() + t);
+    let end = match (deadline, try_deadline) {
+        (Some(d), Some(t)) => Some((d.min(t), t < d)),
+        (Some(d), None) => Some((d, false)),
+        (None, Some(t)) => Some((t, true)),
+        (None, None) => None,
+    };
+    let Some((at, per_try_first)) = end else {
+        return send.await.map_or_else(Outcome::Failed, Outcome::Response);
+    };
+    match tokio::time::timeout_at(at, send).await {
+        Ok(result) => result.map_or_else(Outcome::Failed, Outcome::Response),
+        Err(_) if per_try_first => Outcome::PerTryTimeout,
+        Err(_) => Outcome::Timeout,
+    }
+}
+
+/// The first attempt's body, and the bytes to resend on retries when the request can be
+/// retried: no body, or one small enough to buffer. Other bodies stream once.
+async fn replayable(
+    body: Incoming,
+    retry: &RetryPolicy,
+    upgrade: bool,
+) -> Result<(RequestBody, Option<Bytes>), Response<Body>> {
+    if body.is_end_stream() {
+        return Ok((Either::Right(Full::new(Bytes::new())), Some(Bytes::new())));
+    }
+    let small = body
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n <= RETRY_BUFFER_LIMIT);
+    if upgrade || retry.attempts == 0 || !small {
+        return Ok((Either::Left(body), None));
+    }
+    match Limited::new(body, RETRY_BUFFER_LIMIT as usize)
+        .collect()
+        .await
+    {
+        Ok(collected) => {
+            let bytes = collected.to_bytes();
+            Ok((Either::Right(Full::new(bytes.clone())), Some(bytes)))
+        }
+        // The client's body ended badly: nothing sensible to send upstream.
+        Err(_) => Err(local::text(StatusCode::BAD_REQUEST, Bytes::new())),
+    }
+}
+
+/// An endpoint by the cluster's balancer; on a retry, preferably not the previous one (Envoy's
+/// `previous_hosts` predicate, up to 5 selections).
+async fn pick(
+    cluster: &Arc<Cluster>,
+    previous: Option<std::net::SocketAddr>,
+    retry: &RetryPolicy,
+) -> Option<Arc<Endpoint>> {
+    let mut endpoint = cluster.pick().await?;
+    if let Some(previous) = previous.filter(|_| retry.other_host) {
+        for _ in 0..5 {
+            if endpoint.addr != previous {
+                break;
+            }
+            endpoint = cluster.pick().await?;
+        }
+    }
+    Some(endpoint)
+}
+
+fn copy_parts(parts: &Parts) -> Parts {
+    let mut req = Request::new(());
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    req.into_parts().0
+}
+
+fn grpc_status(response: &Response<Incoming>) -> Option<u8> {
+    response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn failure(err: UpstreamError) -> Failure {
+    match err {
+        UpstreamError::Connect(_) => Failure::Connect,
+        UpstreamError::Reset => Failure::Reset,
+    }
+}
+
+/// The upstream request's head: same method, path and headers, in the form the upstream
+/// protocol wants, with the forwarding headers.
+fn upstream_parts(
+    mut parts: Parts,
+    protocol: UpstreamProtocol,
+    conn: &ConnContext,
+    upgrade: bool,
+) -> Option<Parts> {
+    // Routing used the URI's authority when there is one (HTTP/2 :authority, HTTP/1.1
+    // absolute form), so the upstream must see that same host, as Envoy's codec ensures.
+    if let Some(value) = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        parts.headers.insert(HOST, value);
+    }
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    parts.uri = if protocol == UpstreamProtocol::Http2 {
+        // HTTP/2 names the host in :authority, never in a Host header.
+        let host = parts.headers.remove(HOST)?;
+        let authority: http::uri::Authority = host.to_str().ok()?.parse().ok()?;
+        Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(authority)
+            .path_and_query(path)
+            .build()
+            .ok()?
+    } else {
+        // HTTP/1.1 goes out in origin form; the Host header carries the authority.
+        Uri::from(path)
+    };
+    parts.version = if protocol == UpstreamProtocol::Http2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    let down = Downstream {
+        peer: &conn.peer_header,
+        client_cert: conn.client_cert.as_ref(),
+        scheme: conn.scheme,
+        trusted_hops: conn.shared.settings.num_trusted_proxies,
+    };
+    headers::prepare_request(&mut parts.headers, &down);
+    Some(parts)
+}
+
+fn finish_response(
+    mut response: Response<Incoming>,
+    started: Instant,
+    downstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    active: ActiveRequest,
+) -> Response<Body> {
+    let upgrade = downstream_upgrade.is_some();
+    if let (Some(down), StatusCode::SWITCHING_PROTOCOLS) = (downstream_upgrade, response.status()) {
+        tunnel(down, hyper::upgrade::on(&mut response));
+    }
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(
+        &mut parts.headers,
+        upgrade && parts.status == StatusCode::SWITCHING_PROTOCOLS,
+    );
+    parts.headers.insert(SERVER, SERVER_NAME);
+    parts.headers.insert(
+        X_ENVOY_UPSTREAM_SERVICE_TIME,
+        HeaderValue::from(started.elapsed().as_millis() as u64),
+    );
+    Response::from_parts(parts, Either::Left(UpstreamBody::new(body, active)))
+}
+
+/// Envoy's local reply for an upstream failure before response headers.
+fn upstream_error(err: UpstreamError) -> LocalReply {
+    match err {
+        UpstreamError::Connect(std::io::ErrorKind::ConnectionRefused) => {
+            LocalReply::ConnectFailure(ConnectFailure::Refused)
+        }
+        UpstreamError::Connect(std::io::ErrorKind::TimedOut) => {
+            LocalReply::ConnectFailure(ConnectFailure::Timeout)
+        }
+        UpstreamError::Connect(_) => LocalReply::ConnectFailure(ConnectFailure::Other),
+        UpstreamError::Reset => LocalReply::ConnectionTermination,
+    }
+}
+
+/// After a 101, copies bytes both ways between the client and the upstream until both finish.
+fn tunnel(down: hyper::upgrade::OnUpgrade, up: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        let (Ok(down), Ok(up)) = (down.await, up.await) else {
+            return;
+        };
+        let mut down = hyper_util::rt::TokioIo::new(down);
+        let mut up = hyper_util::rt::TokioIo::new(up);
+        if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
+            tracing::debug!(error = %e, "upgraded connection ended");
+        }
+    });
+}
