@@ -331,9 +331,10 @@ fn weights_and_subsets(w: &World) {
 fn failures(w: &World) {
     let dead = w.get(w.port80, "dead.example.com", "/", &[]);
     assert_eq!(dead.status, 503);
+    // Istio's default retry policy retried the connect failure twice, and Envoy says so.
     assert_eq!(
         dead.body,
-        "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure, transport failure reason: delayed connect error: Connection refused"
+        "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: remote connection failure, transport failure reason: delayed connect error: Connection refused"
     );
     assert_eq!(dead.header("server"), Some("istio-envoy"));
     let empty = w.get(w.port80, "empty.example.com", "/", &[]);

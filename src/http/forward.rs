@@ -142,11 +142,11 @@ async fn attempts(
     let Some(mut parts) = upstream_parts(parts, protocol, conn, upgrade) else {
         return LocalReply::NoRoute.response();
     };
-    if let Some(timeout) = policy.timeout {
-        let ms = HeaderValue::from(timeout.as_millis() as u64);
+    let retry = &policy.retry;
+    if let Some(expected) = expected_timeout(policy.timeout, retry.per_try_timeout) {
+        let ms = HeaderValue::from(expected.as_millis() as u64);
         parts.headers.insert(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, ms);
     }
-    let retry = &policy.retry;
     let (mut body, replay) = match replayable(body, retry, upgrade).await {
         Ok(bodies) => bodies,
         Err(response) => return response,
@@ -175,7 +175,7 @@ async fn attempts(
             }
             Outcome::Failed(err) => {
                 if !(retry_allowed && retry.retries_failure(failure(err))) {
-                    return upstream_error(err).response();
+                    return upstream_error(err).response_after(attempt > 1);
                 }
             }
             Outcome::PerTryTimeout => {
@@ -193,6 +193,15 @@ async fn attempts(
         tokio::time::sleep(wait).await;
         attempt += 1;
         body = Either::Right(Full::new(replay.clone().unwrap_or_default()));
+    }
+}
+
+/// What the upstream is told to expect (`x-envoy-expected-rq-timeout-ms`): the per-try timeout
+/// when it is the tighter one, else the route timeout, as Envoy's router sets it.
+fn expected_timeout(route: Option<Duration>, per_try: Option<Duration>) -> Option<Duration> {
+    match (route, per_try) {
+        (Some(r), Some(t)) => Some(r.min(t)),
+        (r, t) => r.or(t),
     }
 }
 

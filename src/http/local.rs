@@ -83,6 +83,21 @@ impl LocalReply {
         let (status, body) = self.status_and_body();
         text(status, Bytes::from_static(body.as_bytes()))
     }
+
+    /// As [`Self::response`]; after retries, Envoy's upstream-failure bodies say so
+    /// (`retried and the latest reset reason: ...`).
+    pub fn response_after(self, retried: bool) -> Response<Body> {
+        const PLAIN: &str = "before headers. reset reason:";
+        let (status, body) = self.status_and_body();
+        if !retried || !body.contains(PLAIN) {
+            return self.response();
+        }
+        let body = body.replace(
+            PLAIN,
+            "before headers. retried and the latest reset reason:",
+        );
+        text(status, Bytes::from(body))
+    }
 }
 
 /// Marks a response the gateway generated itself.

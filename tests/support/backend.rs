@@ -5,14 +5,14 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tollgate::demo::echo::{spawn_http_echo, spawn_tcp_echo, EchoIdentity};
 
-use super::block_on;
+use super::{block_on, HttpClient};
 
 /// Aborts an echo task and waits (bounded) until it has stopped.
 fn stop_task(task: &mut Option<JoinHandle<()>>) {
@@ -32,6 +32,8 @@ pub struct EchoBackend {
     pub service: String,
     pub version: String,
     task: Option<JoinHandle<()>>,
+    /// Requests [`EchoBackend::received`] sent itself.
+    probes: AtomicU64,
 }
 
 impl EchoBackend {
@@ -47,11 +49,38 @@ impl EchoBackend {
             service: service.to_string(),
             version: version.to_string(),
             task: Some(task),
+            probes: AtomicU64::new(0),
         }
     }
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// How many requests this backend has received so far (all paths, retries included), not
+    /// counting this method's own: one direct GET `/__received` (not through the gateway) reads
+    /// its `x-echo-request-count`, and the probes sent so far are subtracted. Panics if the
+    /// backend does not answer within 5 s.
+    pub fn received(&self) -> u64 {
+        let probes = self.probes.fetch_add(1, Ordering::SeqCst) + 1;
+        let resp = HttpClient::fresh_connections()
+            .get(self.addr, "echo-probe.internal", "/__received", &[])
+            .unwrap_or_else(|e| panic!("probe {}/{}: {e}", self.service, self.version));
+        let count: u64 = resp
+            .header("x-echo-request-count")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "probe {}/{}: no numeric x-echo-request-count in {:?}",
+                    self.service, self.version, resp.headers
+                )
+            });
+        count.checked_sub(probes).unwrap_or_else(|| {
+            panic!(
+                "probe {}/{}: count {count} is below the {probes} probes sent",
+                self.service, self.version
+            )
+        })
     }
 
     /// Stops accepting connections now (the struct stays, e.g. to keep `addr` around).

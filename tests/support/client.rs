@@ -150,6 +150,15 @@ impl HttpClient {
         }
     }
 
+    /// The same client (sharing its pool) with a per-request timeout of `timeout` instead of 5 s,
+    /// for requests that are expected to take long (delays, timeouts).
+    pub fn with_timeout(&self, timeout: Duration) -> HttpClient {
+        HttpClient {
+            client: self.client.clone(),
+            timeout,
+        }
+    }
+
     /// `GET http://<addr><path>` with `Host: <host>` and extra `headers`.
     pub fn get(
         &self,

@@ -1,0 +1,1655 @@
+//! VirtualService HTTP route policy end to end on loopback: retries (explicit, Istio's default and
+//! `attempts: 0`), `x-envoy-attempt-count`, route and per-try timeouts, header-based routing,
+//! fault injection, weighted shifts, rewrites and redirects, header operations, and the
+//! validation of these fields on a running gateway and in `tollgate check`.
+//!
+//! Fixtures (`../shared/fixtures`), used unmodified unless said otherwise:
+//! - istio-in-action ch5 `catalog-gateway.yaml`, `catalog-dest-rule.yaml`,
+//!   `catalog-vs-v2-request.yaml` (run with `--namespace istioinaction` so `catalog` expands to
+//!   the DestinationRule's FQDN);
+//! - adapted (hosts, `gateways: [edge]`, names): ch2 `catalog-virtualservice-dark-v2.yaml`,
+//!   ch5 `catalog-vs-v2-10-90-mesh.yaml`, bookinfo `virtual-service-reviews-test-v2.yaml`,
+//!   `virtual-service-ratings-test-delay.yaml`, `virtual-service-ratings-test-abort.yaml`;
+//!   bookinfo `destination-rule-reviews.yaml` unmodified;
+//! - written after the ch6 files (`simple-backend-vs-retry-500.yaml`,
+//!   `simple-backend-vs-retry-on.yaml`, `simple-backend-vs-timeout.yaml`,
+//!   `simple-service-disable-retry.yaml`), which are mesh-only, as gateway routes inline.
+//!
+//! Every loop is bounded in count, every request has a client timeout, and timing assertions are
+//! only "no sooner than" a configured delay plus generous upper bounds.
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::*;
+
+// ------------------------------------------------------------------------------------------
+// Helpers
+
+/// Gateway `edge`: plain HTTP on port 80 for every `*.example.com` host.
+const EDGE_GATEWAY: &str = "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: edge}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: [\"*.example.com\"]
+";
+
+/// Text of `../shared/fixtures/<rel>`; fails with a clear message when it is missing.
+fn fixture(rel: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures")
+        .join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "the shared Istio fixture {} is missing ({e}); these tests need ../shared/fixtures \
+             relative to CARGO_MANIFEST_DIR",
+            path.display()
+        )
+    })
+}
+
+/// `text` with each `(from, to)` replaced; every `from` must occur exactly once.
+fn adapt(what: &str, text: &str, edits: &[(&str, &str)]) -> String {
+    let mut out = text.to_string();
+    for (from, to) in edits {
+        let n = out.matches(from).count();
+        assert_eq!(
+            n, 1,
+            "test bug: {from:?} occurs {n} times in {what}:\n{out}"
+        );
+        out = out.replacen(from, to, 1);
+    }
+    out
+}
+
+/// A STATIC ServiceEntry `name` for `host`, port 80, one endpoint per backend labelled
+/// `version: <backend version>`, plus `extra` endpoints without labels (e.g. dead ports).
+fn se(name: &str, host: &str, backends: &[&EchoBackend], extra: &[SocketAddr]) -> String {
+    let labels: Vec<[(&str, &str); 1]> = backends
+        .iter()
+        .map(|b| [("version", b.version.as_str())])
+        .collect();
+    let mut endpoints: Vec<(SocketAddr, &[(&str, &str)])> = backends
+        .iter()
+        .zip(&labels)
+        .map(|(b, l)| (b.addr, &l[..]))
+        .collect();
+    endpoints.extend(extra.iter().map(|a| (*a, &[][..])));
+    service_entry(name, host, 80, &endpoints)
+}
+
+/// A VirtualService `name` for `host` bound to Gateway `edge`, with the given `http:` rules
+/// (lines indented by two spaces, starting with `  - `).
+fn vs(name: &str, host: &str, http: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}}}\n\
+         spec:\n  hosts: [{}]\n  gateways: [edge]\n  http:\n{http}",
+        yaml_str(host)
+    )
+}
+
+/// One `http:` rule routing everything to `dest`, with extra route fields `policy` (YAML lines
+/// indented by four spaces, e.g. `    timeout: 1s\n`).
+fn rule(dest: &str, policy: &str) -> String {
+    format!("  - route: [{{destination: {{host: {dest}}}}}]\n{policy}")
+}
+
+/// A 127.0.0.1 address with nothing listening.
+fn dead_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], dead_port()))
+}
+
+/// The `x-envoy-attempt-count` the echo backend saw, from its JSON answer.
+fn attempt_count(r: &Response) -> Option<u64> {
+    let v: Value = serde_json::from_str(&r.body).ok()?;
+    v["headers"]["x-envoy-attempt-count"].as_str()?.parse().ok()
+}
+
+/// The JSON body when the echo backend answered, `None` for a local reply of the gateway.
+fn echo_json(r: &Response) -> Option<Value> {
+    serde_json::from_str::<Value>(&r.body)
+        .ok()
+        .filter(|v| v["service"].is_string())
+}
+
+/// Every value of header `name`, joined with ", ".
+fn all_values(r: &Response, name: &str) -> String {
+    r.headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn short(body: &str) -> &str {
+    &body[..body.len().min(300)]
+}
+
+/// A running gateway on a config dir, with its port-80 listener and the echo backends.
+struct World {
+    gw: Gateway,
+    addr: SocketAddr,
+    client: HttpClient,
+    backends: Vec<EchoBackend>,
+    config: ConfigDir,
+}
+
+impl World {
+    /// Writes `files`, starts the gateway (`--port-map 80=0` plus `args`) and checks that every
+    /// file loaded without errors.
+    fn start(args: &[&str], backends: Vec<EchoBackend>, files: &[(&str, String)]) -> World {
+        let config = ConfigDir::new();
+        for (name, text) in files {
+            config.write(name, text);
+        }
+        let mut all_args = vec!["--port-map", "80=0"];
+        all_args.extend_from_slice(args);
+        let gw = Gateway::start(config.path(), &all_args);
+        let addr = gw.listener(80);
+        let dump = gw.config_dump();
+        let bad: Vec<String> = dump["files"]
+            .as_array()
+            .map(|files| {
+                files
+                    .iter()
+                    .filter(|f| f["ok"] != Value::Bool(true))
+                    .map(|f| f.to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let errors: Vec<String> = dump["diagnostics"]
+            .as_array()
+            .map(|d| {
+                d.iter()
+                    .filter_map(|l| l.as_str())
+                    .filter(|l| l.contains(" error: "))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !bad.is_empty() || !errors.is_empty() {
+            gw.fail(format!(
+                "test configuration did not load cleanly: files not ok {bad:#?}, errors {errors:#?}"
+            ));
+        }
+        World {
+            gw,
+            addr,
+            client: HttpClient::new(),
+            backends,
+            config,
+        }
+    }
+
+    fn backend(&self, service: &str, version: &str) -> &EchoBackend {
+        self.backends
+            .iter()
+            .find(|b| b.service == service && b.version == version)
+            .unwrap_or_else(|| panic!("test bug: no backend {service}/{version}"))
+    }
+
+    fn received(&self, service: &str) -> u64 {
+        self.backend(service, "v1").received()
+    }
+
+    /// GET through the gateway; any transport error fails the test (with the gateway's stderr).
+    fn get(&self, host: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+        self.client
+            .get(self.addr, host, path, headers)
+            .unwrap_or_else(|e| self.gw.fail(e))
+    }
+
+    /// GET with a client timeout of `timeout`; returns the response and how long it took.
+    fn timed_get(
+        &self,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> (Response, Duration) {
+        let start = Instant::now();
+        let r = self
+            .client
+            .with_timeout(timeout)
+            .get(self.addr, host, path, headers)
+            .unwrap_or_else(|e| self.gw.fail(e));
+        (r, start.elapsed())
+    }
+
+    /// `service/version` of the echo backend that answered, or `status <code>: <body>`.
+    fn who(&self, host: &str, path: &str, headers: &[(&str, &str)]) -> String {
+        let r = self.get(host, path, headers);
+        match (r.status, echo_json(&r)) {
+            (200, Some(v)) => format!(
+                "{}/{}",
+                v["service"].as_str().unwrap_or("?"),
+                v["version"].as_str().unwrap_or("?")
+            ),
+            (status, _) => format!("status {status}: {}", short(&r.body)),
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// 1. Retries turn a flaky backend into a reliable one
+
+/// After ch6 `simple-backend-vs-retry-500.yaml` (`retryOn: 5xx`), with 3 attempts and a per-try
+/// timeout, on the gateway.
+const RETRY_5XX: &str = "    retries: {attempts: 3, retryOn: 5xx, perTryTimeout: 2s}\n";
+
+#[test]
+fn retries_hide_a_flaky_backend_and_an_alternating_one() {
+    let flaky = EchoBackend::start("flaky", "v1");
+    let alternate = EchoBackend::start("alternate", "v1");
+    let backends = [
+        se("flaky", "flaky.svc.internal", &[&flaky], &[]),
+        se("alternate", "alternate.svc.internal", &[&alternate], &[]),
+    ]
+    .join("---\n");
+    let routes = [
+        vs(
+            "retry",
+            "retry.example.com",
+            &rule("flaky.svc.internal", RETRY_5XX),
+        ),
+        vs(
+            "plain",
+            "plain.example.com",
+            &rule("flaky.svc.internal", ""),
+        ),
+        vs(
+            "alt-retry",
+            "alt-retry.example.com",
+            &rule("alternate.svc.internal", RETRY_5XX),
+        ),
+    ]
+    .join("---\n");
+    let w = World::start(
+        &[],
+        vec![flaky, alternate],
+        &[
+            ("gateway.yaml", EDGE_GATEWAY.to_string()),
+            ("backends.yaml", backends),
+            ("routes.yaml", routes),
+        ],
+    );
+    const N: usize = 500;
+
+    // Control: without `retries` (Istio's default retries no status), /flaky/20 really fails.
+    let before = w.received("flaky");
+    let mut failures = 0;
+    for i in 0..N {
+        let r = w.get("plain.example.com", "/flaky/20", &[]);
+        let Some(json) = echo_json(&r) else {
+            w.gw.fail(format!(
+                "no-retry request {i}: not answered by the backend: {} {}",
+                r.status,
+                short(&r.body)
+            ));
+        };
+        assert_eq!(json["service"], "flaky");
+        assert_eq!(
+            attempt_count(&r),
+            Some(1),
+            "no-retry request {i}: a 503 was retried without a retry policy"
+        );
+        match r.status {
+            200 => {}
+            503 => failures += 1,
+            other => panic!("no-retry request {i}: unexpected status {other}"),
+        }
+    }
+    let seen = w.received("flaky") - before;
+    assert!(
+        failures >= 1,
+        "the control never failed: /flaky/20 answered 200 to all {N} requests without retries"
+    );
+    assert_eq!(
+        seen, N as u64,
+        "without retries the backend sees exactly one request per client request \
+         ({failures} of them failed)"
+    );
+
+    // With `attempts: 3, retryOn: 5xx`: at least 99% succeed.
+    let before = w.received("flaky");
+    let (mut ok, mut attempts_total, mut retried) = (0, 0, 0);
+    let mut failed = Vec::new();
+    for i in 0..N {
+        let r = w.get("retry.example.com", "/flaky/20", &[]);
+        let attempts = attempt_count(&r).unwrap_or_else(|| {
+            w.gw.fail(format!(
+                "retry request {i}: no x-envoy-attempt-count seen upstream: {} {}",
+                r.status,
+                short(&r.body)
+            ))
+        });
+        assert!(
+            (1..=4).contains(&attempts),
+            "retry request {i}: attempt {attempts} with attempts: 3"
+        );
+        attempts_total += attempts;
+        if attempts > 1 {
+            retried += 1;
+        }
+        if r.status == 200 {
+            ok += 1;
+        } else {
+            failed.push(format!("#{i}: {} after {attempts} attempts", r.status));
+        }
+    }
+    let seen = w.received("flaky") - before;
+    assert!(
+        ok * 100 >= N * 99,
+        "with retries only {ok}/{N} succeeded; failures: {failed:?}"
+    );
+    assert!(
+        retried > 0 && seen > N as u64,
+        "no retry happened: backend saw {seen} requests for {N} client requests"
+    );
+    assert_eq!(
+        seen, attempts_total,
+        "the backend's request count should equal the sum of the final attempt counts"
+    );
+
+    // /alternate: every other request fails, so every client request takes exactly two tries.
+    let before = w.received("alternate");
+    let mut counts = Vec::new();
+    for i in 0..50 {
+        let r = w.get("alt-retry.example.com", "/alternate", &[]);
+        assert_eq!(
+            r.status,
+            200,
+            "/alternate request {i} with retries: {}",
+            short(&r.body)
+        );
+        assert_eq!(attempt_count(&r), Some(2), "/alternate request {i}");
+        let count: u64 = r
+            .header("x-echo-request-count")
+            .and_then(|c| c.parse().ok())
+            .expect("x-echo-request-count");
+        counts.push(count);
+    }
+    assert!(
+        counts.windows(2).all(|p| p[1] == p[0] + 2),
+        "each client request should cost the backend two requests: x-echo-request-count {counts:?}"
+    );
+    assert_eq!(w.received("alternate") - before, 100);
+}
+
+// ------------------------------------------------------------------------------------------
+// 2. x-envoy-attempt-count upstream
+
+#[test]
+fn attempt_count_reaches_the_upstream() {
+    let b = EchoBackend::start("attempts", "v1");
+    let backends = se("attempts", "attempts.svc.internal", &[&b], &[]);
+    let routes = [
+        vs(
+            "retry",
+            "retry.example.com",
+            &rule(
+                "attempts.svc.internal",
+                "    retries: {attempts: 2, retryOn: 5xx}\n",
+            ),
+        ),
+        vs(
+            "default",
+            "default.example.com",
+            &rule("attempts.svc.internal", ""),
+        ),
+    ]
+    .join("---\n");
+    let w = World::start(
+        &[],
+        vec![b],
+        &[
+            ("gateway.yaml", EDGE_GATEWAY.to_string()),
+            ("backends.yaml", backends),
+            ("routes.yaml", routes),
+        ],
+    );
+    for host in ["retry.example.com", "default.example.com"] {
+        let r = w.get(host, "/headers", &[]);
+        assert_eq!(r.status, 200, "{host}: {}", short(&r.body));
+        assert_eq!(
+            r.json()["headers"]["x-envoy-attempt-count"],
+            "1",
+            "{host}: first try"
+        );
+    }
+    // The first /alternate request to this backend fails (500), the retry succeeds.
+    for round in 0..3 {
+        let before = w.received("attempts");
+        let r = w.get("retry.example.com", "/alternate", &[]);
+        assert_eq!(r.status, 200, "round {round}: {}", short(&r.body));
+        assert_eq!(
+            r.json()["headers"]["x-envoy-attempt-count"],
+            "2",
+            "round {round}: the retried request"
+        );
+        assert_eq!(w.received("attempts") - before, 2, "round {round}");
+    }
+    // A client cannot set it: the gateway's value wins.
+    let r = w.get(
+        "retry.example.com",
+        "/headers",
+        &[("x-envoy-attempt-count", "7")],
+    );
+    assert_eq!(r.json()["headers"]["x-envoy-attempt-count"], "1");
+}
+
+// ------------------------------------------------------------------------------------------
+// 3. Istio's default retry policy, and `attempts: 0`
+
+#[test]
+fn default_policy_retries_connect_failures_only() {
+    let plain = EchoBackend::start("plain", "v1");
+    let half = EchoBackend::start("half", "v1");
+    let backends = [
+        se("plain", "plain.svc.internal", &[&plain], &[]),
+        // Two endpoints, one of them a port with nothing listening.
+        se("half", "half.svc.internal", &[&half], &[dead_addr()]),
+    ]
+    .join("---\n");
+    let routes = [
+        vs(
+            "plain",
+            "plain.example.com",
+            &rule("plain.svc.internal", ""),
+        ),
+        vs("half", "half.example.com", &rule("half.svc.internal", "")),
+        // After ch6 simple-service-disable-retry.yaml.
+        vs(
+            "half-noretry",
+            "half-noretry.example.com",
+            &rule("half.svc.internal", "    retries:\n      attempts: 0\n"),
+        ),
+    ]
+    .join("---\n");
+    let w = World::start(
+        &[],
+        vec![plain, half],
+        &[
+            ("gateway.yaml", EDGE_GATEWAY.to_string()),
+            ("backends.yaml", backends),
+            ("routes.yaml", routes),
+        ],
+    );
+
+    // No status is retried by default: one upstream request per client request.
+    let mut cases = Vec::new();
+    for (path, status) in [
+        ("/status/500", 500),
+        ("/status/503", 503),
+        ("/status/502", 502),
+    ] {
+        cases.extend(std::iter::repeat_n((path, status), 5));
+    }
+    // The first /alternate request to this backend fails and is not retried.
+    cases.extend([("/alternate", 500), ("/alternate", 200)]);
+    for (path, want) in cases {
+        let before = w.received("plain");
+        let r = w.get("plain.example.com", path, &[]);
+        assert_eq!(r.status, want, "{path}: {}", short(&r.body));
+        assert_eq!(attempt_count(&r), Some(1), "{path}: attempt count");
+        assert_eq!(
+            w.received("plain") - before,
+            1,
+            "{path} was retried without a retry policy (Istio retries no status by default)"
+        );
+    }
+
+    // Connect failures are retried (on another endpoint): every request succeeds.
+    let before = w.received("half");
+    for i in 0..50 {
+        let r = w.get("half.example.com", "/", &[]);
+        assert_eq!(
+            r.status,
+            200,
+            "request {i} to a cluster with one dead endpoint, default retry policy: {}",
+            short(&r.body)
+        );
+        assert_eq!(r.json()["service"], "half");
+    }
+    assert_eq!(w.received("half") - before, 50);
+
+    // `attempts: 0`: no retry at all, so some requests hit the dead endpoint and fail.
+    let before = w.received("half");
+    let (mut ok, mut failed) = (0u64, Vec::new());
+    for i in 0..50 {
+        let r = w.get("half-noretry.example.com", "/", &[]);
+        match r.status {
+            200 => ok += 1,
+            503 => {
+                assert!(
+                    r.body
+                        .starts_with("upstream connect error or disconnect/reset before headers.")
+                        && !r.body.contains("retried"),
+                    "request {i}: 503 body {:?}",
+                    r.body
+                );
+                failed.push(i);
+            }
+            other => panic!("request {i}: status {other}: {}", short(&r.body)),
+        }
+    }
+    assert!(
+        !failed.is_empty(),
+        "with attempts: 0, none of 50 requests hit the dead endpoint (all succeeded)"
+    );
+    assert_eq!(w.received("half") - before, ok);
+}
+
+/// Envoy's body for a connect failure after retries says `retried and the latest reset reason`
+/// (reference §5.1: "the usual case, because Istio's default policy retries connect-failure").
+#[test]
+fn default_policy_on_a_dead_cluster_reports_the_retries() {
+    let backends = se(
+        "dead",
+        "dead.svc.internal",
+        &[],
+        &[dead_addr(), dead_addr()],
+    );
+    let routes = [
+        vs("dead", "dead.example.com", &rule("dead.svc.internal", "")),
+        vs(
+            "dead-noretry",
+            "dead-noretry.example.com",
+            &rule("dead.svc.internal", "    retries: {attempts: 0}\n"),
+        ),
+    ]
+    .join("---\n");
+    let w = World::start(
+        &[],
+        vec![],
+        &[
+            ("gateway.yaml", EDGE_GATEWAY.to_string()),
+            ("backends.yaml", backends),
+            ("routes.yaml", routes),
+        ],
+    );
+    let r = w.get("dead.example.com", "/", &[]);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (
+            503,
+            "upstream connect error or disconnect/reset before headers. retried and the latest \
+             reset reason: remote connection failure, transport failure reason: delayed connect \
+             error: Connection refused"
+        )
+    );
+    let r = w.get("dead-noretry.example.com", "/", &[]);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (
+            503,
+            "upstream connect error or disconnect/reset before headers. reset reason: remote \
+             connection failure, transport failure reason: delayed connect error: Connection refused"
+        )
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// retryOn conditions, retried bodies
+
+#[test]
+fn retry_on_conditions_and_request_bodies() {
+    let b = EchoBackend::start("cond", "v1");
+    let upload = EchoBackend::start("upload", "v1");
+    let backends = [
+        se("cond", "cond.svc.internal", &[&b], &[]),
+        se("upload", "upload.svc.internal", &[&upload], &[]),
+    ]
+    .join("---\n");
+    let policies = [
+        ("gateway-error", "gateway-error"),
+        ("code503", "\"503\""),
+        ("retriable-4xx", "retriable-4xx"),
+        // ch6 simple-backend-vs-retry-on.yaml's comma list.
+        ("book-retry-on", "5xx,retriable-status-codes"),
+        ("reset", "reset"),
+        ("connect-failure", "connect-failure"),
+        ("fivexx", "5xx"),
+    ];
+    let mut routes: Vec<String> = policies
+        .iter()
+        .map(|(name, on)| {
+            vs(
+                name,
+                &format!("{name}.example.com"),
+                &rule(
+                    "cond.svc.internal",
+                    &format!("    retries: {{attempts: 1, retryOn: {on}}}\n"),
+                ),
+            )
+        })
+        .collect();
+    routes.push(vs(
+        "upload",
+        "upload.example.com",
+        &rule("upload.svc.internal", RETRY_5XX),
+    ));
+    let w = World::start(
+        &[],
+        vec![b, upload],
+        &[
+            ("gateway.yaml", EDGE_GATEWAY.to_string()),
+            ("backends.yaml", backends),
+            ("routes.yaml", routes.join("---\n")),
+        ],
+    );
+
+    // (route, path, upstream requests expected for one client request)
+    let cases: &[(&str, &str, u64)] = &[
+        ("gateway-error", "/status/502", 2),
+        ("gateway-error", "/status/503", 2),
+        ("gateway-error", "/status/504", 2),
+        ("gateway-error", "/status/500", 1),
+        ("code503", "/status/503", 2),
+        ("code503", "/status/500", 1),
+        ("code503", "/status/502", 1),
+        ("retriable-4xx", "/status/409", 2),
+        ("retriable-4xx", "/status/404", 1),
+        ("retriable-4xx", "/status/500", 1),
+        ("book-retry-on", "/status/500", 2),
+        ("book-retry-on", "/status/409", 1),
+        ("reset", "/reset", 2),
+        ("reset", "/status/503", 1),
+        ("connect-failure", "/status/503", 1),
+        ("connect-failure", "/reset", 1),
+        ("fivexx", "/status/500", 2),
+        ("fivexx", "/reset", 2),
+        ("fivexx", "/status/404", 1),
+    ];
+    let mut wrong = Vec::new();
+    for (route, path, want) in cases {
+        let host = format!("{route}.example.com");
+        let before = w.received("cond");
+        let r = w.get(&host, path, &[]);
+        let seen = w.received("cond") - before;
+        if seen != *want {
+            wrong.push(format!(
+                "retryOn of {route}, GET {path}: backend saw {seen} request(s), expected {want} \
+                 (client got {} {})",
+                r.status,
+                short(&r.body)
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "retryOn mismatches:\n{}",
+        wrong.join("\n")
+    );
+
+    // A body of known length up to 1 MiB is replayed on the retry.
+    let before = w.received("upload");
+    let small = vec![b'x'; 1000];
+    let r = w
+        .client
+        .request(
+            "POST",
+            w.addr,
+            "upload.example.com",
+            "/alternate",
+            &[],
+            &small,
+        )
+        .unwrap_or_else(|e| w.gw.fail(e));
+    assert_eq!(r.status, 200, "{}", short(&r.body));
+    assert_eq!(r.json()["body_bytes"], 1000, "the retry carried the body");
+    assert_eq!(attempt_count(&r), Some(2));
+    assert_eq!(w.received("upload") - before, 2);
+    // A larger body is streamed, not buffered, so it is not retried: the 500 comes back.
+    let big = vec![b'y'; 2 * 1024 * 1024];
+    let before = w.received("upload");
+    let r = w
+        .client
+        .with_timeout(Duration::from_secs(20))
+        .request(
+            "POST",
+            w.addr,
+            "upload.example.com",
+            "/alternate",
+            &[],
+            &big,
+        )
+        .unwrap_or_else(|e| w.gw.fail(e));
+    assert_eq!(
+        r.status,
+        500,
+        "2 MiB body to /alternate (3rd request, fails): {}",
+        short(&r.body)
+    );
+    assert_eq!(r.json()["body_bytes"], big.len());
+    assert_eq!(
+        w.received("upload") - before,
+        1,
+        "a 2 MiB body is not retried"
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// 4. and 5. Route timeout and per-try timeout
+
+#[test]
+fn route_timeout_answers_504_and_is_announced_upstream() {
+    let b = EchoBackend::start("slow", "v1");
+    let backends = se("slow", "slow.svc.internal", &[&b], &[]);
+    let routes = [
+        vs(
+            "timeout",
+            "timeout.example.com",
+            &rule("slow.svc.internal", "    timeout: 1s\n"),
+        ),
+        // ch6 simple-backend-vs-timeout.yaml's fractional duration.
+        vs(
+            "book-timeout",
+            "book-timeout.example.com",
+            &rule("slow.svc.internal", "    timeout: 0.5s\n"),
+        ),
+        vs(
+            "no-timeout",
+            "no-timeout.example.com",
+            &rule("slow.svc.internal", ""),
+        ),
+    ]
+    .join("---\n");
+    let w = World::start(
+        &[],
+        vec![b],
+        &[
+            ("gateway.yaml", EDGE_GATEWAY.to_string()),
+            ("backends.yaml", backends),
+            ("routes.yaml", routes),
+        ],
+    );
+    let long = Duration::from_secs(15);
+    for (host, at_least, header) in [
+        ("timeout.example.com", Duration::from_secs(1), "1000"),
+        (
+            "book-timeout.example.com",
+            Duration::from_millis(500),
+            "500",
+        ),
+    ] {
+        let before = w.received("slow");
+        let (r, took) = w.timed_get(host, "/delay/2000", &[], long);
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (504, "upstream request timeout"),
+            "{host}"
+        );
+        assert!(
+            took >= at_least,
+            "{host}: 504 after {took:?}, sooner than the timeout"
+        );
+        assert!(took < Duration::from_secs(10), "{host}: 504 after {took:?}");
+        assert_eq!(
+            w.received("slow") - before,
+            1,
+            "{host}: a route timeout is not retried by default"
+        );
+        let r = w.get(host, "/fast", &[]);
+        assert_eq!(r.status, 200, "{host}: {}", short(&r.body));
+        assert_eq!(
+            r.json()["headers"]["x-envoy-expected-rq-timeout-ms"],
+            header,
+            "{host}: {}",
+            r.body
+        );
+    }
+    // Without `timeout` there is none: a 2 s answer arrives, and no timeout is announced.
+    let (r, took) = w.timed_get("no-timeout.example.com", "/delay/2000", &[], long);
+    assert_eq!(r.status, 200, "{}", short(&r.body));
+    assert!(took >= Duration::from_secs(2));
+    assert!(
+        r.json()["headers"]
+            .get("x-envoy-expected-rq-timeout-ms")
+            .is_none(),
+        "{}",
+        r.body
+    );
+    // A client cannot announce one either (x-envoy-* from an external client are stripped).
+    let r = w.get(
+        "no-timeout.example.com",
+        "/fast",
+        &[("x-envoy-expected-rq-timeout-ms", "42")],
+    );
+    assert!(
+        r.json()["headers"]
+            .get("x-envoy-expected-rq-timeout-ms")
+            .is_none(),
+        "{}",
+        r.body
+    );
+}
+
+#[test]
+fn per_try_timeout_is_retried_until_attempts_run_out() {
+    let b = EchoBackend::start("pertry", "v1");
+    let backends = se("pertry", "pertry.svc.internal", &[&b], &[]);
+    let routes = [
+        vs(
+            "pertry",
+            "pertry.example.com",
+            &rule(
+                "pertry.svc.internal",
+                "    retries: {attempts: 2, perTryTimeout: 500ms, retryOn: 5xx}\n",
+            ),
+        ),
+        vs(
+            "capped",
+            "capped.example.com",
+            &rule(
+                "pertry.svc.internal",
+                "    timeout: 1s\n    retries: {attempts: 5, perTryTimeout: 300ms, retryOn: 5xx}\n",
+            ),
+        ),
+    ]
+    .join("---\n");
+    let w = World::start(
+        &[],
+        vec![b],
+        &[
+            ("gateway.yaml", EDGE_GATEWAY.to_string()),
+            ("backends.yaml", backends),
+            ("routes.yaml", routes),
+        ],
+    );
+    let long = Duration::from_secs(15);
+
+    let before = w.received("pertry");
+    let (r, took) = w.timed_get("pertry.example.com", "/delay/2000", &[], long);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (504, "upstream request timeout")
+    );
+    assert!(
+        took >= Duration::from_millis(1500),
+        "504 after {took:?}: three tries of 500 ms take at least 1.5 s"
+    );
+    assert!(took < Duration::from_secs(10), "504 after {took:?}");
+    assert_eq!(
+        w.received("pertry") - before,
+        3,
+        "1 try + 2 retries reach the backend"
+    );
+    // The route timeout covers the retries: 1 s leaves room for at most 4 tries of 300 ms.
+    let before = w.received("pertry");
+    let (r, took) = w.timed_get("capped.example.com", "/delay/2000", &[], long);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (504, "upstream request timeout")
+    );
+    assert!(took >= Duration::from_secs(1), "504 after {took:?}");
+    assert!(took < Duration::from_secs(10), "504 after {took:?}");
+    let tries = w.received("pertry") - before;
+    assert!(
+        (2..=4).contains(&tries),
+        "{tries} tries within a 1 s route timeout with 300 ms per try"
+    );
+
+    // The per-try timeout (the smaller one when both are set) is what the upstream is told to
+    // expect (reference §5.2: "per-try timeout if set, else route timeout").
+    let mut wrong = Vec::new();
+    for (host, want) in [("pertry.example.com", "500"), ("capped.example.com", "300")] {
+        let r = w.get(host, "/fast", &[]);
+        let got = echo_json(&r).map(|j| j["headers"]["x-envoy-expected-rq-timeout-ms"].clone());
+        if r.status != 200 || got != Some(Value::from(want)) {
+            wrong.push(format!(
+                "{host}: expected x-envoy-expected-rq-timeout-ms {want:?} upstream, got status {} \
+                 and {got:?}: {}",
+                r.status,
+                short(&r.body)
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+// ------------------------------------------------------------------------------------------
+// 6. and 8. Header routing and weighted shifts (the book's catalog, bookinfo's reviews)
+
+fn catalog_world() -> World {
+    let backends = vec![
+        EchoBackend::start("catalog", "v1"),
+        EchoBackend::start("catalog", "v2"),
+        EchoBackend::start("reviews", "v1"),
+        EchoBackend::start("reviews", "v2"),
+    ];
+    let entries = [
+        se(
+            "catalog",
+            "catalog.istioinaction.svc.cluster.local",
+            &[&backends[0], &backends[1]],
+            &[],
+        ),
+        se(
+            "reviews",
+            "reviews.istioinaction.svc.cluster.local",
+            &[&backends[2], &backends[3]],
+            &[],
+        ),
+    ]
+    .join("---\n");
+    let dark = adapt(
+        "ch2/catalog-virtualservice-dark-v2.yaml",
+        &fixture("istio-in-action/ch2/catalog-virtualservice-dark-v2.yaml"),
+        &[
+            ("name: catalog\n", "name: catalog-dark\n"),
+            (
+                "  hosts:\n  - catalog\n",
+                "  hosts:\n  - dark.example.com\n  gateways:\n  - edge\n",
+            ),
+        ],
+    );
+    let shift_90_10 = adapt(
+        "ch5/catalog-vs-v2-10-90-mesh.yaml",
+        &fixture("istio-in-action/ch5/catalog-vs-v2-10-90-mesh.yaml"),
+        &[
+            ("name: catalog\n", "name: shift-90-10\n"),
+            (
+                "  - catalog\n  gateways:\n",
+                "  - shift-90-10.example.com\n  gateways:\n",
+            ),
+            ("  - mesh\n", "  - edge\n"),
+        ],
+    );
+    let shift = |v1: u32, v2: u32| {
+        vs(
+            &format!("shift-{v1}-{v2}"),
+            &format!("shift-{v1}-{v2}.example.com"),
+            &format!(
+                "  - route:\n    - destination: {{host: catalog, subset: version-v1}}\n      weight: {v1}\n    - destination: {{host: catalog, subset: version-v2}}\n      weight: {v2}\n"
+            ),
+        )
+    };
+    let reviews = adapt(
+        "bookinfo/networking/virtual-service-reviews-test-v2.yaml",
+        &fixture("istio-samples/bookinfo/networking/virtual-service-reviews-test-v2.yaml"),
+        &[(
+            "  hosts:\n    - reviews\n",
+            "  hosts:\n    - reviews.example.com\n  gateways:\n    - edge\n",
+        )],
+    );
+    let files = [
+        ("gateway.yaml", EDGE_GATEWAY.to_string()),
+        ("backends.yaml", entries),
+        (
+            "catalog-gateway.yaml",
+            fixture("istio-in-action/ch5/catalog-gateway.yaml"),
+        ),
+        (
+            "catalog-dest-rule.yaml",
+            fixture("istio-in-action/ch5/catalog-dest-rule.yaml"),
+        ),
+        (
+            "catalog-vs-v2-request.yaml",
+            fixture("istio-in-action/ch5/catalog-vs-v2-request.yaml"),
+        ),
+        ("catalog-dark.yaml", dark),
+        ("shift-90-10.yaml", shift_90_10),
+        ("shift-20-80.yaml", shift(20, 80)),
+        ("shift-70-30.yaml", shift(70, 30)),
+        (
+            "destination-rule-reviews.yaml",
+            fixture("istio-samples/bookinfo/networking/destination-rule-reviews.yaml"),
+        ),
+        ("reviews.yaml", reviews),
+    ];
+    World::start(&["--namespace", "istioinaction"], backends, &files)
+}
+
+/// (Host, request headers, expected `service/version`)
+type RouteCase<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
+#[test]
+fn header_matches_route_to_another_version() {
+    let w = catalog_world();
+    // (host, headers, expected service/version)
+    let cases: &[RouteCase] = &[
+        // The book's catalog-vs-v2-request.yaml, unmodified.
+        (
+            "catalog.istioinaction.io",
+            &[("x-istio-cohort", "internal")],
+            "catalog/v2",
+        ),
+        ("catalog.istioinaction.io", &[], "catalog/v1"),
+        (
+            "catalog.istioinaction.io",
+            &[("x-istio-cohort", "internal2")],
+            "catalog/v1",
+        ),
+        (
+            "catalog.istioinaction.io",
+            &[("x-istio-cohort", "Internal")],
+            "catalog/v1",
+        ),
+        // ch2's dark launch.
+        ("dark.example.com", &[("x-dark-launch", "v2")], "catalog/v2"),
+        ("dark.example.com", &[("X-Dark-Launch", "v2")], "catalog/v2"),
+        ("dark.example.com", &[("x-dark-launch", "v3")], "catalog/v1"),
+        ("dark.example.com", &[], "catalog/v1"),
+        // Bookinfo's reviews for jason.
+        (
+            "reviews.example.com",
+            &[("end-user", "jason")],
+            "reviews/v2",
+        ),
+        ("reviews.example.com", &[("end-user", "bob")], "reviews/v1"),
+        ("reviews.example.com", &[], "reviews/v1"),
+    ];
+    let mut wrong = Vec::new();
+    for (host, headers, want) in cases {
+        // Several times each: weights or load balancing must not blur a header match.
+        for _ in 0..10 {
+            let got = w.who(host, "/items", headers);
+            if got != *want {
+                wrong.push(format!("{host} {headers:?}: got {got}, expected {want}"));
+                break;
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn weighted_shifts_follow_the_weights() {
+    let w = catalog_world();
+    const N: usize = 1000;
+    let mut wrong = Vec::new();
+    for (host, v1_percent) in [
+        ("shift-20-80.example.com", 20),
+        ("shift-70-30.example.com", 70),
+        ("shift-90-10.example.com", 90),
+    ] {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for _ in 0..N {
+            *counts.entry(w.who(host, "/", &[])).or_insert(0) += 1;
+        }
+        let v1 = counts.get("catalog/v1").copied().unwrap_or(0);
+        let v2 = counts.get("catalog/v2").copied().unwrap_or(0);
+        let lo = (v1_percent - 5) * N / 100;
+        let hi = (v1_percent + 5) * N / 100;
+        if v1 + v2 != N || !(lo..=hi).contains(&v1) {
+            wrong.push(format!(
+                "{host}: expected {v1_percent}% ±5 to v1 over {N}, got {counts:?}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+// ------------------------------------------------------------------------------------------
+// 7. Fault injection (bookinfo's ratings tests for jason)
+
+#[test]
+fn faults_apply_to_the_matched_user_only() {
+    let ratings = EchoBackend::start("ratings", "v1");
+    let entries = se(
+        "ratings",
+        "ratings.istioinaction.svc.cluster.local",
+        &[&ratings],
+        &[],
+    );
+    let dr =
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ratings}\n\
+              spec:\n  host: ratings\n  subsets:\n  - name: v1\n    labels: {version: v1}\n"
+            .to_string();
+    let delay = adapt(
+        "bookinfo/networking/virtual-service-ratings-test-delay.yaml",
+        &fixture("istio-samples/bookinfo/networking/virtual-service-ratings-test-delay.yaml"),
+        &[
+            ("name: ratings\n", "name: ratings-delay\n"),
+            (
+                "  hosts:\n  - ratings\n",
+                "  hosts:\n  - ratings-delay.example.com\n  gateways:\n  - edge\n",
+            ),
+        ],
+    );
+    let abort = adapt(
+        "bookinfo/networking/virtual-service-ratings-test-abort.yaml",
+        &fixture("istio-samples/bookinfo/networking/virtual-service-ratings-test-abort.yaml"),
+        &[
+            ("name: ratings\n", "name: ratings-abort\n"),
+            (
+                "  hosts:\n  - ratings\n",
+                "  hosts:\n  - ratings-abort.example.com\n  gateways:\n  - edge\n",
+            ),
+        ],
+    );
+    // No `percentage` anywhere: Istio applies such faults to 0% of requests.
+    let never = vs(
+        "never",
+        "never.example.com",
+        "  - fault:\n      delay: {fixedDelay: 7s}\n      abort: {httpStatus: 500}\n    \
+         route: [{destination: {host: ratings, subset: v1}}]\n",
+    );
+    let half = vs(
+        "half",
+        "half.example.com",
+        "  - fault:\n      abort: {httpStatus: 503, percentage: {value: 50}}\n    \
+         route: [{destination: {host: ratings, subset: v1}}]\n",
+    );
+    let w = World::start(
+        &["--namespace", "istioinaction"],
+        vec![ratings],
+        &[
+            ("gateway.yaml", EDGE_GATEWAY.to_string()),
+            ("backends.yaml", entries),
+            ("ratings-dr.yaml", dr),
+            ("ratings-delay.yaml", delay),
+            ("ratings-abort.yaml", abort),
+            ("never.yaml", never),
+            ("half.yaml", half),
+        ],
+    );
+    let long = Duration::from_secs(20);
+    let jason: &[(&str, &str)] = &[("end-user", "jason")];
+    let others: &[&[(&str, &str)]] = &[&[("end-user", "bob")], &[("end-user", "Jason")], &[]];
+
+    // Delay 7 s at 100% for jason only.
+    let (r, took) = w.timed_get("ratings-delay.example.com", "/ratings/0", jason, long);
+    assert_eq!(r.status, 200, "{}", short(&r.body));
+    assert_eq!(r.json()["service"], "ratings");
+    assert!(
+        took >= Duration::from_secs(7),
+        "jason answered after {took:?}, sooner than the 7 s delay"
+    );
+    assert!(
+        took < Duration::from_secs(17),
+        "jason answered after {took:?}"
+    );
+    for headers in others {
+        let (r, took) = w.timed_get("ratings-delay.example.com", "/ratings/0", headers, long);
+        assert_eq!(r.status, 200, "{headers:?}: {}", short(&r.body));
+        assert!(
+            took < Duration::from_secs(5),
+            "{headers:?} was delayed too: {took:?}"
+        );
+    }
+
+    // Abort 500 at 100% for jason only; the backend never sees those requests.
+    let before = w.received("ratings");
+    for _ in 0..5 {
+        let r = w.get("ratings-abort.example.com", "/ratings/0", jason);
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (500, "fault filter abort"),
+            "jason on the abort route"
+        );
+    }
+    assert_eq!(
+        w.received("ratings") - before,
+        0,
+        "aborted requests reached the backend"
+    );
+    for headers in others {
+        let r = w.get("ratings-abort.example.com", "/ratings/0", headers);
+        assert_eq!(r.status, 200, "{headers:?}: {}", short(&r.body));
+        assert_eq!(r.json()["service"], "ratings");
+    }
+
+    // Without `percentage`, neither the delay nor the abort ever happens.
+    for i in 0..20 {
+        let headers = if i % 2 == 0 { jason } else { &[][..] };
+        let (r, took) = w.timed_get("never.example.com", "/ratings/0", headers, long);
+        assert_eq!(
+            r.status,
+            200,
+            "request {i}: a fault without percentage was applied: {}",
+            short(&r.body)
+        );
+        assert!(
+            took < Duration::from_secs(5),
+            "request {i}: a delay without percentage was applied ({took:?})"
+        );
+    }
+
+    // 50%: about half are aborted.
+    const N: usize = 400;
+    let mut aborted = 0;
+    for i in 0..N {
+        let r = w.get("half.example.com", "/", &[]);
+        match r.status {
+            200 => {}
+            503 => {
+                assert_eq!(r.body, "fault filter abort", "request {i}");
+                aborted += 1;
+            }
+            other => panic!("request {i}: status {other}: {}", short(&r.body)),
+        }
+    }
+    assert!(
+        (140..=260).contains(&aborted),
+        "abort at 50% hit {aborted} of {N}"
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// 9. Rewrites and a redirect
+
+#[test]
+fn rewrites_change_what_the_upstream_sees() {
+    let b = EchoBackend::start("web", "v1");
+    let entries = se("web", "web.svc.internal", &[&b], &[]);
+    let http = r#"  - match: [{uri: {prefix: /api}}]
+    rewrite: {uri: /v2}
+    route: [{destination: {host: web.svc.internal}}]
+  - match: [{uri: {exact: /exact}}]
+    rewrite: {uri: /replaced}
+    route: [{destination: {host: web.svc.internal}}]
+  - match: [{uri: {prefix: /re/}}]
+    rewrite:
+      uriRegexRewrite: {match: '^/re/([a-z]+)/([0-9]+)$', rewrite: '/items/\2/\1'}
+    route: [{destination: {host: web.svc.internal}}]
+  - match: [{uri: {prefix: /authority}}]
+    rewrite: {authority: backend.internal}
+    route: [{destination: {host: web.svc.internal}}]
+  - match: [{uri: {prefix: /old}}]
+    redirect: {uri: /new}
+  - route: [{destination: {host: web.svc.internal}}]
+"#;
+    let w = World::start(
+        &[],
+        vec![b],
+        &[
+            ("gateway.yaml", EDGE_GATEWAY.to_string()),
+            ("backends.yaml", entries),
+            ("routes.yaml", vs("rewrite", "rewrite.example.com", http)),
+        ],
+    );
+    let host = "rewrite.example.com";
+    // (client path, path the backend sees, Host the backend sees)
+    let cases = [
+        ("/api/items?x=1", "/v2/items?x=1", host),
+        ("/api", "/v2", host),
+        ("/exact?x=1", "/replaced?x=1", host),
+        ("/re/abc/42?q=1", "/items/42/abc?q=1", host),
+        ("/re/abc/x", "/re/abc/x", host),
+        ("/authority/x?y=2", "/authority/x?y=2", "backend.internal"),
+        ("/other", "/other", host),
+    ];
+    let mut wrong = Vec::new();
+    for (path, want_path, want_host) in cases {
+        let r = w.get(host, path, &[]);
+        let seen = echo_json(&r).map(|j| {
+            (
+                j["path"].as_str().unwrap_or("?").to_string(),
+                j["host"].as_str().unwrap_or("?").to_string(),
+            )
+        });
+        if r.status != 200 || seen != Some((want_path.to_string(), want_host.to_string())) {
+            wrong.push(format!(
+                "GET {path}: expected upstream path {want_path:?} and Host {want_host:?}, got \
+                 status {} and {seen:?}",
+                r.status
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+
+    let r = w.get(host, "/old?k=v", &[]);
+    assert_eq!(r.status, 301, "{}", short(&r.body));
+    assert_eq!(
+        r.header("location"),
+        Some("http://rewrite.example.com/new?k=v")
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// 10. Header operations
+
+#[test]
+fn header_operations_on_requests_and_responses() {
+    let b = EchoBackend::start("web", "v1");
+    let entries = se("web", "web.svc.internal", &[&b], &[]);
+    let http = r#"  - headers:
+      request:
+        set: {x-set: set-value, x-overwrite: from-gateway}
+        add: {x-add: added}
+        remove: [x-remove]
+      response:
+        set: {x-echo-service: renamed, x-resp-set: resp-set-value}
+        add: {x-echo-version: extra, x-resp-add: resp-added}
+        remove: [x-echo-request-count]
+    route: [{destination: {host: web.svc.internal}}]
+"#;
+    let w = World::start(
+        &[],
+        vec![b],
+        &[
+            ("gateway.yaml", EDGE_GATEWAY.to_string()),
+            ("backends.yaml", entries),
+            ("routes.yaml", vs("headers", "headers.example.com", http)),
+        ],
+    );
+    let r = w.get(
+        "headers.example.com",
+        "/headers",
+        &[
+            ("x-overwrite", "from-client"),
+            ("x-add", "from-client"),
+            ("x-remove", "secret"),
+            ("x-keep", "kept"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", short(&r.body));
+    let seen = r.json()["headers"].clone();
+    let mut wrong = Vec::new();
+    for (name, want) in [
+        ("x-set", Some("set-value")),
+        ("x-overwrite", Some("from-gateway")),
+        ("x-add", Some("from-client, added")),
+        ("x-remove", None),
+        ("x-keep", Some("kept")),
+    ] {
+        if seen.get(name).and_then(Value::as_str) != want {
+            wrong.push(format!(
+                "upstream request header {name}: expected {want:?}, got {:?}",
+                seen.get(name)
+            ));
+        }
+    }
+    for (name, want) in [
+        ("x-echo-service", "renamed"),
+        ("x-resp-set", "resp-set-value"),
+        ("x-echo-version", "v1, extra"),
+        ("x-resp-add", "resp-added"),
+        ("x-echo-request-count", ""),
+    ] {
+        let got = all_values(&r, name);
+        if got != want {
+            wrong.push(format!(
+                "response header {name}: expected {want:?}, got {got:?}"
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{}\nupstream saw {seen}\nclient got {:?}",
+        wrong.join("\n"),
+        r.headers
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// 11. Validation: rejected with file, line and field; the last good config stays in force
+
+const POLICY_FILE: &str = "30-policy.yaml";
+
+/// Lines 14-17 hold the policy that the broken variants replace.
+const POLICY_GOOD: &str = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: policy
+spec:
+  hosts:
+  - policy.example.com
+  gateways:
+  - edge
+  http:
+  - route:
+    - destination:
+        host: web.svc.internal
+    timeout: 2s
+    retries:
+      attempts: 2
+      retryOn: 5xx,connect-failure
+";
+
+/// Line 14: a number where a duration string belongs.
+const POLICY_TIMEOUT_NUMBER: &str = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: policy
+spec:
+  hosts:
+  - policy.example.com
+  gateways:
+  - edge
+  http:
+  - route:
+    - destination:
+        host: web.svc.internal
+    timeout: 10
+    retries:
+      attempts: 2
+      retryOn: 5xx,connect-failure
+";
+
+/// Line 17: an unknown retry condition.
+const POLICY_BOGUS_RETRY_ON: &str = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: policy
+spec:
+  hosts:
+  - policy.example.com
+  gateways:
+  - edge
+  http:
+  - route:
+    - destination:
+        host: web.svc.internal
+    timeout: 2s
+    retries:
+      attempts: 2
+      retryOn: 5xx,bogus
+";
+
+/// Line 20: `exponentialDelay` (Istio rejects it).
+const POLICY_EXPONENTIAL_DELAY: &str = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: policy
+spec:
+  hosts:
+  - policy.example.com
+  gateways:
+  - edge
+  http:
+  - route:
+    - destination:
+        host: web.svc.internal
+    timeout: 2s
+    retries:
+      attempts: 2
+      retryOn: 5xx,connect-failure
+    fault:
+      delay:
+        exponentialDelay: 1s
+        percentage: {value: 100}
+";
+
+struct Invalid {
+    name: &'static str,
+    contents: &'static str,
+    line: usize,
+    marker: &'static str,
+    field: &'static str,
+    needle: &'static str,
+}
+
+const INVALID: &[Invalid] = &[
+    Invalid {
+        name: "timeout: 10",
+        contents: POLICY_TIMEOUT_NUMBER,
+        line: 14,
+        marker: "timeout: 10",
+        field: "spec.http[0].timeout",
+        needle: "10",
+    },
+    Invalid {
+        name: "retryOn: bogus",
+        contents: POLICY_BOGUS_RETRY_ON,
+        line: 17,
+        marker: "bogus",
+        field: "spec.http[0].retries.retryOn",
+        needle: "bogus",
+    },
+    Invalid {
+        name: "fault.delay.exponentialDelay",
+        contents: POLICY_EXPONENTIAL_DELAY,
+        line: 20,
+        marker: "exponentialDelay: 1s",
+        field: "spec.http[0].fault.delay.exponentialDelay",
+        needle: "",
+    },
+];
+
+/// The diagnostic lines for `file` that are errors at `line` naming `field` of
+/// VirtualService default/policy and containing `needle`.
+fn matching<'a>(diags: &'a [String], file: &Path, case: &Invalid) -> Vec<&'a String> {
+    let at = format!("{}:{} error: ", file.display(), case.line);
+    let what = format!("VirtualService default/policy: {}: ", case.field);
+    diags
+        .iter()
+        .filter(|d| d.starts_with(&at) && d.contains(&what) && d.contains(case.needle))
+        .collect()
+}
+
+fn diagnostics(dump: &Value) -> Vec<String> {
+    dump["diagnostics"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The route's policy is in force: `x-envoy-expected-rq-timeout-ms` shows its `timeout: 2s`.
+fn policy_in_force(w: &World) -> Result<(), String> {
+    let r = w
+        .client
+        .get(w.addr, "policy.example.com", "/headers", &[])?;
+    let timeout = echo_json(&r).and_then(|j| {
+        j["headers"]["x-envoy-expected-rq-timeout-ms"]
+            .as_str()
+            .map(str::to_string)
+    });
+    if r.status != 200 || timeout.as_deref() != Some("2000") {
+        return Err(format!(
+            "expected 200 with x-envoy-expected-rq-timeout-ms 2000 upstream, got {} with {timeout:?}: {}",
+            r.status,
+            short(&r.body)
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn invalid_policy_fields_are_rejected_and_the_last_good_config_serves() {
+    for case in INVALID {
+        let line = case.contents.lines().nth(case.line - 1).unwrap_or_default();
+        assert!(
+            line.contains(case.marker),
+            "test bug: line {} of {:?} is {line:?}",
+            case.line,
+            case.name
+        );
+    }
+    let b = EchoBackend::start("web", "v1");
+    let entries = se("web", "web.svc.internal", &[&b], &[]);
+    let w = World::start(
+        &[],
+        vec![b],
+        &[
+            ("10-backends.yaml", entries.clone()),
+            ("20-gateway.yaml", EDGE_GATEWAY.to_string()),
+            (POLICY_FILE, POLICY_GOOD.to_string()),
+        ],
+    );
+    if let Err(e) = policy_in_force(&w) {
+        w.gw.fail(format!("the good policy is not in force: {e}"));
+    }
+    let path = w.config.path().join(POLICY_FILE);
+    let mut failures = Vec::new();
+    for case in INVALID {
+        // `tollgate check` on the same files.
+        let dir = ConfigDir::new();
+        dir.write("10-backends.yaml", &entries);
+        dir.write("20-gateway.yaml", EDGE_GATEWAY);
+        dir.write(POLICY_FILE, case.contents);
+        let out = check(dir.path(), &[]);
+        let lines: Vec<String> = out.stdout.lines().map(str::to_string).collect();
+        if out.code != Some(1) || matching(&lines, &dir.path().join(POLICY_FILE), case).is_empty() {
+            failures.push(format!(
+                "[check, {}] expected exit 1 and `{}:{} error: VirtualService default/policy: {}: \
+                 ...{}...`; got exit {:?}\n--- stdout:\n{}--- stderr:\n{}",
+                case.name,
+                dir.path().join(POLICY_FILE).display(),
+                case.line,
+                case.field,
+                case.needle,
+                out.code,
+                out.stdout,
+                out.stderr
+            ));
+        }
+
+        // The running gateway: reports it, keeps the last good policy.
+        let before = w.gw.generation();
+        w.config.write(POLICY_FILE, case.contents);
+        w.gw.wait_generation(before + 1);
+        let mut dump = w.gw.config_dump();
+        let _ = poll(Duration::from_secs(5), || {
+            dump = w.gw.config_dump();
+            (!matching(&diagnostics(&dump), &path, case).is_empty()).then_some(())
+        });
+        let diags = diagnostics(&dump);
+        if matching(&diags, &path, case).is_empty() {
+            failures.push(format!(
+                "[gateway, {}] no error `{}:{} error: VirtualService default/policy: {}: ...`; \
+                 diagnostics:\n  {}",
+                case.name,
+                path.display(),
+                case.line,
+                case.field,
+                diags.join("\n  ")
+            ));
+        }
+        let file_ok = dump["files"].as_array().and_then(|files| {
+            files
+                .iter()
+                .find(|f| f["path"].as_str() == Some(&path.display().to_string()))
+                .map(|f| f["ok"].clone())
+        });
+        if file_ok != Some(Value::Bool(false)) {
+            failures.push(format!(
+                "[gateway, {}] files[] should show {} with ok: false, got {file_ok:?}",
+                case.name,
+                path.display()
+            ));
+        }
+        if let Err(e) = policy_in_force(&w) {
+            failures.push(format!(
+                "[gateway, {}] the last good policy should stay in force: {e}",
+                case.name
+            ));
+        }
+
+        // Restore.
+        let before = w.gw.generation();
+        w.config.write(POLICY_FILE, POLICY_GOOD);
+        w.gw.wait_generation(before + 1);
+        if let Err(e) = policy_in_force(&w) {
+            failures.push(format!("[gateway, {}] after restoring: {e}", case.name));
+        }
+    }
+    if !failures.is_empty() {
+        w.gw.fail(failures.join("\n\n"));
+    }
+}
