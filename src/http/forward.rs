@@ -186,11 +186,15 @@ async fn attempts(
             Outcome::Timeout => return LocalReply::UpstreamTimeout.response(),
         }
         retries_left -= 1;
-        let wait = retry.backoff(attempt, fastrand::f64());
-        if deadline.is_some_and(|d| Instant::now() + wait >= d) {
-            return LocalReply::UpstreamTimeout.response();
+        let wake = Instant::now() + retry.backoff(attempt, fastrand::f64());
+        match deadline {
+            // The route timeout runs out during the back-off: answer when it does, as Envoy.
+            Some(d) if d <= wake => {
+                tokio::time::sleep_until(d).await;
+                return LocalReply::UpstreamTimeout.response();
+            }
+            _ => tokio::time::sleep_until(wake).await,
         }
-        tokio::time::sleep(wait).await;
         attempt += 1;
         body = Either::Right(Full::new(replay.clone().unwrap_or_default()));
     }
