@@ -60,6 +60,7 @@ pub async fn serve(args: RunArgs) -> anyhow::Result<()> {
         https_redirect_port: args.https_redirect_port,
         tcp_idle_timeout: args.tcp_idle_timeout,
         tcp_copy: args.tcp_copy,
+        mirror_shadow_host: args.mirror_shadow_host,
     };
     let shared = Shared::new(settings);
     let listeners = Listeners::new(shared.clone(), args.port_map());

@@ -102,6 +102,9 @@ pub struct RunArgs {
     /// How TCP and passthrough streams are copied: `auto` (a pooled buffer, then splice(2) once a direction moves bulk data), `userspace` or `splice`.
     #[arg(long, default_value = "auto", env = "TOLLGATE_TCP_COPY", value_parser = parse_tcp_copy)]
     pub tcp_copy: crate::l4::relay::Copy,
+    /// Send mirrored requests with Host `<host>-shadow`, as Istio before 1.28 did (default: Host unchanged).
+    #[arg(long)]
+    pub mirror_shadow_host: bool,
 }
 
 impl RunArgs {

@@ -2,6 +2,7 @@
 //! timeout, retries (Istio's default policy when `retries` is absent), fault injection,
 //! rewrites and header operations. Pure: the proxy applies it, tests check it table by table.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -20,6 +21,110 @@ pub struct RoutePolicy {
     pub rewrite: Option<Rewrite>,
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
+    /// `route[].headers`, by the destination's cluster name.
+    pub destination_headers: Vec<(Arc<str>, DestinationHeaders)>,
+    /// Only one destination: its header operations run after the route's (so they win); with
+    /// several, before (the route's win), as Istio configures Envoy.
+    pub single_destination: bool,
+    pub mirrors: Vec<Mirror>,
+    pub cors: Option<Cors>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DestinationHeaders {
+    pub request: HeaderOps,
+    pub response: HeaderOps,
+}
+
+/// A copy of each request sent, fire and forget, to another cluster (`mirror`, `mirrors`).
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    pub target: crate::route::Target,
+    /// Share of requests mirrored, 0–100 (absent in the YAML means 100).
+    pub percent: f64,
+}
+
+/// `corsPolicy`: preflights from allowed origins are answered here; other responses to allowed
+/// origins get the CORS headers.
+#[derive(Debug, Clone)]
+pub struct Cors {
+    pub origins: Vec<crate::route::StrMatch>,
+    pub allow_methods: Option<HeaderValue>,
+    pub allow_headers: Option<HeaderValue>,
+    pub expose_headers: Option<HeaderValue>,
+    pub max_age: Option<HeaderValue>,
+    pub allow_credentials: bool,
+    /// `unmatchedPreflights: FORWARD` (the default): preflights from other origins go upstream.
+    pub forward_unmatched: bool,
+}
+
+impl Cors {
+    pub fn allows(&self, origin: &str) -> bool {
+        self.origins.iter().any(|m| m.matches(origin))
+    }
+
+    /// The preflight answer for an allowed `origin`.
+    pub fn preflight_headers(&self, origin: &HeaderValue, headers: &mut HeaderMap) {
+        use http::header::*;
+        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        let optional = [
+            (ACCESS_CONTROL_ALLOW_METHODS, &self.allow_methods),
+            (ACCESS_CONTROL_ALLOW_HEADERS, &self.allow_headers),
+            (ACCESS_CONTROL_MAX_AGE, &self.max_age),
+        ];
+        for (name, value) in optional {
+            if let Some(v) = value {
+                headers.insert(name, v.clone());
+            }
+        }
+        if self.allow_credentials {
+            headers.insert(
+                ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+        }
+    }
+
+    /// Headers added to an ordinary response for an allowed `origin`.
+    pub fn response_headers(&self, origin: &HeaderValue, headers: &mut HeaderMap) {
+        use http::header::*;
+        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        if let Some(v) = &self.expose_headers {
+            headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, v.clone());
+        }
+        if self.allow_credentials {
+            headers.insert(
+                ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+        }
+    }
+}
+
+/// A CORS policy's fixed parts; the builder adds the compiled origin matchers.
+pub fn cors_from_model(
+    c: &crate::config::model::CorsPolicy,
+    origins: Vec<crate::route::StrMatch>,
+) -> Cors {
+    let join = |list: &[String]| {
+        (!list.is_empty())
+            .then(|| HeaderValue::from_str(&list.join(",")).ok())
+            .flatten()
+    };
+    let max_age = c
+        .max_age
+        .as_deref()
+        .and_then(|t| duration::parse(t).ok())
+        .map(|d| HeaderValue::from(d.as_secs()));
+    Cors {
+        origins,
+        allow_methods: join(&c.allow_methods),
+        allow_headers: join(&c.allow_headers),
+        expose_headers: join(&c.expose_headers),
+        max_age,
+        allow_credentials: c.allow_credentials.unwrap_or(false),
+        forward_unmatched: c.unmatched_preflights.as_deref() != Some("IGNORE"),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -414,8 +519,37 @@ impl RoutePolicy {
             rewrite: rule.rewrite.as_ref().and_then(Rewrite::from_model),
             request_headers: HeaderOps::from_model(headers.and_then(|h| h.request.as_ref())),
             response_headers: HeaderOps::from_model(headers.and_then(|h| h.response.as_ref())),
+            destination_headers: Vec::new(),
+            single_destination: rule.route.len() == 1,
+            mirrors: Vec::new(),
+            cors: None,
         }
     }
+
+    /// The per-destination header operations of the cluster a request goes to.
+    pub fn destination(&self, cluster: &str) -> Option<&DestinationHeaders> {
+        self.destination_headers
+            .iter()
+            .find(|(name, _)| &**name == cluster)
+            .map(|(_, ops)| ops)
+    }
+}
+
+impl DestinationHeaders {
+    pub fn from_model(h: &crate::config::model::Headers) -> Self {
+        DestinationHeaders {
+            request: HeaderOps::from_model(h.request.as_ref()),
+            response: HeaderOps::from_model(h.response.as_ref()),
+        }
+    }
+}
+
+/// `mirrorPercentage`, else the deprecated `mirrorPercent`, else 100 (every request).
+pub fn mirror_percent(value: Option<f64>, percent: Option<i64>) -> f64 {
+    value
+        .or(percent.map(|p| p as f64))
+        .unwrap_or(100.0)
+        .clamp(0.0, 100.0)
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ pub struct ProxySettings {
     pub tcp_idle_timeout: Duration,
     /// `--tcp-copy`: how TCP and passthrough streams cross the gateway.
     pub tcp_copy: crate::l4::relay::Copy,
+    /// `--mirror-shadow-host`: mirrored requests go to `<host>-shadow` (Istio before 1.28).
+    pub mirror_shadow_host: bool,
 }
 
 /// Envoy's TCP proxy default.
@@ -32,6 +34,7 @@ impl Default for ProxySettings {
             https_redirect_port: None,
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
             tcp_copy: Default::default(),
+            mirror_shadow_host: false,
         }
     }
 }

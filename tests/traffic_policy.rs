@@ -1,7 +1,8 @@
 //! VirtualService HTTP route policy end to end on loopback: retries (explicit, Istio's default and
 //! `attempts: 0`), `x-envoy-attempt-count`, route and per-try timeouts, header-based routing,
-//! fault injection, weighted shifts, rewrites and redirects, header operations, and the
-//! validation of these fields on a running gateway and in `tollgate check`.
+//! fault injection, weighted shifts, rewrites and redirects, header operations (route level and
+//! per destination), request mirroring, CORS, and the validation of these fields on a running
+//! gateway and in `tollgate check`.
 //!
 //! Fixtures (`../shared/fixtures`), used unmodified unless said otherwise:
 //! - istio-in-action ch5 `catalog-gateway.yaml`, `catalog-dest-rule.yaml`,
@@ -9,7 +10,8 @@
 //!   the DestinationRule's FQDN);
 //! - adapted (hosts, `gateways: [edge]`, names): ch2 `catalog-virtualservice-dark-v2.yaml`,
 //!   ch5 `catalog-vs-v2-10-90-mesh.yaml`, bookinfo `virtual-service-reviews-test-v2.yaml`,
-//!   `virtual-service-ratings-test-delay.yaml`, `virtual-service-ratings-test-abort.yaml`;
+//!   `virtual-service-ratings-test-delay.yaml`, `virtual-service-ratings-test-abort.yaml`,
+//!   ch5 `catalog-vs-v2-mirror.yaml`;
 //!   bookinfo `destination-rule-reviews.yaml` unmodified;
 //! - written after the ch6 files (`simple-backend-vs-retry-500.yaml`,
 //!   `simple-backend-vs-retry-on.yaml`, `simple-backend-vs-timeout.yaml`,
@@ -1651,5 +1653,864 @@ fn invalid_policy_fields_are_rejected_and_the_last_good_config_serves() {
     }
     if !failures.is_empty() {
         w.gw.fail(failures.join("\n\n"));
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// 12. Request mirroring (reference §2.6, §2.8)
+
+/// Polls `count` until it reaches `want` (for at most `within`), then waits a little more so
+/// that extra arrivals would show, and returns the final value.
+fn count_reaches(want: u64, within: Duration, count: impl Fn() -> u64) -> u64 {
+    let _ = poll(within, || (count() >= want).then_some(()));
+    std::thread::sleep(Duration::from_millis(300));
+    count()
+}
+
+/// `count` once it has stopped moving (two reads 300 ms apart agree), polled for at most `within`.
+fn settled(within: Duration, count: impl Fn() -> u64) -> u64 {
+    let mut last = count();
+    let _ = poll(within, || {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = count();
+        let same = now == last;
+        last = now;
+        same.then_some(())
+    });
+    last
+}
+
+/// The book's catalog (v1 and v2 behind `catalog`, ch5's DestinationRule) with
+/// `catalog-vs-v2-mirror.yaml` on `mirror.example.com`, more mirror routes written after it, and
+/// an `audit` service as a second mirror.
+fn mirror_world() -> World {
+    let backends = vec![
+        EchoBackend::start("catalog", "v1"),
+        EchoBackend::start("catalog", "v2"),
+        EchoBackend::start("audit", "v1"),
+    ];
+    let entries = [
+        se(
+            "catalog",
+            "catalog.istioinaction.svc.cluster.local",
+            &[&backends[0], &backends[1]],
+            &[],
+        ),
+        se("audit", "audit.svc.internal", &[&backends[2]], &[]),
+    ]
+    .join("---\n");
+    let book = adapt(
+        "ch5/catalog-vs-v2-mirror.yaml",
+        &fixture("istio-in-action/ch5/catalog-vs-v2-mirror.yaml"),
+        &[
+            ("name: catalog\n", "name: catalog-mirror\n"),
+            (
+                "  hosts:\n  - catalog\n",
+                "  hosts:\n  - mirror.example.com\n",
+            ),
+            ("    - mesh\n", "    - edge\n"),
+        ],
+    );
+    let to_v1 = "  - route: [{destination: {host: catalog, subset: version-v1}}]\n";
+    let routes = [
+        vs(
+            "mirror-zero",
+            "mirror-zero.example.com",
+            &format!(
+                "{to_v1}    mirror: {{host: catalog, subset: version-v2}}\n    \
+                 mirrorPercentage: {{value: 0}}\n"
+            ),
+        ),
+        vs(
+            "mirror-int-zero",
+            "mirror-int-zero.example.com",
+            &format!(
+                "{to_v1}    mirror: {{host: catalog, subset: version-v2}}\n    mirrorPercent: 0\n"
+            ),
+        ),
+        vs(
+            "mirror-half",
+            "mirror-half.example.com",
+            &format!(
+                "{to_v1}    mirror: {{host: catalog, subset: version-v2}}\n    \
+                 mirrorPercentage: {{value: 50}}\n"
+            ),
+        ),
+        vs(
+            "mirrors-two",
+            "mirrors-two.example.com",
+            &format!(
+                "{to_v1}    mirrors:\n    - destination: {{host: catalog, subset: version-v2}}\n    \
+                 - destination: {{host: audit.svc.internal, port: {{number: 80}}}}\n"
+            ),
+        ),
+        vs(
+            "mirrors-pct",
+            "mirrors-pct.example.com",
+            &format!(
+                "{to_v1}    mirrors:\n    - destination: {{host: catalog, subset: version-v2}}\n      \
+                 percentage: {{value: 100}}\n    - destination: {{host: audit.svc.internal}}\n      \
+                 percentage: {{value: 0}}\n"
+            ),
+        ),
+    ]
+    .join("---\n");
+    World::start(
+        &["--namespace", "istioinaction"],
+        backends,
+        &[
+            ("gateway.yaml", EDGE_GATEWAY.to_string()),
+            ("backends.yaml", entries),
+            (
+                "catalog-dest-rule.yaml",
+                fixture("istio-in-action/ch5/catalog-dest-rule.yaml"),
+            ),
+            ("catalog-vs-v2-mirror.yaml", book),
+            ("mirror-routes.yaml", routes),
+        ],
+    )
+}
+
+#[test]
+fn mirror_copies_requests_to_v2_while_clients_see_only_v1() {
+    let w = mirror_world();
+    let v1 = || w.backend("catalog", "v1").received();
+    let v2 = || w.backend("catalog", "v2").received();
+    let audit = || w.backend("audit", "v1").received();
+    let within = Duration::from_secs(10);
+    const N: u64 = 50;
+
+    // The book's mirror (no mirrorPercentage ⇒ 100%): every request answered by v1, copied to v2.
+    let (v1_before, v2_before) = (v1(), v2());
+    for i in 0..N {
+        let got = w.who("mirror.example.com", &format!("/items?i={i}"), &[]);
+        assert_eq!(
+            got, "catalog/v1",
+            "request {i}: the client saw another answer"
+        );
+    }
+    assert_eq!(v1() - v1_before, N, "v1 serves each request once");
+    let mirrored = count_reaches(v2_before + N, within, v2) - v2_before;
+    assert_eq!(
+        mirrored, N,
+        "v2 (the mirror, 100%) should receive a copy of each of the {N} requests"
+    );
+
+    // `mirrorPercentage: {value: 0}` and the deprecated `mirrorPercent: 0` mirror nothing.
+    for host in ["mirror-zero.example.com", "mirror-int-zero.example.com"] {
+        let v2_before = v2();
+        for i in 0..N {
+            let got = w.who(host, "/items", &[]);
+            assert_eq!(got, "catalog/v1", "{host} request {i}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(v2() - v2_before, 0, "{host}: a 0% mirror received copies");
+    }
+
+    // 50%: about half of 200 requests are copied.
+    let v2_before = v2();
+    for i in 0..200 {
+        let got = w.who("mirror-half.example.com", "/items", &[]);
+        assert_eq!(got, "catalog/v1", "mirror-half request {i}");
+    }
+    let half = settled(within, v2) - v2_before;
+    assert!(
+        (60..=140).contains(&half),
+        "mirrorPercentage 50: {half} of 200 requests mirrored"
+    );
+
+    // `mirrors:` with two destinations: each receives every request.
+    let (v1_before, v2_before, audit_before) = (v1(), v2(), audit());
+    for i in 0..N {
+        let got = w.who("mirrors-two.example.com", "/items", &[]);
+        assert_eq!(got, "catalog/v1", "mirrors-two request {i}");
+    }
+    assert_eq!(v1() - v1_before, N);
+    let to_v2 = count_reaches(v2_before + N, within, v2) - v2_before;
+    let to_audit = count_reaches(audit_before + N, within, audit) - audit_before;
+    assert_eq!(
+        (to_v2, to_audit),
+        (N, N),
+        "mirrors: [v2, audit] (both 100%): copies received by (v2, audit)"
+    );
+
+    // Each entry's own `percentage`: 100 for v2, 0 for audit.
+    let (v2_before, audit_before) = (v2(), audit());
+    for i in 0..N {
+        let got = w.who("mirrors-pct.example.com", "/items", &[]);
+        assert_eq!(got, "catalog/v1", "mirrors-pct request {i}");
+    }
+    let to_v2 = count_reaches(v2_before + N, within, v2) - v2_before;
+    let to_audit = settled(within, audit) - audit_before;
+    assert_eq!(
+        (to_v2, to_audit),
+        (N, 0),
+        "mirrors: [v2 at 100%, audit at 0%]: copies received by (v2, audit)"
+    );
+}
+
+/// A gateway (with `args`) whose `copy.example.com` routes to the echo backend `web` and mirrors
+/// to the recorder behind `shadow.svc.internal`; `/api` is rewritten to `/v2` first.
+fn copy_world(args: &[&str], shadow: &RecordingBackend) -> World {
+    let web = EchoBackend::start("web", "v1");
+    let entries = [
+        se("web", "web.svc.internal", &[&web], &[]),
+        service_entry("shadow", "shadow.svc.internal", 80, &[(shadow.addr, &[])]),
+    ]
+    .join("---\n");
+    let http = "  - match: [{uri: {prefix: /api}}]
+    rewrite: {uri: /v2}
+    route: [{destination: {host: web.svc.internal}}]
+    mirror: {host: shadow.svc.internal, port: {number: 80}}
+  - route: [{destination: {host: web.svc.internal}}]
+    mirror: {host: shadow.svc.internal}
+";
+    World::start(
+        args,
+        vec![web],
+        &[
+            ("gateway.yaml", EDGE_GATEWAY.to_string()),
+            ("backends.yaml", entries),
+            ("routes.yaml", vs("copy", "copy.example.com", http)),
+        ],
+    )
+}
+
+/// Sends a POST with a body (to the rewritten `/api` route) and a GET with a port in Host, and
+/// checks what the primary and the mirror each saw; the mirror's Host has `host_suffix` appended
+/// to the name (before any port).
+fn check_mirror_copies(w: &World, shadow: &RecordingBackend, host_suffix: &str) {
+    let within = Duration::from_secs(10);
+    let mut wrong = Vec::new();
+    let before = shadow.count();
+
+    // A POST with a 1000-byte body of known length, rewritten /api → /v2.
+    let body = vec![b'm'; 1000];
+    let r = w
+        .client
+        .request(
+            "POST",
+            w.addr,
+            "copy.example.com",
+            "/api/upload?k=v",
+            &[("content-type", "text/plain"), ("x-trace-me", "42")],
+            &body,
+        )
+        .unwrap_or_else(|e| w.gw.fail(e));
+    let primary = echo_json(&r);
+    let want_primary = serde_json::json!({"path": "/v2/upload?k=v", "host": "copy.example.com",
+        "body_bytes": 1000});
+    let seen_primary = primary.as_ref().map(|j| {
+        serde_json::json!({"path": j["path"], "host": j["host"], "body_bytes": j["body_bytes"]})
+    });
+    if r.status != 200 || seen_primary.as_ref() != Some(&want_primary) {
+        wrong.push(format!(
+            "POST: the client should get the primary's 200 with {want_primary}, got {} {}",
+            r.status,
+            short(&r.body)
+        ));
+    }
+    let n = count_reaches(before as u64 + 1, within, || shadow.count() as u64);
+    let copies = shadow.requests()[before..].to_vec();
+    let want_host = format!("copy.example.com{host_suffix}");
+    match copies.as_slice() {
+        [c] => {
+            let trace = c
+                .headers
+                .iter()
+                .find(|(k, _)| k == "x-trace-me")
+                .map(|(_, v)| v.as_str());
+            if (
+                c.method.as_str(),
+                c.path.as_str(),
+                c.host.as_str(),
+                c.body_bytes,
+                trace,
+            ) != (
+                "POST",
+                "/v2/upload?k=v",
+                want_host.as_str(),
+                1000,
+                Some("42"),
+            ) {
+                wrong.push(format!(
+                    "POST: the mirror should see POST /v2/upload?k=v, Host {want_host:?}, 1000 \
+                     body bytes and x-trace-me: 42; it saw {c:?}"
+                ));
+            }
+        }
+        other => wrong.push(format!(
+            "POST: the mirror should get exactly one copy, got {} ({other:?}; count {n})",
+            other.len()
+        )),
+    }
+
+    // A GET whose Host carries a port: the suffix goes before the port.
+    let before = shadow.count();
+    let r = w.get("copy.example.com:8080", "/plain?x=1", &[]);
+    let seen_host = echo_json(&r).map(|j| j["host"].clone());
+    if r.status != 200 || seen_host != Some(Value::from("copy.example.com:8080")) {
+        wrong.push(format!(
+            "GET with Host copy.example.com:8080: the primary should see that Host, got {} \
+             {seen_host:?}: {}",
+            r.status,
+            short(&r.body)
+        ));
+    }
+    count_reaches(before as u64 + 1, within, || shadow.count() as u64);
+    let copies = shadow.requests()[before..].to_vec();
+    let want_host = format!("copy.example.com{host_suffix}:8080");
+    match copies.as_slice() {
+        [c] if (
+            c.method.as_str(),
+            c.path.as_str(),
+            c.host.as_str(),
+            c.body_bytes,
+        ) == ("GET", "/plain?x=1", want_host.as_str(), 0) => {}
+        other => wrong.push(format!(
+            "GET: the mirror should get one copy GET /plain?x=1 with Host {want_host:?}, got \
+             {other:?}"
+        )),
+    }
+
+    // A 2 MiB body is too large to buffer for the copy; whatever happens to the copy, the client
+    // still gets the primary's answer with the whole body.
+    let big = vec![b'b'; 2 * 1024 * 1024];
+    let r = w
+        .client
+        .with_timeout(Duration::from_secs(20))
+        .request("POST", w.addr, "copy.example.com", "/big", &[], &big)
+        .unwrap_or_else(|e| w.gw.fail(e));
+    let seen = echo_json(&r).map(|j| j["body_bytes"].clone());
+    if r.status != 200 || seen != Some(Value::from(big.len())) {
+        wrong.push(format!(
+            "POST of 2 MiB on a mirrored route: expected the primary's 200 with body_bytes {}, \
+             got {} {seen:?}: {}",
+            big.len(),
+            r.status,
+            short(&r.body)
+        ));
+    }
+    if !wrong.is_empty() {
+        w.gw.fail(wrong.join("\n"));
+    }
+}
+
+#[test]
+fn mirror_copy_carries_the_rewritten_path_the_body_and_the_host() {
+    let shadow = RecordingBackend::start("shadow");
+    let w = copy_world(&[], &shadow);
+    check_mirror_copies(&w, &shadow, "");
+}
+
+#[test]
+fn mirror_shadow_host_flag_appends_shadow_to_the_mirrored_host() {
+    let shadow = RecordingBackend::start("shadow");
+    let w = copy_world(&["--mirror-shadow-host"], &shadow);
+    check_mirror_copies(&w, &shadow, "-shadow");
+}
+
+#[test]
+fn slow_or_dead_mirror_does_not_touch_the_main_request() {
+    // The primary answers everything at once (it gives `/delay/<ms>` no meaning); the slow
+    // mirror is an echo backend that does delay `/delay/5000`.
+    let primary = RecordingBackend::start("primary");
+    let slow = EchoBackend::start("slow", "v1");
+    let entries = [
+        service_entry(
+            "primary",
+            "primary.svc.internal",
+            80,
+            &[(primary.addr, &[])],
+        ),
+        se("slow", "slow.svc.internal", &[&slow], &[]),
+        se("dead", "dead.svc.internal", &[], &[dead_addr()]),
+    ]
+    .join("---\n");
+    let to_primary = "  - route: [{destination: {host: primary.svc.internal}}]\n";
+    let routes = [
+        vs(
+            "slow-mirror",
+            "slow-mirror.example.com",
+            &format!("{to_primary}    mirror: {{host: slow.svc.internal}}\n"),
+        ),
+        vs(
+            "dead-mirror",
+            "dead-mirror.example.com",
+            &format!("{to_primary}    mirror: {{host: dead.svc.internal}}\n"),
+        ),
+    ]
+    .join("---\n");
+    let w = World::start(
+        &[],
+        vec![slow],
+        &[
+            ("gateway.yaml", EDGE_GATEWAY.to_string()),
+            ("backends.yaml", entries),
+            ("routes.yaml", routes),
+        ],
+    );
+    const N: u64 = 20;
+    let long = Duration::from_secs(10);
+    for (host, path) in [
+        ("slow-mirror.example.com", "/delay/5000"),
+        ("dead-mirror.example.com", "/items"),
+    ] {
+        let before = primary.count();
+        let start = Instant::now();
+        for i in 0..N {
+            let (r, took) = w.timed_get(host, path, &[], long);
+            let service = echo_json(&r).map(|j| j["service"].clone());
+            if r.status != 200 || service != Some(Value::from("primary")) {
+                w.gw.fail(format!(
+                    "{host}{path} request {i}: expected the primary's 200, got {} after \
+                     {took:?}: {}",
+                    r.status,
+                    short(&r.body)
+                ));
+            }
+            assert!(
+                took < Duration::from_secs(2),
+                "{host}{path} request {i} took {took:?}: the mirror slowed it down"
+            );
+        }
+        let total = start.elapsed();
+        assert!(
+            total < Duration::from_secs(5),
+            "{N} requests to {host}{path} took {total:?} in all (the slow mirror answers after 5 s)"
+        );
+        assert_eq!(
+            primary.count() - before,
+            N as usize,
+            "{host}: primary requests"
+        );
+    }
+    // The slow mirror did get its copies (so the speed above is not for lack of mirroring).
+    let copies = count_reaches(N, Duration::from_secs(10), || w.received("slow"));
+    assert_eq!(copies, N, "the slow mirror should have received {N} copies");
+}
+
+// ------------------------------------------------------------------------------------------
+// 13. CORS (reference §2.8)
+
+/// The `access-control-*` headers of a response, sorted.
+fn cors_headers(r: &Response) -> Vec<(String, String)> {
+    let mut h: Vec<(String, String)> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k.starts_with("access-control-"))
+        .cloned()
+        .collect();
+    h.sort();
+    h
+}
+
+/// Request headers, owned by a case table.
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = list
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn cors_preflights_are_answered_and_allowed_origins_get_the_headers() {
+    let web = EchoBackend::start("web", "v1");
+    let entries = se("web", "web.svc.internal", &[&web], &[]);
+    let to_web = "    route: [{destination: {host: web.svc.internal}}]\n";
+    let routes = [
+        vs(
+            "cors",
+            "cors.example.com",
+            &format!(
+                r#"  - corsPolicy:
+      allowOrigins:
+      - exact: https://app.example.org
+      - prefix: https://dev.
+      - regex: 'https://[a-z]+\.partner\.net'
+      allowMethods: [GET, POST, PUT]
+      allowHeaders: [authorization, x-custom]
+      exposeHeaders: [x-echo-service, x-request-id]
+      maxAge: 24h
+      allowCredentials: true
+{to_web}"#
+            ),
+        ),
+        vs(
+            "cors-ignore",
+            "cors-ignore.example.com",
+            &format!(
+                "  - corsPolicy:\n      allowOrigins: [{{exact: https://app.example.org}}]\n      \
+                 allowMethods: [GET]\n      maxAge: 90s\n      unmatchedPreflights: IGNORE\n{to_web}"
+            ),
+        ),
+        vs(
+            "cors-legacy",
+            "cors-legacy.example.com",
+            &format!(
+                "  - corsPolicy:\n      allowOrigin: [https://old.example.org]\n      \
+                 allowMethods: [GET, DELETE]\n      allowHeaders: [x-legacy]\n      maxAge: 10m\n\
+                 {to_web}"
+            ),
+        ),
+    ]
+    .join("---\n");
+    let w = World::start(
+        &[],
+        vec![web],
+        &[
+            ("gateway.yaml", EDGE_GATEWAY.to_string()),
+            ("backends.yaml", entries),
+            ("routes.yaml", routes),
+        ],
+    );
+    let options = |host: &str, headers: &[(&str, &str)]| -> Response {
+        w.client
+            .request("OPTIONS", w.addr, host, "/items", headers, b"")
+            .unwrap_or_else(|e| w.gw.fail(e))
+    };
+    let mut wrong = Vec::new();
+
+    // Preflights from allowed origins: answered by the gateway, not forwarded.
+    let preflights: &[(&str, &str)] = &[
+        ("cors.example.com", "https://app.example.org"),
+        ("cors.example.com", "https://dev.anything.io"),
+        ("cors.example.com", "https://shop.partner.net"),
+        ("cors-ignore.example.com", "https://app.example.org"),
+        ("cors-legacy.example.com", "https://old.example.org"),
+    ];
+    for (host, origin) in preflights {
+        let want = match *host {
+            "cors.example.com" => pairs(&[
+                ("access-control-allow-origin", origin),
+                ("access-control-allow-methods", "GET,POST,PUT"),
+                ("access-control-allow-headers", "authorization,x-custom"),
+                ("access-control-max-age", "86400"),
+                ("access-control-allow-credentials", "true"),
+            ]),
+            "cors-ignore.example.com" => pairs(&[
+                ("access-control-allow-origin", origin),
+                ("access-control-allow-methods", "GET"),
+                ("access-control-max-age", "90"),
+            ]),
+            _ => pairs(&[
+                ("access-control-allow-origin", origin),
+                ("access-control-allow-methods", "GET,DELETE"),
+                ("access-control-allow-headers", "x-legacy"),
+                ("access-control-max-age", "600"),
+            ]),
+        };
+        let before = w.received("web");
+        let r = options(
+            host,
+            &[
+                ("origin", origin),
+                ("access-control-request-method", "PUT"),
+                ("access-control-request-headers", "x-custom"),
+            ],
+        );
+        let forwarded = w.received("web") - before;
+        let got = cors_headers(&r);
+        if r.status != 200 || got != want || forwarded != 0 {
+            wrong.push(format!(
+                "preflight to {host} from allowed {origin}: expected 200 answered by the gateway \
+                 (not forwarded) with {want:?}; got {} with {got:?}, forwarded {forwarded} time(s), \
+                 body {}",
+                r.status,
+                short(&r.body)
+            ));
+        }
+    }
+
+    // Simple (non-preflight) requests from allowed origins: forwarded, CORS headers added.
+    let simple: &[(&str, &str, &str)] = &[
+        ("GET", "cors.example.com", "https://app.example.org"),
+        ("POST", "cors.example.com", "https://dev.x"),
+        ("GET", "cors.example.com", "https://shop.partner.net"),
+        // OPTIONS without Access-Control-Request-Method is not a preflight.
+        ("OPTIONS", "cors.example.com", "https://app.example.org"),
+        ("GET", "cors-legacy.example.com", "https://old.example.org"),
+    ];
+    for (method, host, origin) in simple {
+        let want = if *host == "cors.example.com" {
+            pairs(&[
+                ("access-control-allow-origin", origin),
+                (
+                    "access-control-expose-headers",
+                    "x-echo-service,x-request-id",
+                ),
+                ("access-control-allow-credentials", "true"),
+            ])
+        } else {
+            pairs(&[("access-control-allow-origin", origin)])
+        };
+        let before = w.received("web");
+        let r = w
+            .client
+            .request(method, w.addr, host, "/items", &[("origin", origin)], b"")
+            .unwrap_or_else(|e| w.gw.fail(e));
+        let forwarded = w.received("web") - before;
+        let got: Vec<(String, String)> = cors_headers(&r)
+            .into_iter()
+            .filter(|(k, _)| {
+                // Only these three are specified for non-preflight responses.
+                [
+                    "access-control-allow-origin",
+                    "access-control-expose-headers",
+                    "access-control-allow-credentials",
+                ]
+                .contains(&k.as_str())
+            })
+            .collect();
+        if r.status != 200 || echo_json(&r).is_none() || forwarded != 1 || got != want {
+            wrong.push(format!(
+                "{method} to {host} from allowed {origin}: expected the backend's 200 (forwarded \
+                 once) with {want:?}; got {} with {:?}, forwarded {forwarded} time(s), body {}",
+                r.status,
+                cors_headers(&r),
+                short(&r.body)
+            ));
+        }
+    }
+
+    // Disallowed origins (and no Origin at all): never any CORS header. Simple requests are
+    // forwarded; preflights too with FORWARD (the default), not with IGNORE.
+    let preflight = |origin: &'static str| -> Vec<(&'static str, &'static str)> {
+        vec![("origin", origin), ("access-control-request-method", "GET")]
+    };
+    // (method, Host, request headers, times forwarded)
+    let disallowed: Vec<(&str, &str, Headers, u64)> = vec![
+        (
+            "GET",
+            "cors.example.com",
+            vec![("origin", "https://evil.example.com")],
+            1,
+        ),
+        ("GET", "cors.example.com", vec![], 1),
+        (
+            "OPTIONS",
+            "cors.example.com",
+            preflight("https://evil.example.com"),
+            1,
+        ),
+        // Exact is exact: another scheme does not match.
+        (
+            "OPTIONS",
+            "cors.example.com",
+            preflight("http://app.example.org"),
+            1,
+        ),
+        // The regex must match the whole origin.
+        (
+            "OPTIONS",
+            "cors.example.com",
+            preflight("https://shop.partner.net.evil.com"),
+            1,
+        ),
+        (
+            "OPTIONS",
+            "cors.example.com",
+            preflight("https://x.shop.partner.net"),
+            1,
+        ),
+        (
+            "OPTIONS",
+            "cors-legacy.example.com",
+            preflight("https://old.example.org.evil.com"),
+            1,
+        ),
+        (
+            "GET",
+            "cors-ignore.example.com",
+            vec![("origin", "https://evil.example.com")],
+            1,
+        ),
+        (
+            "OPTIONS",
+            "cors-ignore.example.com",
+            preflight("https://evil.example.com"),
+            0,
+        ),
+    ];
+    for (method, host, headers, want_forwarded) in &disallowed {
+        let before = w.received("web");
+        let r = w
+            .client
+            .request(method, w.addr, host, "/items", headers, b"")
+            .unwrap_or_else(|e| w.gw.fail(e));
+        let forwarded = w.received("web") - before;
+        let got = cors_headers(&r);
+        let from_backend = echo_json(&r).is_some();
+        if r.status != 200
+            || !got.is_empty()
+            || forwarded != *want_forwarded
+            || from_backend != (*want_forwarded == 1)
+        {
+            wrong.push(format!(
+                "{method} to {host} with {headers:?} (origin not allowed): expected 200 without \
+                 CORS headers, forwarded {want_forwarded} time(s); got {} with {got:?}, forwarded \
+                 {forwarded} time(s), body {}",
+                r.status,
+                short(&r.body)
+            ));
+        }
+    }
+    if !wrong.is_empty() {
+        w.gw.fail(wrong.join("\n"));
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// 14. Per-destination header operations (reference §2.6)
+
+#[test]
+fn destination_headers_win_alone_and_route_headers_win_when_weighted() {
+    let v1 = EchoBackend::start("web", "v1");
+    let v2 = EchoBackend::start("web", "v2");
+    let entries = se("web", "web.svc.internal", &[&v1, &v2], &[]);
+    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: web}\n\
+              spec:\n  host: web.svc.internal\n  subsets:\n  - name: v1\n    labels: {version: v1}\n\
+              \x20 - name: v2\n    labels: {version: v2}\n"
+        .to_string();
+    let route_ops = "  - headers:
+      request: {set: {x-a: route}}
+      response: {set: {x-r: route}}
+";
+    let single = format!(
+        "{route_ops}    route:
+    - destination: {{host: web.svc.internal, subset: v1}}
+      headers:
+        request: {{set: {{x-a: dest}}}}
+        response: {{set: {{x-r: dest, x-dest: v1-only}}}}
+"
+    );
+    let weighted = format!(
+        "{route_ops}    route:
+    - destination: {{host: web.svc.internal, subset: v1}}
+      weight: 50
+      headers:
+        request: {{set: {{x-a: dest-v1, x-only-v1: one}}}}
+        response: {{set: {{x-r: dest-v1, x-from: v1-dest}}}}
+    - destination: {{host: web.svc.internal, subset: v2}}
+      weight: 50
+      headers:
+        request: {{set: {{x-a: dest-v2}}, add: {{x-only-v2: two}}}}
+        response: {{add: {{x-from: v2-dest}}, remove: [x-echo-version]}}
+"
+    );
+    let routes = [
+        vs("single", "single.example.com", &single),
+        vs("weighted", "weighted.example.com", &weighted),
+    ]
+    .join("---\n");
+    let w = World::start(
+        &[],
+        vec![v1, v2],
+        &[
+            ("gateway.yaml", EDGE_GATEWAY.to_string()),
+            ("backends.yaml", entries),
+            ("dr.yaml", dr),
+            ("routes.yaml", routes),
+        ],
+    );
+    let mut wrong = Vec::new();
+
+    // One destination: its operations run after the route's, so it wins on x-a and x-r.
+    for i in 0..5 {
+        let r = w.get("single.example.com", "/headers", &[("x-a", "client")]);
+        let json = echo_json(&r);
+        let seen = json.as_ref().map(|j| {
+            (
+                j["version"].as_str().unwrap_or("?").to_string(),
+                j["headers"]["x-a"].clone(),
+            )
+        });
+        let got = (
+            r.status,
+            seen,
+            all_values(&r, "x-r"),
+            all_values(&r, "x-dest"),
+        );
+        let want = (
+            200,
+            Some(("v1".to_string(), Value::from("dest"))),
+            "dest".to_string(),
+            "v1-only".to_string(),
+        );
+        if got != want {
+            wrong.push(format!(
+                "single destination, request {i}: expected (status, (version, upstream x-a), \
+                 response x-r, response x-dest) = {want:?}, got {got:?}"
+            ));
+            break;
+        }
+    }
+
+    // Two weighted destinations: their operations run first, the route's win on x-a and x-r;
+    // each destination's own headers appear only with it.
+    const N: usize = 200;
+    let mut per_version: HashMap<String, usize> = HashMap::new();
+    for i in 0..N {
+        let r = w.get("weighted.example.com", "/headers", &[("x-a", "client")]);
+        let Some(json) = echo_json(&r) else {
+            wrong.push(format!(
+                "weighted request {i}: {} {}",
+                r.status,
+                short(&r.body)
+            ));
+            break;
+        };
+        let version = json["version"].as_str().unwrap_or("?").to_string();
+        let up = |name: &str| json["headers"].get(name).and_then(Value::as_str);
+        let got = (
+            up("x-a").map(str::to_string),
+            up("x-only-v1").map(str::to_string),
+            up("x-only-v2").map(str::to_string),
+            all_values(&r, "x-r"),
+            all_values(&r, "x-from"),
+            all_values(&r, "x-echo-version"),
+        );
+        let want = match version.as_str() {
+            "v1" => (
+                Some("route".to_string()),
+                Some("one".to_string()),
+                None,
+                "route".to_string(),
+                "v1-dest".to_string(),
+                "v1".to_string(),
+            ),
+            _ => (
+                Some("route".to_string()),
+                None,
+                Some("two".to_string()),
+                "route".to_string(),
+                "v2-dest".to_string(),
+                String::new(),
+            ),
+        };
+        if got != want {
+            wrong.push(format!(
+                "weighted request {i} answered by {version}: expected (upstream x-a, x-only-v1, \
+                 x-only-v2; response x-r, x-from, x-echo-version) = {want:?}, got {got:?}"
+            ));
+            break;
+        }
+        *per_version.entry(version).or_insert(0) += 1;
+    }
+    if wrong.is_empty() {
+        let (a, b) = (
+            per_version.get("v1").copied().unwrap_or(0),
+            per_version.get("v2").copied().unwrap_or(0),
+        );
+        if a + b != N || a < N / 4 || b < N / 4 {
+            wrong.push(format!("50/50 over {N} requests gave {per_version:?}"));
+        }
+    }
+    if !wrong.is_empty() {
+        w.gw.fail(wrong.join("\n"));
     }
 }

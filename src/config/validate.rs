@@ -644,6 +644,18 @@ fn destination_rule(spec: &DestinationRuleSpec, f: &mut Findings) {
         if !names.insert(subset.name.as_str()) {
             f.error(&field, format!("duplicate subset name {:?}", subset.name));
         }
+        if subset.traffic_policy.is_some() {
+            f.warn(
+                format!("spec.subsets[{i}].trafficPolicy"),
+                "trafficPolicy is accepted but not applied yet by tollgate",
+            );
+        }
+    }
+    if spec.traffic_policy.is_some() {
+        f.warn(
+            "spec.trafficPolicy",
+            "trafficPolicy is accepted but not applied yet by tollgate (load balancer, connection pool, outlier detection and upstream TLS use the defaults)",
+        );
     }
 }
 

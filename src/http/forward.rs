@@ -29,6 +29,9 @@ use crate::upstream::{
 /// default connection buffer limit); larger or unsized bodies stream, without retries.
 const RETRY_BUFFER_LIMIT: u64 = 1024 * 1024;
 
+/// How long a mirrored request may take when the route has no timeout.
+const MIRROR_TIMEOUT: Duration = Duration::from_secs(30);
+
 const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
 const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: HeaderName =
     HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
@@ -40,18 +43,96 @@ pub async fn forward(
     conn: &ConnContext,
 ) -> Response<Body> {
     let policy = &route.policy;
-    if let Some(response) = inject_fault(policy).await {
-        return response;
-    }
-    let Target::Cluster(cluster) = target else {
-        return LocalReply::ClusterNotFound.response();
+    // Envoy's filter order on an Istio gateway: CORS, then fault, then the router.
+    let cors_origin = match &policy.cors {
+        Some(cors) => match cors_check(&req, cors) {
+            Cors::Answer(response) => return response,
+            Cors::Allowed(origin) => Some((cors, origin)),
+            Cors::NotAllowed => None,
+        },
+        None => None,
     };
-    rewrite(&mut req, &route);
-    let mut response = attempts(req, &cluster, policy, conn).await;
-    if response.extensions().get::<local::Generated>().is_none() {
-        policy.response_headers.apply(response.headers_mut());
+    let mut response = match inject_fault(policy).await {
+        Some(response) => response,
+        None => match target {
+            Target::Cluster(cluster) => {
+                let destination = policy.destination(cluster.name());
+                rewrite(&mut req, &route, destination);
+                let mut response = attempts(req, &cluster, policy, conn).await;
+                if response.extensions().get::<local::Generated>().is_none() {
+                    let route_ops = &policy.response_headers;
+                    let dest_ops = destination.map(|d| &d.response);
+                    in_order(
+                        policy.single_destination,
+                        route_ops,
+                        dest_ops,
+                        response.headers_mut(),
+                    );
+                }
+                response
+            }
+            Target::Missing(_) => LocalReply::ClusterNotFound.response(),
+        },
+    };
+    if let Some((cors, origin)) = cors_origin {
+        cors.response_headers(&origin, response.headers_mut());
     }
     response
+}
+
+/// Route and destination header operations: with a single destination the destination's run
+/// last (they win), with several the route's do, as Istio configures Envoy.
+fn in_order(
+    single: bool,
+    route: &policy::HeaderOps,
+    destination: Option<&policy::HeaderOps>,
+    headers: &mut http::HeaderMap,
+) {
+    let Some(destination) = destination else {
+        route.apply(headers);
+        return;
+    };
+    let (first, second) = if single {
+        (route, destination)
+    } else {
+        (destination, route)
+    };
+    first.apply(headers);
+    second.apply(headers);
+}
+
+enum Cors {
+    /// A preflight answered here.
+    Answer(Response<Body>),
+    /// An allowed origin: its responses get the CORS headers.
+    Allowed(HeaderValue),
+    NotAllowed,
+}
+
+/// `corsPolicy`: a preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) from an
+/// allowed origin is answered at the gateway; from another origin it goes upstream
+/// (`unmatchedPreflights: FORWARD`, the default) or is answered without CORS headers (`IGNORE`).
+fn cors_check(req: &Request<Incoming>, cors: &policy::Cors) -> Cors {
+    let Some(origin) = req.headers().get(http::header::ORIGIN) else {
+        return Cors::NotAllowed;
+    };
+    let allowed = origin.to_str().is_ok_and(|o| cors.allows(o));
+    let preflight = req.method() == http::Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD);
+    match (preflight, allowed) {
+        (true, true) => {
+            let mut response = local::text(StatusCode::OK, Bytes::new());
+            cors.preflight_headers(origin, response.headers_mut());
+            Cors::Answer(response)
+        }
+        (true, false) if !cors.forward_unmatched => {
+            Cors::Answer(local::text(StatusCode::OK, Bytes::new()))
+        }
+        (_, true) => Cors::Allowed(origin.clone()),
+        (_, false) => Cors::NotAllowed,
+    }
 }
 
 /// `fault`: a delay and/or an abort, each drawn independently for its share of requests.
@@ -73,7 +154,11 @@ async fn inject_fault(policy: &RoutePolicy) -> Option<Response<Body>> {
 }
 
 /// `rewrite` (path, authority) and the request header operations, before any attempt.
-fn rewrite(req: &mut Request<Incoming>, route: &Route) {
+fn rewrite(
+    req: &mut Request<Incoming>,
+    route: &Route,
+    destination: Option<&policy::DestinationHeaders>,
+) {
     let policy = &route.policy;
     if let Some(rw) = &policy.rewrite {
         let prefix = match route.matcher.uri.as_ref().map(|u| &u.matcher) {
@@ -87,8 +172,19 @@ fn rewrite(req: &mut Request<Incoming>, route: &Route) {
             set_authority(req, authority);
         }
     }
-    policy.request_headers.apply(req.headers_mut());
-    if let Some(authority) = &policy.request_headers.authority {
+    let dest_ops = destination.map(|d| &d.request);
+    in_order(
+        policy.single_destination,
+        &policy.request_headers,
+        dest_ops,
+        req.headers_mut(),
+    );
+    let authority = [Some(&policy.request_headers), dest_ops]
+        .into_iter()
+        .flatten()
+        .filter_map(|ops| ops.authority.as_ref())
+        .next_back();
+    if let Some(authority) = authority {
         set_authority(req, authority);
     }
 }
@@ -138,6 +234,7 @@ async fn attempts(
     let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let deadline = policy.timeout.map(|t| Instant::now() + t);
     let (parts, body) = req.into_parts();
+    let mirror_parts = (!policy.mirrors.is_empty()).then(|| copy_parts(&parts));
     let protocol = cluster.spec.protocol;
     let Some(mut parts) = upstream_parts(parts, protocol, conn, upgrade) else {
         return LocalReply::NoRoute.response();
@@ -147,10 +244,14 @@ async fn attempts(
         let ms = HeaderValue::from(expected.as_millis() as u64);
         parts.headers.insert(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, ms);
     }
-    let (mut body, replay) = match replayable(body, retry, upgrade).await {
+    let buffer = retry.attempts > 0 || mirror_parts.is_some();
+    let (mut body, replay) = match replayable(body, buffer, upgrade).await {
         Ok(bodies) => bodies,
         Err(response) => return response,
     };
+    if let (Some(mirror), Some(bytes)) = (mirror_parts, &replay) {
+        send_mirrors(&mirror, bytes, policy, conn);
+    }
     let mut retries_left = if replay.is_some() { retry.attempts } else { 0 };
     let mut previous = None;
     let mut attempt: u32 = 1;
@@ -236,7 +337,7 @@ async fn within(
 /// retried: no body, or one small enough to buffer. Other bodies stream once.
 async fn replayable(
     body: Incoming,
-    retry: &RetryPolicy,
+    buffer: bool,
     upgrade: bool,
 ) -> Result<(RequestBody, Option<Bytes>), Response<Body>> {
     if body.is_end_stream() {
@@ -246,7 +347,7 @@ async fn replayable(
         .size_hint()
         .exact()
         .is_some_and(|n| n <= RETRY_BUFFER_LIMIT);
-    if upgrade || retry.attempts == 0 || !small {
+    if upgrade || !buffer || !small {
         return Ok((Either::Left(body), None));
     }
     match Limited::new(body, RETRY_BUFFER_LIMIT as usize)
@@ -279,6 +380,66 @@ async fn pick(
         }
     }
     Some(endpoint)
+}
+
+/// `mirror`/`mirrors`: a copy of the request (after rewrites, with its buffered body) to each
+/// mirror cluster in its share of requests, fire and forget: the response is discarded and
+/// neither its time nor its failure touches the client's request.
+fn send_mirrors(parts: &Parts, body: &Bytes, policy: &RoutePolicy, conn: &ConnContext) {
+    for mirror in &policy.mirrors {
+        let Target::Cluster(cluster) = &mirror.target else {
+            continue;
+        };
+        if !policy::sampled(mirror.percent, fastrand::f64()) {
+            continue;
+        }
+        let mut copy = copy_parts(parts);
+        if conn.shared.settings.mirror_shadow_host {
+            shadow_host(&mut copy);
+        }
+        let Some(copy) = upstream_parts(copy, cluster.spec.protocol, conn, false) else {
+            continue;
+        };
+        let (cluster, shared, body) = (cluster.clone(), conn.shared.clone(), body.clone());
+        let limit = policy.timeout.unwrap_or(MIRROR_TIMEOUT);
+        tokio::spawn(async move {
+            let Some(endpoint) = cluster.pick().await else {
+                return;
+            };
+            let active = ActiveRequest::start(endpoint);
+            let req = Request::from_parts(copy, Either::Right(Full::new(body)));
+            let send = shared
+                .upstreams
+                .send(cluster.spec.protocol, active.0.addr, req);
+            if let Ok(Ok(response)) = tokio::time::timeout(limit, send).await {
+                // Read the body so the connection can be reused; its content is not wanted.
+                let _ = tokio::time::timeout(limit, response.into_body().collect()).await;
+            }
+        });
+    }
+}
+
+/// Istio before 1.28 sent mirrored requests to `<host>-shadow` (port kept after the suffix).
+fn shadow_host(parts: &mut Parts) {
+    let host = match parts.uri.authority() {
+        Some(a) => a.as_str().to_string(),
+        None => match parts.headers.get(HOST).and_then(|h| h.to_str().ok()) {
+            Some(h) => h.to_string(),
+            None => return,
+        },
+    };
+    let name = crate::route::strip_port(&host);
+    let shadowed = format!("{name}-shadow{}", &host[name.len()..]);
+    if let Ok(value) = HeaderValue::from_str(&shadowed) {
+        if parts.uri.authority().is_some() {
+            let mut uri = parts.uri.clone().into_parts();
+            uri.authority = shadowed.parse().ok();
+            if let Ok(u) = Uri::from_parts(uri) {
+                parts.uri = u;
+            }
+        }
+        parts.headers.insert(HOST, value);
+    }
 }
 
 fn copy_parts(parts: &Parts) -> Parts {

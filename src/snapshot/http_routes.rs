@@ -9,7 +9,7 @@ use super::Options;
 use crate::config::model::{Destination, HttpMatch, HttpRoute, StringMatch, VirtualServiceSpec};
 use crate::config::{Diagnostic, Finding, Resource, Severity};
 use crate::hosts;
-use crate::policy::RoutePolicy;
+use crate::policy::{Mirror, RoutePolicy};
 use crate::route::{
     Action, DirectReply, Redirect, RegexCache, Route, RouteMatch, RouteTable, StrMatch, UriMatch,
     VirtualHost, WeightedClusters,
@@ -164,7 +164,7 @@ impl TableBuilder<'_, '_> {
                 continue;
             }
             let action = self.action(vs, rule, i, port);
-            let policy = Arc::new(RoutePolicy::from_model(rule));
+            let policy = Arc::new(self.policy(vs, rule, i, port));
             let matches: Vec<Option<&HttpMatch>> = if rule.matches.is_empty() {
                 vec![None]
             } else {
@@ -290,19 +290,70 @@ impl TableBuilder<'_, '_> {
         WeightedClusters::new(targets)
     }
 
+    /// The rule's traffic policy, with the clusters of its mirrors and per-destination headers.
+    fn policy(
+        &mut self,
+        vs: &BoundVs<'_>,
+        rule: &HttpRoute,
+        index: usize,
+        port: u16,
+    ) -> RoutePolicy {
+        let mut policy = RoutePolicy::from_model(rule);
+        let field = format!("spec.http[{index}]");
+        let mut notes = Vec::new();
+        if let Some(dest) = &rule.mirror {
+            let at = format!("{field}.mirror");
+            let target = self
+                .clusters
+                .target(dest, vs.resource, &at, port, &mut notes);
+            let value = rule.mirror_percentage.as_ref().map(|p| p.value);
+            let percent = crate::policy::mirror_percent(value, rule.mirror_percent);
+            policy.mirrors.push(Mirror { target, percent });
+        }
+        for (j, m) in rule.mirrors.iter().enumerate() {
+            let at = format!("{field}.mirrors[{j}].destination");
+            let target = self
+                .clusters
+                .target(&m.destination, vs.resource, &at, port, &mut notes);
+            let percent =
+                crate::policy::mirror_percent(m.percentage.as_ref().map(|p| p.value), None);
+            policy.mirrors.push(Mirror { target, percent });
+        }
+        for note in notes {
+            self.note(vs.resource, &format!("{field}.mirror"), note);
+        }
+        for (j, d) in rule.route.iter().enumerate() {
+            let Some(headers) = &d.headers else { continue };
+            let at = format!("{field}.route[{j}].destination");
+            let mut ignored = Vec::new();
+            if let crate::route::Target::Cluster(c) =
+                self.clusters
+                    .target(&d.destination, vs.resource, &at, port, &mut ignored)
+            {
+                let ops = crate::policy::DestinationHeaders::from_model(headers);
+                policy.destination_headers.push((c.name().into(), ops));
+            }
+        }
+        if let Some(c) = &rule.cors_policy {
+            let mut origins: Vec<StrMatch> = c
+                .allow_origin
+                .iter()
+                .map(|o| StrMatch::Exact(o.as_str().into()))
+                .collect();
+            origins.extend(
+                c.allow_origins
+                    .iter()
+                    .filter_map(|sm| compile_string_match(sm, self.regexes)),
+            );
+            policy.cors = Some(crate::policy::cors_from_model(c, origins));
+        }
+        policy
+    }
+
     /// Fields that are valid Istio but not applied by this version: say so rather than
     /// silently serving something else than the YAML asks for.
     fn warn_unapplied(&mut self, resource: &Resource, rule: &HttpRoute, index: usize) {
-        let fields = [
-            ("delegate", rule.delegate.is_some()),
-            ("mirror", rule.mirror.is_some()),
-            ("mirrors", !rule.mirrors.is_empty()),
-            ("corsPolicy", rule.cors_policy.is_some()),
-            (
-                "route[].headers",
-                rule.route.iter().any(|d| d.headers.is_some()),
-            ),
-        ];
+        let fields = [("delegate", rule.delegate.is_some())];
         for (name, present) in fields {
             if present {
                 let message = if name == "delegate" {

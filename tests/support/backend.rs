@@ -297,3 +297,137 @@ impl Drop for OpensslServer {
         let _ = self.child.wait();
     }
 }
+
+/// One request seen by a [`RecordingBackend`].
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// The `Host` header (or the request target's authority when there is none).
+    pub host: String,
+    /// Names lower-cased, in order.
+    pub headers: Vec<(String, String)>,
+    /// Length of the body, read to its end before the request is recorded.
+    pub body_bytes: usize,
+}
+
+/// An HTTP/1.1 server on 127.0.0.1 that records every request it receives (method, path, Host,
+/// headers, body length) and answers each one at once with 200 and the JSON
+/// `{"service": <name>, "version": "recorder", "path": ..., "host": ..., "body_bytes": ...}`
+/// (it gives no meaning to paths such as `/delay/<ms>`). Stopped on drop.
+pub struct RecordingBackend {
+    pub addr: SocketAddr,
+    pub name: String,
+    log: Arc<Mutex<Vec<Recorded>>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl RecordingBackend {
+    pub fn start(name: &str) -> RecordingBackend {
+        use http_body_util::{BodyExt, Full};
+        use hyper::service::service_fn;
+        use hyper_util::rt::TokioIo;
+
+        let listener = block_on(|| tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap_or_else(|e| panic!("bind RecordingBackend {name}: {e}"));
+        let addr = listener.local_addr().expect("RecordingBackend local_addr");
+        let log: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let task = {
+            let (log, name) = (log.clone(), name.to_string());
+            super::runtime().spawn(async move {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let (log, name) = (log.clone(), name.clone());
+                    tokio::spawn(async move {
+                        let service =
+                            service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                                let (log, name) = (log.clone(), name.clone());
+                                async move {
+                                    let (parts, body) = req.into_parts();
+                                    let body = body.collect().await?.to_bytes();
+                                    let host = parts
+                                        .headers
+                                        .get(http::header::HOST)
+                                        .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+                                        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+                                        .unwrap_or_default();
+                                    let path = parts
+                                        .uri
+                                        .path_and_query()
+                                        .map_or("/".to_string(), |pq| pq.to_string());
+                                    let json = serde_json::json!({
+                                        "service": name,
+                                        "version": "recorder",
+                                        "method": parts.method.as_str(),
+                                        "path": path,
+                                        "host": host,
+                                        "body_bytes": body.len(),
+                                    });
+                                    log.lock().unwrap().push(Recorded {
+                                        method: parts.method.to_string(),
+                                        path,
+                                        host,
+                                        headers: parts
+                                            .headers
+                                            .iter()
+                                            .map(|(k, v)| {
+                                                let v = String::from_utf8_lossy(v.as_bytes());
+                                                (k.as_str().to_string(), v.into_owned())
+                                            })
+                                            .collect(),
+                                        body_bytes: body.len(),
+                                    });
+                                    let resp = http::Response::builder()
+                                        .status(200)
+                                        .header("content-type", "application/json")
+                                        .header("x-recorder", name.as_str())
+                                        .body(Full::new(bytes::Bytes::from(json.to_string())))
+                                        .expect("build recorder response");
+                                    Ok::<_, hyper::Error>(resp)
+                                }
+                            });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .keep_alive(true)
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            })
+        };
+        RecordingBackend {
+            addr,
+            name: name.to_string(),
+            log,
+            task: Some(task),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Every request recorded so far, in arrival order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// How many requests were recorded so far.
+    pub fn count(&self) -> usize {
+        self.log.lock().unwrap().len()
+    }
+
+    pub fn stop(&mut self) {
+        stop_task(&mut self.task);
+    }
+}
+
+impl Drop for RecordingBackend {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -15,7 +15,9 @@ mod client;
 mod config;
 mod gateway;
 
-pub use backend::{dead_port, EchoBackend, OpensslServer, TcpEcho, TcpServer};
+pub use backend::{
+    dead_port, EchoBackend, OpensslServer, Recorded, RecordingBackend, TcpEcho, TcpServer,
+};
 pub use client::{curl, curl_https, CurlOutput, HttpClient, Response};
 pub use config::{https_gateway, l4_service_entry, service_entry, yaml_str, ConfigDir};
 pub use gateway::{check, CheckOutput, Gateway};
