@@ -1712,49 +1712,43 @@ fn mirror_world() -> World {
         ],
     );
     let to_v1 = "  - route: [{destination: {host: catalog, subset: version-v1}}]\n";
-    let routes = [
-        vs(
+    // Each route sends to v1 and mirrors as its policy says.
+    let mirrored = [
+        (
             "mirror-zero",
-            "mirror-zero.example.com",
-            &format!(
-                "{to_v1}    mirror: {{host: catalog, subset: version-v2}}\n    \
-                 mirrorPercentage: {{value: 0}}\n"
-            ),
+            "    mirror: {host: catalog, subset: version-v2}\n    mirrorPercentage: {value: 0}\n",
         ),
-        vs(
+        (
             "mirror-int-zero",
-            "mirror-int-zero.example.com",
-            &format!(
-                "{to_v1}    mirror: {{host: catalog, subset: version-v2}}\n    mirrorPercent: 0\n"
-            ),
+            "    mirror: {host: catalog, subset: version-v2}\n    mirrorPercent: 0\n",
         ),
-        vs(
+        (
             "mirror-half",
-            "mirror-half.example.com",
-            &format!(
-                "{to_v1}    mirror: {{host: catalog, subset: version-v2}}\n    \
-                 mirrorPercentage: {{value: 50}}\n"
-            ),
+            "    mirror: {host: catalog, subset: version-v2}\n    mirrorPercentage: {value: 50}\n",
         ),
-        vs(
+        (
             "mirrors-two",
-            "mirrors-two.example.com",
-            &format!(
-                "{to_v1}    mirrors:\n    - destination: {{host: catalog, subset: version-v2}}\n    \
-                 - destination: {{host: audit.svc.internal, port: {{number: 80}}}}\n"
-            ),
+            "    mirrors:\n    - destination: {host: catalog, subset: version-v2}\n    \
+             - destination: {host: audit.svc.internal, port: {number: 80}}\n",
         ),
-        vs(
+        (
             "mirrors-pct",
-            "mirrors-pct.example.com",
-            &format!(
-                "{to_v1}    mirrors:\n    - destination: {{host: catalog, subset: version-v2}}\n      \
-                 percentage: {{value: 100}}\n    - destination: {{host: audit.svc.internal}}\n      \
-                 percentage: {{value: 0}}\n"
-            ),
+            "    mirrors:\n    - destination: {host: catalog, subset: version-v2}\n      \
+             percentage: {value: 100}\n    - destination: {host: audit.svc.internal}\n      \
+             percentage: {value: 0}\n",
         ),
-    ]
-    .join("---\n");
+    ];
+    let routes = mirrored
+        .iter()
+        .map(|(name, policy)| {
+            vs(
+                name,
+                &format!("{name}.example.com"),
+                &format!("{to_v1}{policy}"),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n");
     World::start(
         &["--namespace", "istioinaction"],
         backends,
