@@ -348,7 +348,7 @@ pub struct RouteDestination {
 #[serde(rename_all = "camelCase", default)]
 pub struct DestinationRuleSpec {
     pub host: String,
-    pub traffic_policy: Option<Loose>,
+    pub traffic_policy: Option<Box<TrafficPolicy>>,
     pub subsets: Vec<Subset>,
     pub export_to: Vec<String>,
     pub workload_selector: Option<Loose>,
@@ -359,7 +359,63 @@ pub struct DestinationRuleSpec {
 pub struct Subset {
     pub name: String,
     pub labels: BTreeMap<String, String>,
-    pub traffic_policy: Option<Loose>,
+    pub traffic_policy: Option<Box<TrafficPolicy>>,
+}
+
+/// A DestinationRule's (or subset's) `trafficPolicy`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TrafficPolicy {
+    pub load_balancer: Option<LoadBalancerSettings>,
+    pub connection_pool: Option<Loose>,
+    pub outlier_detection: Option<Loose>,
+    pub tls: Option<Loose>,
+    pub port_level_settings: Vec<PortTrafficPolicy>,
+    pub tunnel: Option<Loose>,
+    pub proxy_protocol: Option<Loose>,
+    pub retry_budget: Option<Loose>,
+}
+
+/// `portLevelSettings[]`: replaces the four components wholesale for one port (reference §3.2).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PortTrafficPolicy {
+    pub port: Option<PortSelector>,
+    pub load_balancer: Option<LoadBalancerSettings>,
+    pub connection_pool: Option<Loose>,
+    pub outlier_detection: Option<Loose>,
+    pub tls: Option<Loose>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LoadBalancerSettings {
+    pub simple: Option<String>,
+    pub consistent_hash: Option<ConsistentHash>,
+    pub locality_lb_setting: Option<Loose>,
+    pub warmup_duration_secs: Option<Loose>,
+    pub warmup: Option<Loose>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ConsistentHash {
+    pub http_header_name: Option<String>,
+    pub http_cookie: Option<HttpCookie>,
+    pub use_source_ip: Option<bool>,
+    pub http_query_parameter_name: Option<String>,
+    pub ring_hash: Option<Loose>,
+    pub maglev: Option<Loose>,
+    pub minimum_ring_size: Option<Loose>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HttpCookie {
+    pub name: String,
+    pub path: Option<String>,
+    pub ttl: Option<String>,
+    pub attributes: Option<Loose>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -555,4 +611,26 @@ pub const KNOWN_FIELDS: &[&str] = &[
     "maxAge",
     "allowCredentials",
     "unmatchedPreflights",
+    "loadBalancer",
+    "connectionPool",
+    "outlierDetection",
+    "portLevelSettings",
+    "tunnel",
+    "proxyProtocol",
+    "retryBudget",
+    "simple",
+    "consistentHash",
+    "localityLbSetting",
+    "warmupDurationSecs",
+    "warmup",
+    "httpHeaderName",
+    "httpCookie",
+    "useSourceIp",
+    "httpQueryParameterName",
+    "ringHash",
+    "maglev",
+    "minimumRingSize",
+    "ttl",
+    "path",
+    "attributes",
 ];

@@ -2,7 +2,10 @@
 //! mirrors and CORS (reference §2.6–2.8), with Istio's admission rules.
 
 use super::duration;
-use super::model::{CorsPolicy, Headers, HttpFault, HttpRetry, HttpRewrite, HttpRoute, Percent};
+use super::model::{
+    CorsPolicy, Headers, HttpFault, HttpRetry, HttpRewrite, HttpRoute, LoadBalancerSettings, Loose,
+    Percent, TrafficPolicy,
+};
 use super::validate::{string_match, Findings};
 
 /// Envoy's `retry_on` conditions Istio accepts (numeric HTTP statuses are accepted too).
@@ -235,5 +238,113 @@ fn percent(p: &Percent, field: &str, f: &mut Findings) {
 fn int_percent(p: i64, field: &str, f: &mut Findings) {
     if !(0..=100).contains(&p) {
         f.error(field, format!("{p} is outside 0-100"));
+    }
+}
+
+/// A DestinationRule `trafficPolicy` (top level or a subset's), with its port-level settings.
+pub(super) fn traffic_policy(tp: &TrafficPolicy, field: &str, f: &mut Findings) {
+    components(
+        &tp.load_balancer,
+        [&tp.connection_pool, &tp.outlier_detection, &tp.tls],
+        field,
+        f,
+    );
+    for (i, p) in tp.port_level_settings.iter().enumerate() {
+        let at = format!("{field}.portLevelSettings[{i}]");
+        match &p.port {
+            Some(port) if (1..=65535).contains(&port.number) => {}
+            _ => f.error(
+                format!("{at}.port.number"),
+                "a port number 1-65535 is required",
+            ),
+        }
+        components(
+            &p.load_balancer,
+            [&p.connection_pool, &p.outlier_detection, &p.tls],
+            &at,
+            f,
+        );
+    }
+}
+
+fn components(
+    lb: &Option<LoadBalancerSettings>,
+    unapplied: [&Option<Loose>; 3],
+    field: &str,
+    f: &mut Findings,
+) {
+    if let Some(lb) = lb {
+        load_balancer(lb, &format!("{field}.loadBalancer"), f);
+    }
+    for (name, value) in ["connectionPool", "outlierDetection", "tls"]
+        .iter()
+        .zip(unapplied)
+    {
+        if value.is_some() {
+            f.warn(
+                format!("{field}.{name}"),
+                format!("{name} is accepted but not applied yet by tollgate"),
+            );
+        }
+    }
+}
+
+fn load_balancer(lb: &LoadBalancerSettings, field: &str, f: &mut Findings) {
+    const SIMPLE: &[&str] = &[
+        "UNSPECIFIED",
+        "LEAST_CONN",
+        "RANDOM",
+        "PASSTHROUGH",
+        "ROUND_ROBIN",
+        "LEAST_REQUEST",
+    ];
+    if let Some(simple) = &lb.simple {
+        if !SIMPLE.contains(&simple.as_str()) {
+            f.error(
+                format!("{field}.simple"),
+                format!("{simple:?} is not one of {}", SIMPLE.join(", ")),
+            );
+        }
+        if lb.consistent_hash.is_some() {
+            f.error(field, "simple and consistentHash are mutually exclusive");
+        }
+    }
+    if let Some(ch) = &lb.consistent_hash {
+        let keys = [
+            ch.http_header_name.is_some(),
+            ch.http_cookie.is_some(),
+            ch.use_source_ip == Some(true),
+            ch.http_query_parameter_name.is_some(),
+        ];
+        if keys.iter().filter(|k| **k).count() != 1 {
+            f.error(
+                format!("{field}.consistentHash"),
+                "exactly one of httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName is required",
+            );
+        }
+        if let Some(cookie) = &ch.http_cookie {
+            if cookie.name.is_empty() {
+                f.error(
+                    format!("{field}.consistentHash.httpCookie.name"),
+                    "is required",
+                );
+            }
+            if let Some(ttl) = &cookie.ttl {
+                if let Err(e) = duration::parse(ttl) {
+                    f.error(format!("{field}.consistentHash.httpCookie.ttl"), e);
+                } else {
+                    f.warn(
+                        format!("{field}.consistentHash.httpCookie.ttl"),
+                        "the gateway does not generate the cookie yet; requests without it are balanced at random",
+                    );
+                }
+            }
+        }
+    }
+    if lb.locality_lb_setting.is_some() {
+        f.warn(
+            format!("{field}.localityLbSetting"),
+            "one gateway has one locality; localityLbSetting is ignored",
+        );
     }
 }

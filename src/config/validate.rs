@@ -644,18 +644,12 @@ fn destination_rule(spec: &DestinationRuleSpec, f: &mut Findings) {
         if !names.insert(subset.name.as_str()) {
             f.error(&field, format!("duplicate subset name {:?}", subset.name));
         }
-        if subset.traffic_policy.is_some() {
-            f.warn(
-                format!("spec.subsets[{i}].trafficPolicy"),
-                "trafficPolicy is accepted but not applied yet by tollgate",
-            );
+        if let Some(tp) = &subset.traffic_policy {
+            super::policy::traffic_policy(tp, &format!("spec.subsets[{i}].trafficPolicy"), f);
         }
     }
-    if spec.traffic_policy.is_some() {
-        f.warn(
-            "spec.trafficPolicy",
-            "trafficPolicy is accepted but not applied yet by tollgate (load balancer, connection pool, outlier detection and upstream TLS use the defaults)",
-        );
+    if let Some(tp) = &spec.traffic_policy {
+        super::policy::traffic_policy(tp, "spec.trafficPolicy", f);
     }
 }
 

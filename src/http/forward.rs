@@ -22,7 +22,7 @@ use super::{Body, UpstreamBody};
 use crate::policy::{self, Abort, Failure, RetryPolicy, RoutePolicy};
 use crate::route::{Route, StrMatch, Target};
 use crate::upstream::{
-    ActiveRequest, Cluster, Endpoint, RequestBody, UpstreamError, UpstreamProtocol,
+    ActiveRequest, Cluster, Endpoint, HashOn, RequestBody, UpstreamError, UpstreamProtocol,
 };
 
 /// Request bodies up to this size are buffered so that retries can resend them (Envoy's
@@ -234,6 +234,9 @@ async fn attempts(
     let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let deadline = policy.timeout.map(|t| Instant::now() + t);
     let (parts, body) = req.into_parts();
+    let hash_key = cluster
+        .hash_on()
+        .and_then(|on| hash_key(on, &parts, conn.peer.ip()));
     let mirror_parts = (!policy.mirrors.is_empty()).then(|| copy_parts(&parts));
     let protocol = cluster.spec.protocol;
     let Some(mut parts) = upstream_parts(parts, protocol, conn, upgrade) else {
@@ -256,7 +259,7 @@ async fn attempts(
     let mut previous = None;
     let mut attempt: u32 = 1;
     loop {
-        let Some(endpoint) = pick(cluster, previous, retry).await else {
+        let Some(endpoint) = pick(cluster, hash_key, previous, retry).await else {
             return LocalReply::NoHealthyUpstream.response();
         };
         previous = Some(endpoint.addr);
@@ -367,19 +370,50 @@ async fn replayable(
 /// `previous_hosts` predicate, up to 5 selections).
 async fn pick(
     cluster: &Arc<Cluster>,
+    key: Option<u64>,
     previous: Option<std::net::SocketAddr>,
     retry: &RetryPolicy,
 ) -> Option<Arc<Endpoint>> {
-    let mut endpoint = cluster.pick().await?;
-    if let Some(previous) = previous.filter(|_| retry.other_host) {
+    let mut endpoint = cluster.pick_for(key).await?;
+    // Istio drops the other-host predicate for consistent hashing: the key decides.
+    let other_host = retry.other_host && key.is_none();
+    if let Some(previous) = previous.filter(|_| other_host) {
         for _ in 0..5 {
             if endpoint.addr != previous {
                 break;
             }
-            endpoint = cluster.pick().await?;
+            endpoint = cluster.pick_for(key).await?;
         }
     }
     Some(endpoint)
+}
+
+/// The request's consistent-hash key, if what the policy hashes on is present.
+fn hash_key(on: &HashOn, parts: &Parts, peer: std::net::IpAddr) -> Option<u64> {
+    use crate::upstream::lb::stable_hash;
+    match on {
+        HashOn::Header(name) => parts
+            .headers
+            .get(name.as_str())
+            .map(|v| stable_hash(&v.as_bytes())),
+        HashOn::SourceIp => Some(stable_hash(&peer)),
+        HashOn::Cookie(name) => parts
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| stable_hash(&v)),
+        HashOn::QueryParameter(name) => parts
+            .uri
+            .query()?
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| stable_hash(&v)),
+    }
 }
 
 /// `mirror`/`mirrors`: a copy of the request (after rewrites, with its buffered body) to each

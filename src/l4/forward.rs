@@ -128,7 +128,14 @@ async fn connect(
             return None;
         }
     };
-    let Some(endpoint) = cluster.pick().await else {
+    // Of the consistent-hash keys only the source address exists below HTTP.
+    let key = match cluster.hash_on() {
+        Some(crate::upstream::HashOn::SourceIp) => {
+            Some(crate::upstream::lb::stable_hash(&origin.peer.ip()))
+        }
+        _ => None,
+    };
+    let Some(endpoint) = cluster.pick_for(key).await else {
         reject("no_healthy_upstream");
         return None;
     };

@@ -7,13 +7,15 @@ use std::sync::Arc;
 
 use super::Options;
 use crate::config::model::{
-    Destination, DestinationRuleSpec, ServiceEntrySpec, ServicePort, WorkloadEntrySpec,
+    Destination, DestinationRuleSpec, LoadBalancerSettings, PortTrafficPolicy, ServiceEntrySpec,
+    ServicePort, Subset, TrafficPolicy, WorkloadEntrySpec,
 };
 use crate::config::{Diagnostic, Finding, Resource, Severity, Spec};
 use crate::hosts;
 use crate::route::Target;
 use crate::upstream::{
-    Cluster, ClusterSpec, DnsTarget, EndpointSource, StaticEndpoint, UpstreamProtocol,
+    Cluster, ClusterSpec, DnsTarget, EndpointSource, HashOn, LbPolicy, StaticEndpoint,
+    UpstreamProtocol,
 };
 
 /// Builds clusters on demand while routes compile; reuses the live cluster of the previous
@@ -153,6 +155,7 @@ impl<'a> ClusterBuilder<'a> {
             port,
             protocol: protocol_of(se_port.protocol.as_deref()),
             source,
+            lb: self.lb_policy(fqdn, port, subset),
         })
     }
 
@@ -182,18 +185,57 @@ impl<'a> ClusterBuilder<'a> {
     /// Labels of `subset` from the DestinationRules for `fqdn`: exact host first, then the most
     /// specific wildcard; several rules for one host merge their subsets (first wins).
     fn subset_labels(&self, fqdn: &str, subset: &str) -> Option<&'a BTreeMap<String, String>> {
-        let rules = &self.registry.destination_rules;
-        let exact = rules.iter().filter(|(h, _)| h.eq_ignore_ascii_case(fqdn));
-        let mut wildcards: Vec<_> = rules
-            .iter()
-            .filter(|(h, _)| h.starts_with('*') && hosts::subset_of(fqdn, h))
-            .collect();
-        wildcards.sort_by_key(|(h, _)| std::cmp::Reverse(h.len()));
-        exact
-            .chain(wildcards)
-            .flat_map(|(_, dr)| dr.subsets.iter())
+        self.subset(fqdn, subset).map(|s| &s.labels)
+    }
+
+    fn subset(&self, fqdn: &str, subset: &str) -> Option<&'a Subset> {
+        self.rules_for(fqdn)
+            .flat_map(|dr| dr.subsets.iter())
             .find(|s| s.name == subset)
-            .map(|s| &s.labels)
+    }
+
+    /// The DestinationRules that apply to `fqdn` (reference §3.1): those for the exact host if
+    /// any, else those for the most specific wildcard covering it; config order within.
+    fn rules_for(&self, fqdn: &str) -> impl Iterator<Item = &'a DestinationRuleSpec> {
+        let rules = &self.registry.destination_rules;
+        let host = rules
+            .iter()
+            .map(|(h, _)| h.as_str())
+            .filter(|h| {
+                h.eq_ignore_ascii_case(fqdn) || h.starts_with('*') && hosts::subset_of(fqdn, h)
+            })
+            .max_by_key(|h| (!h.starts_with('*'), h.len()));
+        let applying: Vec<&'a DestinationRuleSpec> = rules
+            .iter()
+            .filter(|(h, _)| Some(h.as_str()) == host)
+            .map(|(_, dr)| *dr)
+            .collect();
+        applying.into_iter()
+    }
+
+    /// The load balancer of cluster (`fqdn`, `port`, `subset`), composed as Istio does
+    /// (reference §3.2): the first rule's top-level policy, replaced wholesale by its
+    /// `portLevelSettings` for the port, then the subset's own policy component-wise, then the
+    /// subset's `portLevelSettings`.
+    fn lb_policy(&self, fqdn: &str, port: u16, subset: &str) -> LbPolicy {
+        let top = self
+            .rules_for(fqdn)
+            .find_map(|dr| dr.traffic_policy.as_ref());
+        let mut lb = top.and_then(|tp| tp.load_balancer.as_ref());
+        if let Some(level) = top.and_then(|tp| port_level(tp, port)) {
+            lb = level.load_balancer.as_ref();
+        }
+        let own = (!subset.is_empty())
+            .then(|| self.subset(fqdn, subset))
+            .flatten()
+            .and_then(|s| s.traffic_policy.as_ref());
+        if let Some(tp) = own {
+            lb = tp.load_balancer.as_ref().or(lb);
+            if let Some(level) = port_level(tp, port) {
+                lb = level.load_balancer.as_ref();
+            }
+        }
+        lb.map_or_else(LbPolicy::default, lb_from_model)
     }
 
     fn dns_cluster(
@@ -229,6 +271,7 @@ impl<'a> ClusterBuilder<'a> {
             port,
             protocol: UpstreamProtocol::Http1,
             source,
+            lb: self.lb_policy(fqdn, port, ""),
         })
     }
 }
@@ -357,5 +400,31 @@ impl<'a> Registry<'a> {
             }
         }
         registry
+    }
+}
+
+fn port_level(tp: &TrafficPolicy, port: u16) -> Option<&PortTrafficPolicy> {
+    tp.port_level_settings
+        .iter()
+        .find(|p| p.port.as_ref().is_some_and(|p| p.number == i64::from(port)))
+}
+
+fn lb_from_model(lb: &LoadBalancerSettings) -> LbPolicy {
+    if let Some(ch) = &lb.consistent_hash {
+        let on = if let Some(h) = &ch.http_header_name {
+            HashOn::Header(h.to_ascii_lowercase())
+        } else if let Some(c) = &ch.http_cookie {
+            HashOn::Cookie(c.name.clone())
+        } else if let Some(q) = &ch.http_query_parameter_name {
+            HashOn::QueryParameter(q.clone())
+        } else {
+            HashOn::SourceIp
+        };
+        return LbPolicy::ConsistentHash(on);
+    }
+    match lb.simple.as_deref() {
+        Some("ROUND_ROBIN") => LbPolicy::RoundRobin,
+        Some("RANDOM") => LbPolicy::Random,
+        _ => LbPolicy::LeastRequest,
     }
 }

@@ -136,4 +136,6 @@ impl Snapshot {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_dr;
+#[cfg(test)]
 mod tests_l4;

@@ -30,6 +30,7 @@ pub struct ClusterSpec {
     pub port: u16,
     pub protocol: UpstreamProtocol,
     pub source: EndpointSource,
+    pub lb: lb::LbPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
@@ -101,6 +102,10 @@ pub struct Cluster {
     resolved_once: tokio::sync::OnceCell<()>,
     epoch: Instant,
     tcp_stats: std::sync::OnceLock<crate::metrics::TcpStats>,
+    /// Round-robin position.
+    cursor: std::sync::atomic::AtomicUsize,
+    /// Consistent-hash ring over the current endpoints (hash policies only).
+    ring: ArcSwap<lb::Ring>,
 }
 
 impl Cluster {
@@ -121,6 +126,22 @@ impl Cluster {
             resolved_once: tokio::sync::OnceCell::new(),
             epoch: Instant::now(),
             tcp_stats: std::sync::OnceLock::new(),
+            cursor: std::sync::atomic::AtomicUsize::new(0),
+            ring: ArcSwap::from_pointee(lb::Ring::default()),
+        }
+        .with_ring()
+    }
+
+    /// Rebuilds the hash ring from the current endpoints (hash policies only).
+    fn with_ring(self) -> Self {
+        self.rebuild_ring();
+        self
+    }
+
+    fn rebuild_ring(&self) {
+        if matches!(self.spec.lb, lb::LbPolicy::ConsistentHash(_)) {
+            self.ring
+                .store(Arc::new(lb::Ring::new(&self.endpoints.load())));
         }
     }
 
@@ -145,10 +166,33 @@ impl Cluster {
 
     /// Picks an endpoint with the cluster's balancer; resolves DNS first if never resolved.
     pub async fn pick(self: &Arc<Self>) -> Option<Arc<Endpoint>> {
+        self.pick_for(None).await
+    }
+
+    /// As [`Self::pick`], with the request's consistent-hash key (a hash policy without a key
+    /// picks at random, as Envoy does when the header or cookie is missing).
+    pub async fn pick_for(self: &Arc<Self>, key: Option<u64>) -> Option<Arc<Endpoint>> {
         if self.is_dns() {
             self.refresh_dns().await;
         }
-        lb::least_request(&self.endpoints.load())
+        let endpoints = self.endpoints.load();
+        match &self.spec.lb {
+            lb::LbPolicy::LeastRequest => lb::least_request(&endpoints),
+            lb::LbPolicy::RoundRobin => lb::round_robin(&endpoints, &self.cursor),
+            lb::LbPolicy::Random => lb::random(&endpoints),
+            lb::LbPolicy::ConsistentHash(_) => match key {
+                Some(key) => self.ring.load().get(key),
+                None => lb::random(&endpoints),
+            },
+        }
+    }
+
+    /// What a consistent-hash policy hashes on, if the cluster has one.
+    pub fn hash_on(&self) -> Option<&lb::HashOn> {
+        match &self.spec.lb {
+            lb::LbPolicy::ConsistentHash(on) => Some(on),
+            _ => None,
+        }
     }
 
     /// First call waits for a resolution; later calls refresh in the background when stale.
@@ -195,6 +239,7 @@ impl Cluster {
                 })
                 .collect();
             self.endpoints.store(Arc::new(merged));
+            self.rebuild_ring();
         }
         self.refreshing.store(false, Ordering::Release);
     }
@@ -234,6 +279,7 @@ mod tests {
             port: 80,
             protocol: UpstreamProtocol::Http1,
             source,
+            lb: Default::default(),
         }
     }
 

@@ -12,6 +12,7 @@ pub use cluster::{
     ActiveRequest, Cluster, ClusterSpec, DnsTarget, Endpoint, EndpointSource, StaticEndpoint,
     UpstreamProtocol,
 };
+pub use lb::{HashOn, LbPolicy};
 
 /// What goes upstream as a request body: the client's stream as it arrives, or bytes buffered
 /// so that a retry (or a mirror) can send them again.
