@@ -32,49 +32,6 @@ use support::*;
 // ------------------------------------------------------------------------------------------
 // Helpers
 
-/// Gateway `edge`: plain HTTP on port 80 for every `*.example.com` host.
-const EDGE_GATEWAY: &str = "apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: edge}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 80, name: http, protocol: HTTP}
-    hosts: [\"*.example.com\"]
-";
-
-/// Text of `../shared/fixtures/<rel>`; fails with a clear message when it is missing.
-fn fixture(rel: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures")
-        .join(rel);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "the shared Istio fixture {} is missing ({e}); these tests need ../shared/fixtures \
-             relative to CARGO_MANIFEST_DIR",
-            path.display()
-        )
-    })
-}
-
-/// `text` with each `(from, to)` replaced; every `from` must occur exactly once. The result ends
-/// with a newline (the book's files do not).
-fn adapt(what: &str, text: &str, edits: &[(&str, &str)]) -> String {
-    let mut out = text.to_string();
-    for (from, to) in edits {
-        let n = out.matches(from).count();
-        assert_eq!(
-            n, 1,
-            "test bug: {from:?} occurs {n} times in {what}:\n{out}"
-        );
-        out = out.replacen(from, to, 1);
-    }
-    if !out.ends_with('\n') {
-        out.push('\n');
-    }
-    out
-}
-
 /// One of the book's ch6 load-balancer DestinationRules with its host (and optionally its name)
 /// replaced.
 fn book_dr(file: &str, host: &str, name: Option<&str>) -> String {
@@ -88,7 +45,12 @@ fn book_dr(file: &str, host: &str, name: Option<&str>) -> String {
     if let Some(line) = &name_line {
         edits.push(("name: simple-backend-dr\n", line.as_str()));
     }
-    adapt(&rel, &fixture(&rel), &edits)
+    // The book's files do not end with a newline.
+    let mut out = adapt(&rel, &fixture(&rel), &edits);
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out
 }
 
 /// Three echo backends of `service`, versions v1, v2, v3.
@@ -105,29 +67,21 @@ type Ep<'a> = (SocketAddr, &'a str, &'a [(&'a str, &'a str)]);
 /// A STATIC ServiceEntry `name` for `host` (port 80) with one endpoint per address, each
 /// labelled `version: <version>` plus `extra` labels.
 fn se(name: &str, host: &str, endpoints: &[Ep<'_>]) -> String {
-    let labels: Vec<Vec<(&str, &str)>> = endpoints
+    let endpoints: Vec<Endpoint<'_>> = endpoints
         .iter()
-        .map(|(_, version, extra)| {
+        .map(|(addr, version, extra)| {
             let mut l = vec![("version", *version)];
             l.extend_from_slice(extra);
-            l
+            (*addr, l)
         })
         .collect();
-    let list: Vec<(SocketAddr, &[(&str, &str)])> = endpoints
-        .iter()
-        .zip(&labels)
-        .map(|((addr, _, _), l)| (*addr, &l[..]))
-        .collect();
-    service_entry(name, host, 80, &list)
+    service_entry_80(name, host, &endpoints)
 }
 
 /// [`se`] for echo backends, labelled with their version only.
 fn se_echo(name: &str, host: &str, backends: &[EchoBackend]) -> String {
-    let eps: Vec<Ep<'_>> = backends
-        .iter()
-        .map(|b| (b.addr, b.version.as_str(), &[][..]))
-        .collect();
-    se(name, host, &eps)
+    let endpoints: Vec<Endpoint<'_>> = backends.iter().map(echo_endpoint).collect();
+    service_entry_80(name, host, &endpoints)
 }
 
 /// A DestinationRule `name` for `host` with the given `spec:` body after `host:` (lines indented
@@ -137,29 +91,6 @@ fn dr(name: &str, host: &str, body: &str) -> String {
         "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}}}\n\
          spec:\n  host: {host}\n{body}"
     )
-}
-
-/// A VirtualService `name` for `host` bound to Gateway `edge`, with the given `http:` rules
-/// (lines indented by two spaces, starting with `  - `).
-fn vs(name: &str, host: &str, http: &str) -> String {
-    format!(
-        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}}}\n\
-         spec:\n  hosts: [{}]\n  gateways: [edge]\n  http:\n{http}",
-        yaml_str(host)
-    )
-}
-
-/// A VirtualService `name` for `host` sending everything to `dest`.
-fn vs_to(name: &str, host: &str, dest: &str) -> String {
-    vs(
-        name,
-        host,
-        &format!("  - route: [{{destination: {{host: {dest}}}}}]\n"),
-    )
-}
-
-fn short(body: &str) -> &str {
-    &body[..body.len().min(300)]
 }
 
 /// The `version` of the backend that answered, or `status <code>: <body>`.
@@ -210,45 +141,7 @@ fn rotation_problem(seq: &[String], members: &[&str]) -> Option<String> {
     })
 }
 
-/// A running gateway on a config dir, with its port-80 listener and the echo backends.
-struct World {
-    gw: Gateway,
-    addr: SocketAddr,
-    client: HttpClient,
-    config: ConfigDir,
-    backends: Vec<EchoBackend>,
-}
-
 impl World {
-    /// Writes `files`, starts the gateway (`--port-map 80=0`) and checks that every file loaded
-    /// without errors.
-    fn start(backends: Vec<EchoBackend>, files: &[(&str, String)]) -> World {
-        let config = ConfigDir::new();
-        for (name, text) in files {
-            config.write(name, text);
-        }
-        let gw = Gateway::start(config.path(), &["--port-map", "80=0"]);
-        let addr = gw.listener(80);
-        let dump = gw.config_dump();
-        let bad = not_ok_files(&dump);
-        let errors: Vec<String> = diagnostics(&dump)
-            .into_iter()
-            .filter(|l| l.contains(" error: "))
-            .collect();
-        if !bad.is_empty() || !errors.is_empty() {
-            gw.fail(format!(
-                "test configuration did not load cleanly: files not ok {bad:#?}, errors {errors:#?}"
-            ));
-        }
-        World {
-            gw,
-            addr,
-            client: HttpClient::new(),
-            config,
-            backends,
-        }
-    }
-
     /// GET through the gateway on the keep-alive client; returns the answering version (or
     /// `status <code>: <body>`); a transport error fails the test with the gateway's stderr.
     fn who(&self, host: &str, path: &str, headers: &[(&str, &str)]) -> String {
@@ -262,10 +155,7 @@ impl World {
         path: &str,
         headers: &[(&str, &str)],
     ) -> String {
-        let r = client
-            .get(self.addr, host, path, headers)
-            .unwrap_or_else(|e| self.gw.fail(e));
-        version_of(&r)
+        version_of(&self.get_with(client, host, path, headers))
     }
 
     /// `n` sequential requests; the answering versions in order.
@@ -274,38 +164,40 @@ impl World {
     }
 }
 
-fn diagnostics(dump: &Value) -> Vec<String> {
-    dump["diagnostics"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|d| d.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
+/// The names of a world with one service: the ServiceEntry `se` for `host` and the
+/// VirtualService `vs` sending `vs_host` to it.
+struct Service<'a> {
+    se: &'a str,
+    host: &'a str,
+    vs: &'a str,
+    vs_host: &'a str,
 }
 
-fn not_ok_files(dump: &Value) -> Vec<String> {
-    dump["files"]
-        .as_array()
-        .map(|files| {
-            files
-                .iter()
-                .filter(|f| f["ok"] != Value::Bool(true))
-                .map(|f| f.to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// `files[].ok` of `path` in a config dump.
-fn file_ok(dump: &Value, path: &Path) -> Option<Value> {
-    dump["files"].as_array().and_then(|files| {
+impl Service<'_> {
+    /// Gateway `edge` (`10-gateway.yaml`), the ServiceEntry over `backends` (`20-backends.yaml`),
+    /// the DestinationRule `dr_yaml` when given (`30-dr.yaml`) and the VirtualService
+    /// (`40-vs.yaml`).
+    fn files(
+        &self,
+        backends: &[EchoBackend],
+        dr_yaml: Option<String>,
+    ) -> Vec<(&'static str, String)> {
+        let mut files = vec![
+            ("10-gateway.yaml", EDGE_GATEWAY.to_string()),
+            ("20-backends.yaml", se_echo(self.se, self.host, backends)),
+        ];
+        if let Some(dr_yaml) = dr_yaml {
+            files.push(("30-dr.yaml", dr_yaml));
+        }
+        files.push(("40-vs.yaml", vs_to(self.vs, self.vs_host, self.host)));
         files
-            .iter()
-            .find(|f| f["path"].as_str() == Some(&path.display().to_string()))
-            .map(|f| f["ok"].clone())
-    })
+    }
+
+    /// A gateway started on [`Service::files`].
+    fn world(&self, backends: Vec<EchoBackend>, dr_yaml: Option<String>) -> World {
+        let files = self.files(&backends, dr_yaml);
+        World::start(&[], backends, &files)
+    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -313,25 +205,29 @@ fn file_ok(dump: &Value, path: &Path) -> Option<Value> {
 
 const SIMPLE_SE_HOST: &str = "simple-backend.svc.internal";
 
+/// `simple.example.com` → `simple-backend.svc.internal` (echo v1, v2, v3).
+const SIMPLE: Service = Service {
+    se: "simple-backend",
+    host: SIMPLE_SE_HOST,
+    vs: "simple",
+    vs_host: "simple.example.com",
+};
+
+/// [`SIMPLE`] with the book's DestinationRule `book_file`, its host adapted.
+fn simple_files(backends: &[EchoBackend], book_file: &str) -> Vec<(&'static str, String)> {
+    SIMPLE.files(backends, Some(book_dr(book_file, SIMPLE_SE_HOST, None)))
+}
+
+/// A gateway on [`simple_files`].
+fn simple_world(book_file: &str) -> World {
+    let backends = three("simple-backend");
+    let files = simple_files(&backends, book_file);
+    World::start(&[], backends, &files)
+}
+
 #[test]
 fn round_robin_rotates_strictly_over_three_endpoints() {
-    let backends = three("simple-backend");
-    let files = [
-        ("10-gateway.yaml", EDGE_GATEWAY.to_string()),
-        (
-            "20-backends.yaml",
-            se_echo("simple-backend", SIMPLE_SE_HOST, &backends),
-        ),
-        (
-            "30-dr.yaml",
-            book_dr("simple-backend-dr-rr.yaml", SIMPLE_SE_HOST, None),
-        ),
-        (
-            "40-vs.yaml",
-            vs_to("simple", "simple.example.com", SIMPLE_SE_HOST),
-        ),
-    ];
-    let w = World::start(backends, &files);
+    let w = simple_world("simple-backend-dr-rr.yaml");
     let before: Vec<u64> = w.backends.iter().map(|b| b.received()).collect();
     let seq = w.sequence("simple.example.com", &[], 300);
     let counts = tally(&seq);
@@ -369,16 +265,9 @@ fn book_load_balancer_rules_pass_check() {
         "simple-backend-dr-least-conn.yaml",
     ] {
         let dir = ConfigDir::new();
-        dir.write("10-gateway.yaml", EDGE_GATEWAY);
-        dir.write(
-            "20-backends.yaml",
-            &se_echo("simple-backend", SIMPLE_SE_HOST, &backends),
-        );
-        dir.write("30-dr.yaml", &book_dr(file, SIMPLE_SE_HOST, None));
-        dir.write(
-            "40-vs.yaml",
-            &vs_to("simple", "simple.example.com", SIMPLE_SE_HOST),
-        );
+        for (name, text) in simple_files(&backends, file) {
+            dir.write(name, &text);
+        }
         let out = check(dir.path(), &[]);
         let dr_path = dir.path().join("30-dr.yaml").display().to_string();
         let dr_diags: Vec<&str> = out
@@ -402,23 +291,7 @@ fn book_load_balancer_rules_pass_check() {
 
 #[test]
 fn random_spreads_over_all_endpoints_without_rotating() {
-    let backends = three("simple-backend");
-    let files = [
-        ("10-gateway.yaml", EDGE_GATEWAY.to_string()),
-        (
-            "20-backends.yaml",
-            se_echo("simple-backend", SIMPLE_SE_HOST, &backends),
-        ),
-        (
-            "30-dr.yaml",
-            book_dr("simple-backend-dr-random.yaml", SIMPLE_SE_HOST, None),
-        ),
-        (
-            "40-vs.yaml",
-            vs_to("simple", "simple.example.com", SIMPLE_SE_HOST),
-        ),
-    ];
-    let w = World::start(backends, &files);
+    let w = simple_world("simple-backend-dr-random.yaml");
     const N: usize = 600;
     let seq = w.sequence("simple.example.com", &[], N);
     let counts = tally(&seq);
@@ -609,7 +482,7 @@ fn least_request_sends_fewer_requests_to_a_slow_endpoint_than_round_robin() {
         ));
     }
     let files: Vec<(&str, String)> = files.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
-    let w = World::start(backends, &files);
+    let w = World::start(&[], backends, &files);
 
     let total = THREADS * PER_THREAD;
     let mut shares = Vec::new();
@@ -675,25 +548,19 @@ const PER_USER: usize = 10;
 /// A gateway for `<name>.example.com` → `<name>.svc.internal` (echo v1, v2, v3) with a
 /// DestinationRule whose `trafficPolicy.loadBalancer` is `lb` (lines indented by six spaces).
 fn hash_world(name: &str, lb: &str) -> World {
-    let backends = three("hash");
     let host = format!("{name}.svc.internal");
-    let files = [
-        ("10-gateway.yaml", EDGE_GATEWAY.to_string()),
-        ("20-backends.yaml", se_echo(name, &host, &backends)),
-        (
-            "30-dr.yaml",
-            dr(
-                name,
-                &host,
-                &format!("  trafficPolicy:\n    loadBalancer:\n{lb}"),
-            ),
-        ),
-        (
-            "40-vs.yaml",
-            vs_to(name, &format!("{name}.example.com"), &host),
-        ),
-    ];
-    World::start(backends, &files)
+    let service = Service {
+        se: name,
+        host: &host,
+        vs: name,
+        vs_host: &format!("{name}.example.com"),
+    };
+    let lb = dr(
+        name,
+        &host,
+        &format!("  trafficPolicy:\n    loadBalancer:\n{lb}"),
+    );
+    service.world(three("hash"), Some(lb))
 }
 
 /// A request: path and headers.
@@ -757,76 +624,81 @@ fn check_keyless(w: &World, host: &str, path: &str, headers: &[(&str, &str)]) ->
     problems
 }
 
-#[test]
-fn consistent_hash_on_a_header_keeps_each_user_on_one_endpoint() {
-    let w = hash_world(
-        "by-header",
-        "      consistentHash:\n        httpHeaderName: x-user\n",
-    );
-    let host = "by-header.example.com";
-    let mut problems = check_sticky(&w, host, |user, i| {
-        // Other headers vary; only x-user counts.
-        (
-            format!("/items/{i}"),
-            vec![("x-user", user.to_string()), ("x-request-n", i.to_string())],
-        )
-    });
-    problems.extend(check_keyless(&w, host, "/", &[]));
-    problems.extend(check_keyless(&w, host, "/", &[("x-other", "user-1")]));
+/// A request without the hash key: path and headers.
+type Keyless<'a> = (&'a str, &'a [(&'a str, &'a str)]);
+
+/// On [`hash_world`] `name` with `lb`: [`check_sticky`] with `req` on `<name>.example.com`, then
+/// [`check_keyless`] for each of `keyless`; fails the test with every problem found.
+fn check_hash_policy(
+    name: &str,
+    lb: &str,
+    req: impl Fn(&str, usize) -> Req,
+    keyless: &[Keyless<'_>],
+) {
+    let w = hash_world(name, lb);
+    let host = format!("{name}.example.com");
+    let mut problems = check_sticky(&w, &host, req);
+    for (path, headers) in keyless {
+        problems.extend(check_keyless(&w, &host, path, headers));
+    }
     if !problems.is_empty() {
         w.gw.fail(problems.join("\n"));
     }
+}
+
+#[test]
+fn consistent_hash_on_a_header_keeps_each_user_on_one_endpoint() {
+    check_hash_policy(
+        "by-header",
+        "      consistentHash:\n        httpHeaderName: x-user\n",
+        |user, i| {
+            // Other headers vary; only x-user counts.
+            (
+                format!("/items/{i}"),
+                vec![("x-user", user.to_string()), ("x-request-n", i.to_string())],
+            )
+        },
+        &[("/", &[]), ("/", &[("x-other", "user-1")])],
+    );
 }
 
 #[test]
 fn consistent_hash_on_a_query_parameter_keeps_each_user_on_one_endpoint() {
-    let w = hash_world(
+    check_hash_policy(
         "by-query",
         "      consistentHash:\n        httpQueryParameterName: user\n",
+        |user, i| {
+            // The parameter's position and the other parameters do not matter.
+            let path = if i % 2 == 0 {
+                format!("/items?user={user}")
+            } else {
+                format!("/items?page={i}&user={user}&sort=asc")
+            };
+            (path, vec![])
+        },
+        &[("/items", &[]), ("/items?page=1&username=x", &[])],
     );
-    let host = "by-query.example.com";
-    let mut problems = check_sticky(&w, host, |user, i| {
-        // The parameter's position and the other parameters do not matter.
-        let path = if i % 2 == 0 {
-            format!("/items?user={user}")
-        } else {
-            format!("/items?page={i}&user={user}&sort=asc")
-        };
-        (path, vec![])
-    });
-    problems.extend(check_keyless(&w, host, "/items", &[]));
-    problems.extend(check_keyless(&w, host, "/items?page=1&username=x", &[]));
-    if !problems.is_empty() {
-        w.gw.fail(problems.join("\n"));
-    }
 }
 
 #[test]
 fn consistent_hash_on_a_cookie_keeps_each_user_on_one_endpoint() {
-    let w = hash_world(
+    check_hash_policy(
         "by-cookie",
         "      consistentHash:\n        httpCookie:\n          name: user\n",
+        |user, i| {
+            // The cookie's position among other cookies does not matter.
+            let cookie = if i % 2 == 0 {
+                format!("user={user}")
+            } else {
+                format!("theme=dark; user={user}; lang=en-{i}")
+            };
+            ("/".to_string(), vec![("cookie", cookie)])
+        },
+        &[
+            ("/", &[]),
+            ("/", &[("cookie", "theme=dark; username=user-1")]),
+        ],
     );
-    let host = "by-cookie.example.com";
-    let mut problems = check_sticky(&w, host, |user, i| {
-        // The cookie's position among other cookies does not matter.
-        let cookie = if i % 2 == 0 {
-            format!("user={user}")
-        } else {
-            format!("theme=dark; user={user}; lang=en-{i}")
-        };
-        ("/".to_string(), vec![("cookie", cookie)])
-    });
-    problems.extend(check_keyless(&w, host, "/", &[]));
-    problems.extend(check_keyless(
-        &w,
-        host,
-        "/",
-        &[("cookie", "theme=dark; username=user-1")],
-    ));
-    if !problems.is_empty() {
-        w.gw.fail(problems.join("\n"));
-    }
 }
 
 #[test]
@@ -957,7 +829,7 @@ fn subset_and_port_level_policies_compose_as_istio_does() {
             .join("---\n"),
         ),
     ];
-    let w = World::start(backends, &files);
+    let w = World::start(&[], backends, &files);
     let mut problems = Vec::new();
     let comp = "comp.example.com";
 
@@ -1037,81 +909,72 @@ fn subset_and_port_level_policies_compose_as_istio_does() {
 
 const DR_FILE: &str = "30-dr.yaml";
 
-/// Line 9 is the load balancer that the variants below replace.
-const DR_GOOD: &str = "apiVersion: networking.istio.io/v1
+/// DestinationRule `lb` for `lb.svc.internal` (lines 1-6), then the given lines of its `spec`.
+macro_rules! lb_dr {
+    ($spec:literal) => {
+        concat!(
+            "apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata:
   name: lb
 spec:
   host: lb.svc.internal
-  trafficPolicy:
+",
+            $spec
+        )
+    };
+}
+
+/// Line 9 is the load balancer that the variants below replace.
+const DR_GOOD: &str = lb_dr!(
+    "  trafficPolicy:
     loadBalancer:
       simple: ROUND_ROBIN
-";
+"
+);
 
 /// Line 9: an unknown `simple` policy.
-const DR_FASTEST: &str = "apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: lb
-spec:
-  host: lb.svc.internal
-  trafficPolicy:
+const DR_FASTEST: &str = lb_dr!(
+    "  trafficPolicy:
     loadBalancer:
       simple: FASTEST
-";
+"
+);
 
 /// Line 9: `consistentHash` with two keys.
-const DR_TWO_KEYS: &str = "apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: lb
-spec:
-  host: lb.svc.internal
-  trafficPolicy:
+const DR_TWO_KEYS: &str = lb_dr!(
+    "  trafficPolicy:
     loadBalancer:
       consistentHash:
         httpHeaderName: x-user
         useSourceIp: true
-";
+"
+);
 
 /// Line 8: `simple` and `consistentHash` together.
-const DR_SIMPLE_AND_HASH: &str = "apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: lb
-spec:
-  host: lb.svc.internal
-  trafficPolicy:
+const DR_SIMPLE_AND_HASH: &str = lb_dr!(
+    "  trafficPolicy:
     loadBalancer:
       simple: ROUND_ROBIN
       consistentHash:
         httpHeaderName: x-user
-";
+"
+);
 
 /// Line 12: a cookie `ttl`, which would make Istio generate the cookie; tollgate only warns.
-const DR_COOKIE_TTL: &str = "apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: lb
-spec:
-  host: lb.svc.internal
-  trafficPolicy:
+const DR_COOKIE_TTL: &str = lb_dr!(
+    "  trafficPolicy:
     loadBalancer:
       consistentHash:
         httpCookie:
           name: user
           ttl: 60s
-";
+"
+);
 
 /// Line 14: an unknown `simple` policy deep in a subset's portLevelSettings.
-const DR_SUBSET_PORT_FASTEST: &str = "apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: lb
-spec:
-  host: lb.svc.internal
-  subsets:
+const DR_SUBSET_PORT_FASTEST: &str = lb_dr!(
+    "  subsets:
   - name: v1
     labels: {version: v1}
     trafficPolicy:
@@ -1119,24 +982,21 @@ spec:
       - port: {number: 80}
         loadBalancer:
           simple: FASTEST
-";
+"
+);
 
 /// Line 11: `connectionPool` (accepted with a warning); the load balancer changes to a
 /// consistentHash on `x-user`, so traffic shows that the rule was applied.
-const DR_CONNECTION_POOL: &str = "apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: lb
-spec:
-  host: lb.svc.internal
-  trafficPolicy:
+const DR_CONNECTION_POOL: &str = lb_dr!(
+    "  trafficPolicy:
     loadBalancer:
       consistentHash:
         httpHeaderName: x-user
     connectionPool:
       tcp:
         maxConnections: 10
-";
+"
+);
 
 struct Case {
     name: &'static str,
@@ -1219,19 +1079,13 @@ fn matching<'a>(diags: &'a [String], file: &Path, case: &Case) -> Vec<&'a String
         .collect()
 }
 
-fn lb_files(backends: &[EchoBackend]) -> Vec<(&'static str, String)> {
-    vec![
-        ("10-gateway.yaml", EDGE_GATEWAY.to_string()),
-        (
-            "20-backends.yaml",
-            se_echo("lb", "lb.svc.internal", backends),
-        ),
-        (
-            "40-vs.yaml",
-            vs_to("lb", "lb.example.com", "lb.svc.internal"),
-        ),
-    ]
-}
+/// `lb.example.com` → `lb.svc.internal` (echo v1, v2, v3); its DestinationRule is in [`DR_FILE`].
+const LB: Service = Service {
+    se: "lb",
+    host: "lb.svc.internal",
+    vs: "lb",
+    vs_host: "lb.example.com",
+};
 
 /// DR_GOOD is in force: 12 requests with one `x-user` rotate over v1, v2, v3.
 fn round_robin_in_force(w: &World) -> Result<(), String> {
@@ -1258,13 +1112,7 @@ fn hash_in_force(w: &World) -> Result<(), String> {
 #[test]
 fn invalid_load_balancers_are_rejected_and_connection_pool_only_warns() {
     for case in INVALID.iter().chain([&CONNECTION_POOL, &COOKIE_TTL]) {
-        let line = case.contents.lines().nth(case.line - 1).unwrap_or_default();
-        assert!(
-            line.contains(case.marker),
-            "test bug: line {} of {:?} is {line:?}",
-            case.line,
-            case.name
-        );
+        assert_marker_line(case.name, case.contents, case.line, case.marker);
     }
     let backends = three("lb");
     let mut failures = Vec::new();
@@ -1272,10 +1120,9 @@ fn invalid_load_balancers_are_rejected_and_connection_pool_only_warns() {
     // `tollgate check`.
     for case in INVALID.iter().chain([&CONNECTION_POOL, &COOKIE_TTL]) {
         let dir = ConfigDir::new();
-        for (name, text) in lb_files(&backends) {
+        for (name, text) in LB.files(&backends, Some(case.contents.to_string())) {
             dir.write(name, &text);
         }
-        dir.write(DR_FILE, case.contents);
         let out = check(dir.path(), &[]);
         let lines: Vec<String> = out.stdout.lines().map(str::to_string).collect();
         let want_code = if case.severity == "error" { 1 } else { 0 };
@@ -1306,66 +1153,36 @@ fn invalid_load_balancers_are_rejected_and_connection_pool_only_warns() {
     }
 
     // A running gateway: reports the broken rule, keeps the last good one.
-    let mut files = lb_files(&backends);
-    files.push((DR_FILE, DR_GOOD.to_string()));
-    let w = World::start(backends, &files);
+    let w = LB.world(backends, Some(DR_GOOD.to_string()));
     if let Err(e) = round_robin_in_force(&w) {
         w.gw.fail(format!("the good rule is not in force: {e}"));
     }
     let path = w.config.path().join(DR_FILE);
+    let under_test = UnderTest {
+        file: DR_FILE,
+        good: DR_GOOD,
+        what: "rule",
+        in_force: round_robin_in_force,
+    };
     for case in INVALID {
-        let before = w.gw.generation();
-        w.config.write(DR_FILE, case.contents);
-        w.gw.wait_generation(before + 1);
-        let mut dump = w.gw.config_dump();
-        let _ = poll(Duration::from_secs(5), || {
-            dump = w.gw.config_dump();
-            (!matching(&diagnostics(&dump), &path, case).is_empty()).then_some(())
-        });
-        let diags = diagnostics(&dump);
-        if matching(&diags, &path, case).is_empty() {
-            failures.push(format!(
-                "[gateway, {}] no `{}:{} error: DestinationRule default/lb: {}: ...`; \
-                 diagnostics:\n  {}",
-                case.name,
+        failures.extend(w.check_rejected(
+            &under_test,
+            case.name,
+            case.contents,
+            |diags| !matching(diags, &path, case).is_empty(),
+            &format!(
+                "`{}:{} error: DestinationRule default/lb: {}: ...`",
                 path.display(),
                 case.line,
-                case.field,
-                diags.join("\n  ")
-            ));
-        }
-        let ok = file_ok(&dump, &path);
-        if ok != Some(Value::Bool(false)) {
-            failures.push(format!(
-                "[gateway, {}] files[] should show {} with ok: false, got {ok:?}",
-                case.name,
-                path.display()
-            ));
-        }
-        if let Err(e) = round_robin_in_force(&w) {
-            failures.push(format!(
-                "[gateway, {}] the last good rule should stay in force: {e}",
-                case.name
-            ));
-        }
-        let before = w.gw.generation();
-        w.config.write(DR_FILE, DR_GOOD);
-        w.gw.wait_generation(before + 1);
-        if let Err(e) = round_robin_in_force(&w) {
-            failures.push(format!("[gateway, {}] after restoring: {e}", case.name));
-        }
+                case.field
+            ),
+        ));
     }
 
     // connectionPool: a warning, and the rule (its new load balancer) is applied.
     let case = &CONNECTION_POOL;
-    let before = w.gw.generation();
-    w.config.write(DR_FILE, case.contents);
-    w.gw.wait_generation(before + 1);
-    let mut dump = w.gw.config_dump();
-    let _ = poll(Duration::from_secs(5), || {
-        dump = w.gw.config_dump();
-        (!matching(&diagnostics(&dump), &path, case).is_empty()).then_some(())
-    });
+    w.rewrite(DR_FILE, case.contents);
+    let dump = w.dump_when(|diags| !matching(diags, &path, case).is_empty());
     let diags = diagnostics(&dump);
     if matching(&diags, &path, case).is_empty() {
         failures.push(format!(
@@ -1406,49 +1223,20 @@ fn invalid_load_balancers_are_rejected_and_connection_pool_only_warns() {
 /// `exact.svc.internal` has an exact rule without a trafficPolicy, `other.svc.internal` none;
 /// the wildcard rule for `*.svc.internal` says ROUND_ROBIN. `merged.svc.internal` has three
 /// exact rules in config order: subsets only, ROUND_ROBIN, consistentHash.
-const SELECTION_DRS: &str = "apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: wildcard}
-spec:
-  host: \"*.svc.internal\"
-  trafficPolicy:
-    loadBalancer: {simple: ROUND_ROBIN}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: exact}
-spec:
-  host: exact.svc.internal
-  subsets:
-  - name: v1
-    labels: {version: v1}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: merged-a}
-spec:
-  host: merged.svc.internal
-  subsets:
-  - name: v1
-    labels: {version: v1}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: merged-b}
-spec:
-  host: merged.svc.internal
-  trafficPolicy:
-    loadBalancer: {simple: ROUND_ROBIN}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: merged-c}
-spec:
-  host: merged.svc.internal
-  trafficPolicy:
-    loadBalancer:
-      consistentHash: {httpHeaderName: x-user}
-";
+fn selection_drs() -> String {
+    let round_robin = "  trafficPolicy:\n    loadBalancer: {simple: ROUND_ROBIN}\n";
+    let subset_v1 = "  subsets:\n  - name: v1\n    labels: {version: v1}\n";
+    let hash =
+        "  trafficPolicy:\n    loadBalancer:\n      consistentHash: {httpHeaderName: x-user}\n";
+    [
+        dr("wildcard", "\"*.svc.internal\"", round_robin),
+        dr("exact", "exact.svc.internal", subset_v1),
+        dr("merged-a", "merged.svc.internal", subset_v1),
+        dr("merged-b", "merged.svc.internal", round_robin),
+        dr("merged-c", "merged.svc.internal", hash),
+    ]
+    .join("---\n")
+}
 
 #[test]
 fn the_most_specific_rules_decide_and_the_first_policy_wins() {
@@ -1464,7 +1252,7 @@ fn the_most_specific_rules_decide_and_the_first_policy_wins() {
                 .collect::<Vec<_>>()
                 .join("---\n"),
         ),
-        ("30-drs.yaml", SELECTION_DRS.to_string()),
+        ("30-drs.yaml", selection_drs()),
         (
             "40-vs.yaml",
             names
@@ -1474,7 +1262,7 @@ fn the_most_specific_rules_decide_and_the_first_policy_wins() {
                 .join("---\n"),
         ),
     ];
-    let w = World::start(backends, &files);
+    let w = World::start(&[], backends, &files);
     let all = ["v1", "v2", "v3"];
     let mut problems = Vec::new();
 

@@ -33,75 +33,12 @@ use support::*;
 // ------------------------------------------------------------------------------------------
 // Helpers
 
-/// Gateway `edge`: plain HTTP on port 80 for every `*.example.com` host.
-const EDGE_GATEWAY: &str = "apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: edge}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 80, name: http, protocol: HTTP}
-    hosts: [\"*.example.com\"]
-";
-
-/// Text of `../shared/fixtures/<rel>`; fails with a clear message when it is missing.
-fn fixture(rel: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures")
-        .join(rel);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "the shared Istio fixture {} is missing ({e}); these tests need ../shared/fixtures \
-             relative to CARGO_MANIFEST_DIR",
-            path.display()
-        )
-    })
-}
-
-/// `text` with each `(from, to)` replaced; every `from` must occur exactly once.
-fn adapt(what: &str, text: &str, edits: &[(&str, &str)]) -> String {
-    let mut out = text.to_string();
-    for (from, to) in edits {
-        let n = out.matches(from).count();
-        assert_eq!(
-            n, 1,
-            "test bug: {from:?} occurs {n} times in {what}:\n{out}"
-        );
-        out = out.replacen(from, to, 1);
-    }
-    out
-}
-
 /// A STATIC ServiceEntry `name` for `host`, port 80, one endpoint per backend labelled
 /// `version: <backend version>`, plus `extra` endpoints without labels (e.g. dead ports).
 fn se(name: &str, host: &str, backends: &[&EchoBackend], extra: &[SocketAddr]) -> String {
-    let labels: Vec<[(&str, &str); 1]> = backends
-        .iter()
-        .map(|b| [("version", b.version.as_str())])
-        .collect();
-    let mut endpoints: Vec<(SocketAddr, &[(&str, &str)])> = backends
-        .iter()
-        .zip(&labels)
-        .map(|(b, l)| (b.addr, &l[..]))
-        .collect();
-    endpoints.extend(extra.iter().map(|a| (*a, &[][..])));
-    service_entry(name, host, 80, &endpoints)
-}
-
-/// A VirtualService `name` for `host` bound to Gateway `edge`, with the given `http:` rules
-/// (lines indented by two spaces, starting with `  - `).
-fn vs(name: &str, host: &str, http: &str) -> String {
-    format!(
-        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}}}\n\
-         spec:\n  hosts: [{}]\n  gateways: [edge]\n  http:\n{http}",
-        yaml_str(host)
-    )
-}
-
-/// One `http:` rule routing everything to `dest`, with extra route fields `policy` (YAML lines
-/// indented by four spaces, e.g. `    timeout: 1s\n`).
-fn rule(dest: &str, policy: &str) -> String {
-    format!("  - route: [{{destination: {{host: {dest}}}}}]\n{policy}")
+    let mut endpoints: Vec<Endpoint<'_>> = backends.iter().map(|b| echo_endpoint(b)).collect();
+    endpoints.extend(extra.iter().map(|a| (*a, vec![])));
+    service_entry_80(name, host, &endpoints)
 }
 
 /// A 127.0.0.1 address with nothing listening.
@@ -132,101 +69,7 @@ fn all_values(r: &Response, name: &str) -> String {
         .join(", ")
 }
 
-fn short(body: &str) -> &str {
-    &body[..body.len().min(300)]
-}
-
-/// A running gateway on a config dir, with its port-80 listener and the echo backends.
-struct World {
-    gw: Gateway,
-    addr: SocketAddr,
-    client: HttpClient,
-    backends: Vec<EchoBackend>,
-    config: ConfigDir,
-}
-
 impl World {
-    /// Writes `files`, starts the gateway (`--port-map 80=0` plus `args`) and checks that every
-    /// file loaded without errors.
-    fn start(args: &[&str], backends: Vec<EchoBackend>, files: &[(&str, String)]) -> World {
-        let config = ConfigDir::new();
-        for (name, text) in files {
-            config.write(name, text);
-        }
-        let mut all_args = vec!["--port-map", "80=0"];
-        all_args.extend_from_slice(args);
-        let gw = Gateway::start(config.path(), &all_args);
-        let addr = gw.listener(80);
-        let dump = gw.config_dump();
-        let bad: Vec<String> = dump["files"]
-            .as_array()
-            .map(|files| {
-                files
-                    .iter()
-                    .filter(|f| f["ok"] != Value::Bool(true))
-                    .map(|f| f.to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let errors: Vec<String> = dump["diagnostics"]
-            .as_array()
-            .map(|d| {
-                d.iter()
-                    .filter_map(|l| l.as_str())
-                    .filter(|l| l.contains(" error: "))
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-        if !bad.is_empty() || !errors.is_empty() {
-            gw.fail(format!(
-                "test configuration did not load cleanly: files not ok {bad:#?}, errors {errors:#?}"
-            ));
-        }
-        World {
-            gw,
-            addr,
-            client: HttpClient::new(),
-            backends,
-            config,
-        }
-    }
-
-    fn backend(&self, service: &str, version: &str) -> &EchoBackend {
-        self.backends
-            .iter()
-            .find(|b| b.service == service && b.version == version)
-            .unwrap_or_else(|| panic!("test bug: no backend {service}/{version}"))
-    }
-
-    fn received(&self, service: &str) -> u64 {
-        self.backend(service, "v1").received()
-    }
-
-    /// GET through the gateway; any transport error fails the test (with the gateway's stderr).
-    fn get(&self, host: &str, path: &str, headers: &[(&str, &str)]) -> Response {
-        self.client
-            .get(self.addr, host, path, headers)
-            .unwrap_or_else(|e| self.gw.fail(e))
-    }
-
-    /// GET with a client timeout of `timeout`; returns the response and how long it took.
-    fn timed_get(
-        &self,
-        host: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        timeout: Duration,
-    ) -> (Response, Duration) {
-        let start = Instant::now();
-        let r = self
-            .client
-            .with_timeout(timeout)
-            .get(self.addr, host, path, headers)
-            .unwrap_or_else(|e| self.gw.fail(e));
-        (r, start.elapsed())
-    }
-
     /// `service/version` of the echo backend that answered, or `status <code>: <body>`.
     fn who(&self, host: &str, path: &str, headers: &[(&str, &str)]) -> String {
         let r = self.get(host, path, headers);
@@ -1521,17 +1364,6 @@ fn matching<'a>(diags: &'a [String], file: &Path, case: &Invalid) -> Vec<&'a Str
         .collect()
 }
 
-fn diagnostics(dump: &Value) -> Vec<String> {
-    dump["diagnostics"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|d| d.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The route's policy is in force: `x-envoy-expected-rq-timeout-ms` shows its `timeout: 2s`.
 fn policy_in_force(w: &World) -> Result<(), String> {
     let r = w
@@ -1555,13 +1387,7 @@ fn policy_in_force(w: &World) -> Result<(), String> {
 #[test]
 fn invalid_policy_fields_are_rejected_and_the_last_good_config_serves() {
     for case in INVALID {
-        let line = case.contents.lines().nth(case.line - 1).unwrap_or_default();
-        assert!(
-            line.contains(case.marker),
-            "test bug: line {} of {:?} is {line:?}",
-            case.line,
-            case.name
-        );
+        assert_marker_line(case.name, case.contents, case.line, case.marker);
     }
     let b = EchoBackend::start("web", "v1");
     let entries = se("web", "web.svc.internal", &[&b], &[]);
@@ -1578,6 +1404,12 @@ fn invalid_policy_fields_are_rejected_and_the_last_good_config_serves() {
         w.gw.fail(format!("the good policy is not in force: {e}"));
     }
     let path = w.config.path().join(POLICY_FILE);
+    let under_test = UnderTest {
+        file: POLICY_FILE,
+        good: POLICY_GOOD,
+        what: "policy",
+        in_force: policy_in_force,
+    };
     let mut failures = Vec::new();
     for case in INVALID {
         // `tollgate check` on the same files.
@@ -1602,54 +1434,19 @@ fn invalid_policy_fields_are_rejected_and_the_last_good_config_serves() {
             ));
         }
 
-        // The running gateway: reports it, keeps the last good policy.
-        let before = w.gw.generation();
-        w.config.write(POLICY_FILE, case.contents);
-        w.gw.wait_generation(before + 1);
-        let mut dump = w.gw.config_dump();
-        let _ = poll(Duration::from_secs(5), || {
-            dump = w.gw.config_dump();
-            (!matching(&diagnostics(&dump), &path, case).is_empty()).then_some(())
-        });
-        let diags = diagnostics(&dump);
-        if matching(&diags, &path, case).is_empty() {
-            failures.push(format!(
-                "[gateway, {}] no error `{}:{} error: VirtualService default/policy: {}: ...`; \
-                 diagnostics:\n  {}",
-                case.name,
+        // The running gateway: reports it, keeps the last good policy (also once restored).
+        failures.extend(w.check_rejected(
+            &under_test,
+            case.name,
+            case.contents,
+            |diags| !matching(diags, &path, case).is_empty(),
+            &format!(
+                "error `{}:{} error: VirtualService default/policy: {}: ...`",
                 path.display(),
                 case.line,
-                case.field,
-                diags.join("\n  ")
-            ));
-        }
-        let file_ok = dump["files"].as_array().and_then(|files| {
-            files
-                .iter()
-                .find(|f| f["path"].as_str() == Some(&path.display().to_string()))
-                .map(|f| f["ok"].clone())
-        });
-        if file_ok != Some(Value::Bool(false)) {
-            failures.push(format!(
-                "[gateway, {}] files[] should show {} with ok: false, got {file_ok:?}",
-                case.name,
-                path.display()
-            ));
-        }
-        if let Err(e) = policy_in_force(&w) {
-            failures.push(format!(
-                "[gateway, {}] the last good policy should stay in force: {e}",
-                case.name
-            ));
-        }
-
-        // Restore.
-        let before = w.gw.generation();
-        w.config.write(POLICY_FILE, POLICY_GOOD);
-        w.gw.wait_generation(before + 1);
-        if let Err(e) = policy_in_force(&w) {
-            failures.push(format!("[gateway, {}] after restoring: {e}", case.name));
-        }
+                case.field
+            ),
+        ));
     }
     if !failures.is_empty() {
         w.gw.fail(failures.join("\n\n"));

@@ -14,6 +14,7 @@ mod backend;
 mod client;
 mod config;
 mod gateway;
+mod policy;
 
 pub use backend::{
     dead_port, EchoBackend, OpensslServer, Recorded, RecordingBackend, TcpEcho, TcpServer,
@@ -21,6 +22,10 @@ pub use backend::{
 pub use client::{curl, curl_https, CurlOutput, HttpClient, Response};
 pub use config::{https_gateway, l4_service_entry, service_entry, yaml_str, ConfigDir};
 pub use gateway::{check, CheckOutput, Gateway};
+pub use policy::{
+    adapt, assert_marker_line, diagnostics, echo_endpoint, file_ok, fixture, not_ok_files, rule,
+    service_entry_80, short, vs, vs_to, Endpoint, UnderTest, World, EDGE_GATEWAY,
+};
 
 use std::future::Future;
 use std::sync::OnceLock;
