@@ -105,7 +105,7 @@ fn describe() {
     describe_histogram!(TCP_DURATION, "Opaque TCP stream lifetime, seconds");
     describe_counter!(
         TCP_REJECTED,
-        "Opaque TCP streams closed before reaching an upstream, by reason (no_route, no_cluster, no_healthy_upstream, connect_failed, connect_timeout)"
+        "Opaque TCP streams closed before reaching an upstream, by reason (no_route, no_cluster, no_healthy_upstream, overflow, connect_failed, connect_timeout)"
     );
 }
 

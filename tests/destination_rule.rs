@@ -905,7 +905,7 @@ fn subset_and_port_level_policies_compose_as_istio_does() {
 }
 
 // ------------------------------------------------------------------------------------------
-// 6. Validation: rejected with file, line and field; connectionPool only warns
+// 6. Validation: rejected with file, line and field; unapplied components only warn
 
 const DR_FILE: &str = "30-dr.yaml";
 
@@ -985,16 +985,15 @@ const DR_SUBSET_PORT_FASTEST: &str = lb_dr!(
 "
 );
 
-/// Line 11: `connectionPool` (accepted with a warning); the load balancer changes to a
-/// consistentHash on `x-user`, so traffic shows that the rule was applied.
+/// Line 11: `outlierDetection` (not applied yet: accepted with a warning); the load balancer
+/// changes to a consistentHash on `x-user`, so traffic shows that the rule was applied.
 const DR_CONNECTION_POOL: &str = lb_dr!(
     "  trafficPolicy:
     loadBalancer:
       consistentHash:
         httpHeaderName: x-user
-    connectionPool:
-      tcp:
-        maxConnections: 10
+    outlierDetection:
+      consecutive5xxErrors: 5
 "
 );
 
@@ -1048,12 +1047,12 @@ const INVALID: &[Case] = &[
 ];
 
 const CONNECTION_POOL: Case = Case {
-    name: "connectionPool",
+    name: "outlierDetection",
     contents: DR_CONNECTION_POOL,
     severity: "warning",
     line: 11,
-    marker: "connectionPool:",
-    field: "spec.trafficPolicy.connectionPool",
+    marker: "outlierDetection:",
+    field: "spec.trafficPolicy.outlierDetection",
     needle: "not applied yet",
 };
 
@@ -1179,14 +1178,14 @@ fn invalid_load_balancers_are_rejected_and_connection_pool_only_warns() {
         ));
     }
 
-    // connectionPool: a warning, and the rule (its new load balancer) is applied.
+    // outlierDetection (not applied yet): a warning, and the rule (its new load balancer) is applied.
     let case = &CONNECTION_POOL;
     w.rewrite(DR_FILE, case.contents);
     let dump = w.dump_when(|diags| !matching(diags, &path, case).is_empty());
     let diags = diagnostics(&dump);
     if matching(&diags, &path, case).is_empty() {
         failures.push(format!(
-            "[gateway, connectionPool] no `{}:{} warning: DestinationRule default/lb: {}: \
+            "[gateway, outlierDetection] no `{}:{} warning: DestinationRule default/lb: {}: \
              ...not applied yet...`; diagnostics:\n  {}",
             path.display(),
             case.line,
@@ -1197,19 +1196,19 @@ fn invalid_load_balancers_are_rejected_and_connection_pool_only_warns() {
     let ok = file_ok(&dump, &path);
     if ok != Some(Value::Bool(true)) {
         failures.push(format!(
-            "[gateway, connectionPool] files[] should show {} with ok: true, got {ok:?}",
+            "[gateway, outlierDetection] files[] should show {} with ok: true, got {ok:?}",
             path.display()
         ));
     }
     let errors: Vec<&String> = diags.iter().filter(|d| d.contains(" error: ")).collect();
     if !errors.is_empty() {
         failures.push(format!(
-            "[gateway, connectionPool] unexpected errors: {errors:#?}"
+            "[gateway, outlierDetection] unexpected errors: {errors:#?}"
         ));
     }
     if let Err(e) = hash_in_force(&w) {
         failures.push(format!(
-            "[gateway, connectionPool] the rule should be applied: {e}"
+            "[gateway, outlierDetection] the rule should be applied: {e}"
         ));
     }
     if !failures.is_empty() {
@@ -1294,4 +1293,72 @@ fn the_most_specific_rules_decide_and_the_first_policy_wins() {
     if !problems.is_empty() {
         w.gw.fail(problems.join("\n"));
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// Circuit breaking (connectionPool): the book's ch6 conn-limit exercise
+
+/// 20 requests to `/delay/<ms>` at once; (status, x-envoy-overloaded, body) of each.
+fn burst(w: &World, host: &str, path: &str) -> Vec<(u16, Option<String>, String)> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|_| {
+                s.spawn(|| {
+                    let client =
+                        HttpClient::fresh_connections().with_timeout(Duration::from_secs(15));
+                    match client.get(w.addr, host, path, &[]) {
+                        Ok(r) => (
+                            r.status,
+                            r.header("x-envoy-overloaded").map(str::to_string),
+                            r.body.clone(),
+                        ),
+                        Err(e) => (0, None, e),
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("burst thread panicked"))
+            .collect()
+    })
+}
+
+#[test]
+fn connection_pool_limits_overflow_with_503_uo() {
+    const LIMITED: &str = "  trafficPolicy:\n    connectionPool:\n      tcp: {maxConnections: 1}\n      http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 1}\n";
+    let w = SIMPLE.world(
+        three("simple-backend"),
+        Some(dr("limited", SIMPLE_SE_HOST, LIMITED)),
+    );
+    let results = burst(&w, "simple.example.com", "/delay/300");
+    let ok = results.iter().filter(|(s, _, _)| *s == 200).count();
+    let overflowed: Vec<_> = results.iter().filter(|(s, _, _)| *s == 503).collect();
+    let odd: Vec<_> = results
+        .iter()
+        .filter(|(s, _, _)| *s != 200 && *s != 503)
+        .collect();
+    assert!(odd.is_empty(), "neither 200 nor 503: {odd:?}");
+    assert!(
+        ok >= 1,
+        "the request holding the connection succeeds: {results:?}"
+    );
+    assert!(
+        overflowed.len() >= 10,
+        "one connection and one pending request cannot take 20 at once: {ok} ok"
+    );
+    for (_, overloaded, body) in overflowed {
+        assert_eq!(overloaded.as_deref(), Some("true"));
+        assert_eq!(
+            body,
+            "upstream connect error or disconnect/reset before headers. reset reason: overflow"
+        );
+    }
+    // Without the limits, the same burst all succeeds.
+    let w = SIMPLE.world(three("simple-backend"), None);
+    let results = burst(&w, "simple.example.com", "/delay/300");
+    assert!(
+        results.iter().all(|(s, _, _)| *s == 200),
+        "unlimited: {results:?}"
+    );
 }

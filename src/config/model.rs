@@ -367,7 +367,7 @@ pub struct Subset {
 #[serde(rename_all = "camelCase", default)]
 pub struct TrafficPolicy {
     pub load_balancer: Option<LoadBalancerSettings>,
-    pub connection_pool: Option<Loose>,
+    pub connection_pool: Option<ConnectionPoolSettings>,
     pub outlier_detection: Option<Loose>,
     pub tls: Option<Loose>,
     pub port_level_settings: Vec<PortTrafficPolicy>,
@@ -382,9 +382,40 @@ pub struct TrafficPolicy {
 pub struct PortTrafficPolicy {
     pub port: Option<PortSelector>,
     pub load_balancer: Option<LoadBalancerSettings>,
-    pub connection_pool: Option<Loose>,
+    pub connection_pool: Option<ConnectionPoolSettings>,
     pub outlier_detection: Option<Loose>,
     pub tls: Option<Loose>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ConnectionPoolSettings {
+    pub tcp: Option<TcpPoolSettings>,
+    pub http: Option<HttpPoolSettings>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TcpPoolSettings {
+    pub max_connections: Option<i64>,
+    pub connect_timeout: Option<String>,
+    pub tcp_keepalive: Option<Loose>,
+    pub max_connection_duration: Option<String>,
+    pub idle_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HttpPoolSettings {
+    pub http1_max_pending_requests: Option<i64>,
+    pub http2_max_requests: Option<i64>,
+    pub max_requests_per_connection: Option<i64>,
+    pub max_retries: Option<i64>,
+    pub idle_timeout: Option<String>,
+    pub h2_upgrade_policy: Option<String>,
+    pub use_client_protocol: Option<bool>,
+    pub max_concurrent_streams: Option<i64>,
+    pub http2_keep_alive: Option<Loose>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -630,6 +661,19 @@ pub const KNOWN_FIELDS: &[&str] = &[
     "ringHash",
     "maglev",
     "minimumRingSize",
+    "maxConnections",
+    "connectTimeout",
+    "tcpKeepalive",
+    "maxConnectionDuration",
+    "idleTimeout",
+    "http1MaxPendingRequests",
+    "http2MaxRequests",
+    "maxRequestsPerConnection",
+    "maxRetries",
+    "h2UpgradePolicy",
+    "useClientProtocol",
+    "maxConcurrentStreams",
+    "http2KeepAlive",
     "ttl",
     "path",
     "attributes",

@@ -3,8 +3,8 @@
 
 use super::duration;
 use super::model::{
-    CorsPolicy, Headers, HttpFault, HttpRetry, HttpRewrite, HttpRoute, LoadBalancerSettings, Loose,
-    Percent, TrafficPolicy,
+    ConnectionPoolSettings, CorsPolicy, Headers, HttpFault, HttpRetry, HttpRewrite, HttpRoute,
+    LoadBalancerSettings, Loose, Percent, TrafficPolicy,
 };
 use super::validate::{string_match, Findings};
 
@@ -245,7 +245,8 @@ fn int_percent(p: i64, field: &str, f: &mut Findings) {
 pub(super) fn traffic_policy(tp: &TrafficPolicy, field: &str, f: &mut Findings) {
     components(
         &tp.load_balancer,
-        [&tp.connection_pool, &tp.outlier_detection, &tp.tls],
+        &tp.connection_pool,
+        [&tp.outlier_detection, &tp.tls],
         field,
         f,
     );
@@ -260,7 +261,8 @@ pub(super) fn traffic_policy(tp: &TrafficPolicy, field: &str, f: &mut Findings) 
         }
         components(
             &p.load_balancer,
-            [&p.connection_pool, &p.outlier_detection, &p.tls],
+            &p.connection_pool,
+            [&p.outlier_detection, &p.tls],
             &at,
             f,
         );
@@ -269,17 +271,18 @@ pub(super) fn traffic_policy(tp: &TrafficPolicy, field: &str, f: &mut Findings) 
 
 fn components(
     lb: &Option<LoadBalancerSettings>,
-    unapplied: [&Option<Loose>; 3],
+    pool: &Option<ConnectionPoolSettings>,
+    unapplied: [&Option<Loose>; 2],
     field: &str,
     f: &mut Findings,
 ) {
     if let Some(lb) = lb {
         load_balancer(lb, &format!("{field}.loadBalancer"), f);
     }
-    for (name, value) in ["connectionPool", "outlierDetection", "tls"]
-        .iter()
-        .zip(unapplied)
-    {
+    if let Some(pool) = pool {
+        connection_pool(pool, &format!("{field}.connectionPool"), f);
+    }
+    for (name, value) in ["outlierDetection", "tls"].iter().zip(unapplied) {
         if value.is_some() {
             f.warn(
                 format!("{field}.{name}"),
@@ -345,6 +348,80 @@ fn load_balancer(lb: &LoadBalancerSettings, field: &str, f: &mut Findings) {
         f.warn(
             format!("{field}.localityLbSetting"),
             "one gateway has one locality; localityLbSetting is ignored",
+        );
+    }
+}
+
+/// Limits must be positive where Istio requires it; fields tollgate does not apply say so.
+fn connection_pool(pool: &ConnectionPoolSettings, field: &str, f: &mut Findings) {
+    if let Some(tcp) = &pool.tcp {
+        let at = format!("{field}.tcp");
+        if tcp.max_connections.is_some_and(|n| n < 0) {
+            f.error(format!("{at}.maxConnections"), "must not be negative");
+        }
+        for (name, value) in [
+            ("connectTimeout", &tcp.connect_timeout),
+            ("maxConnectionDuration", &tcp.max_connection_duration),
+            ("idleTimeout", &tcp.idle_timeout),
+        ] {
+            if let Some(text) = value {
+                if let Err(e) = duration::parse(text) {
+                    f.error(format!("{at}.{name}"), e);
+                }
+            }
+        }
+        let unapplied = [
+            ("connectTimeout", tcp.connect_timeout.is_some()),
+            ("tcpKeepalive", tcp.tcp_keepalive.is_some()),
+            (
+                "maxConnectionDuration",
+                tcp.max_connection_duration.is_some(),
+            ),
+            ("idleTimeout", tcp.idle_timeout.is_some()),
+        ];
+        warn_unapplied(&at, &unapplied, f);
+    }
+    if let Some(http) = &pool.http {
+        let at = format!("{field}.http");
+        for (name, value) in [
+            ("http1MaxPendingRequests", http.http1_max_pending_requests),
+            ("http2MaxRequests", http.http2_max_requests),
+            ("maxRequestsPerConnection", http.max_requests_per_connection),
+            ("maxRetries", http.max_retries),
+            ("maxConcurrentStreams", http.max_concurrent_streams),
+        ] {
+            if value.is_some_and(|n| n < 0) {
+                f.error(format!("{at}.{name}"), "must not be negative");
+            }
+        }
+        if let Some(text) = &http.idle_timeout {
+            if let Err(e) = duration::parse(text) {
+                f.error(format!("{at}.idleTimeout"), e);
+            }
+        }
+        let unapplied = [
+            (
+                "maxRequestsPerConnection",
+                http.max_requests_per_connection.is_some(),
+            ),
+            ("idleTimeout", http.idle_timeout.is_some()),
+            ("h2UpgradePolicy", http.h2_upgrade_policy.is_some()),
+            ("useClientProtocol", http.use_client_protocol.is_some()),
+            (
+                "maxConcurrentStreams",
+                http.max_concurrent_streams.is_some(),
+            ),
+            ("http2KeepAlive", http.http2_keep_alive.is_some()),
+        ];
+        warn_unapplied(&at, &unapplied, f);
+    }
+}
+
+fn warn_unapplied(field: &str, fields: &[(&str, bool)], f: &mut Findings) {
+    for (name, _) in fields.iter().filter(|(_, present)| *present) {
+        f.warn(
+            format!("{field}.{name}"),
+            format!("{name} is accepted but not applied yet by tollgate"),
         );
     }
 }

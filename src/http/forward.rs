@@ -22,7 +22,8 @@ use super::{Body, UpstreamBody};
 use crate::policy::{self, Abort, Failure, RetryPolicy, RoutePolicy};
 use crate::route::{Route, StrMatch, Target};
 use crate::upstream::{
-    ActiveRequest, Cluster, Endpoint, HashOn, RequestBody, UpstreamError, UpstreamProtocol,
+    ActiveRequest, Admission, Cluster, Endpoint, HashOn, RequestBody, UpstreamError,
+    UpstreamProtocol,
 };
 
 /// Request bodies up to this size are buffered so that retries can resend them (Envoy's
@@ -255,9 +256,15 @@ async fn attempts(
     if let (Some(mirror), Some(bytes)) = (mirror_parts, &replay) {
         send_mirrors(&mirror, bytes, policy, conn);
     }
+    // The cluster's circuit breaker: overflow is answered at once, never retried.
+    let Ok(admission) = cluster.breaker().admit().await else {
+        return LocalReply::Overflow.response();
+    };
+    let mut admission = Some(admission);
     let mut retries_left = if replay.is_some() { retry.attempts } else { 0 };
     let mut previous = None;
     let mut attempt: u32 = 1;
+    let mut _retry_in_flight = None;
     loop {
         let Some(endpoint) = pick(cluster, hash_key, previous, retry).await else {
             return LocalReply::NoHealthyUpstream.response();
@@ -269,21 +276,30 @@ async fn attempts(
         let active = ActiveRequest::start(endpoint);
         let started = Instant::now();
         let send = conn.shared.upstreams.send(protocol, active.0.addr, req);
-        let retry_allowed = retries_left > 0;
+        // A wanted retry also needs room under the cluster's `maxRetries`.
+        let mut retry_admitted = |wanted: bool| {
+            if wanted && retries_left > 0 {
+                _retry_in_flight = cluster.breaker().admit_retry();
+                _retry_in_flight.is_some()
+            } else {
+                false
+            }
+        };
         match within(deadline, retry.per_try_timeout, send).await {
             Outcome::Response(response) => {
                 let grpc = grpc_status(&response);
-                if !(retry_allowed && retry.retries_status(response.status(), grpc)) {
-                    return finish_response(response, started, downstream_upgrade, active);
+                if !retry_admitted(retry.retries_status(response.status(), grpc)) {
+                    let held = (active, admission.take());
+                    return finish_response(response, started, downstream_upgrade, held);
                 }
             }
             Outcome::Failed(err) => {
-                if !(retry_allowed && retry.retries_failure(failure(err))) {
+                if !retry_admitted(retry.retries_failure(failure(err))) {
                     return upstream_error(err).response_after(attempt > 1);
                 }
             }
             Outcome::PerTryTimeout => {
-                if !(retry_allowed && retry.retries_failure(Failure::PerTryTimeout)) {
+                if !retry_admitted(retry.retries_failure(Failure::PerTryTimeout)) {
                     return LocalReply::UpstreamTimeout.response();
                 }
             }
@@ -556,7 +572,7 @@ fn finish_response(
     mut response: Response<Incoming>,
     started: Instant,
     downstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
-    active: ActiveRequest,
+    held: (ActiveRequest, Option<Admission>),
 ) -> Response<Body> {
     let upgrade = downstream_upgrade.is_some();
     if let (Some(down), StatusCode::SWITCHING_PROTOCOLS) = (downstream_upgrade, response.status()) {
@@ -572,7 +588,7 @@ fn finish_response(
         X_ENVOY_UPSTREAM_SERVICE_TIME,
         HeaderValue::from(started.elapsed().as_millis() as u64),
     );
-    Response::from_parts(parts, Either::Left(UpstreamBody::new(body, active)))
+    Response::from_parts(parts, Either::Left(UpstreamBody::new(body, held)))
 }
 
 /// Envoy's local reply for an upstream failure before response headers.

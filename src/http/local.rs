@@ -29,6 +29,8 @@ pub enum LocalReply {
     MisdirectedRequest,
     /// The route timeout (or the last per-try timeout) expired before response headers (504, `UT`).
     UpstreamTimeout,
+    /// The cluster's circuit breaker is full (503, `UO`, `x-envoy-overloaded: true`).
+    Overflow,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,7 @@ impl LocalReply {
             LocalReply::ConnectFailure(_) => "UF",
             LocalReply::ConnectionTermination => "UC",
             LocalReply::UpstreamTimeout => "UT",
+            LocalReply::Overflow => "UO",
             LocalReply::UpgradeRequired | LocalReply::MisdirectedRequest => "-",
         }
     }
@@ -76,12 +79,22 @@ impl LocalReply {
             LocalReply::UpgradeRequired => (StatusCode::UPGRADE_REQUIRED, ""),
             LocalReply::MisdirectedRequest => (StatusCode::MISDIRECTED_REQUEST, ""),
             LocalReply::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
+            LocalReply::Overflow => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+            ),
         }
     }
 
     pub fn response(self) -> Response<Body> {
         let (status, body) = self.status_and_body();
-        text(status, Bytes::from_static(body.as_bytes()))
+        let mut response = text(status, Bytes::from_static(body.as_bytes()));
+        if self == LocalReply::Overflow {
+            response
+                .headers_mut()
+                .insert("x-envoy-overloaded", HeaderValue::from_static("true"));
+        }
+        response
     }
 
     /// As [`Self::response`]; after retries, Envoy's upstream-failure bodies say so

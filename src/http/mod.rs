@@ -16,24 +16,22 @@ use http_body::{Frame, SizeHint};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::upstream::ActiveRequest;
+use crate::upstream::{ActiveRequest, Admission};
 
 /// Response bodies: streamed from upstream, or generated locally.
 pub type Body = Either<UpstreamBody, Full<Bytes>>;
 
 /// An upstream response body that counts as an active request on its endpoint (for
-/// least-request balancing) until it has been sent or dropped.
+/// least-request balancing) and in its cluster's circuit breaker until it has been sent or
+/// dropped.
 pub struct UpstreamBody {
     inner: Incoming,
-    _active: ActiveRequest,
+    _held: (ActiveRequest, Option<Admission>),
 }
 
 impl UpstreamBody {
-    pub fn new(inner: Incoming, active: ActiveRequest) -> Self {
-        UpstreamBody {
-            inner,
-            _active: active,
-        }
+    pub fn new(inner: Incoming, held: (ActiveRequest, Option<Admission>)) -> Self {
+        UpstreamBody { inner, _held: held }
     }
 }
 

@@ -19,7 +19,7 @@ use crate::snapshot::l4::L4Route;
 use crate::state::ProxySettings;
 use crate::upstream::client::CONNECT_TIMEOUT;
 use crate::upstream::cluster::ActiveRequest;
-use crate::upstream::Cluster;
+use crate::upstream::{Admission, Cluster};
 
 /// Istio's byte counters are flushed every 5 s while a stream lives, and at its end.
 const METRICS_FLUSH: Duration = Duration::from_secs(5);
@@ -116,7 +116,7 @@ where
 async fn connect(
     route: &L4Route,
     origin: Origin,
-) -> Option<(Arc<Cluster>, TcpStream, ActiveRequest)> {
+) -> Option<(Arc<Cluster>, TcpStream, (ActiveRequest, Admission))> {
     let reject = |reason: &'static str| {
         crate::metrics::record_tcp_rejected(reason);
         tracing::debug!(peer = %origin.peer, gateway_port = origin.gateway_port, route = %route.name, reason, "stream closed before reaching an upstream");
@@ -139,12 +139,17 @@ async fn connect(
         reject("no_healthy_upstream");
         return None;
     };
+    // `maxConnections` bounds TCP streams too; overflow closes the client, as Envoy's TCP proxy.
+    let Ok(admission) = cluster.breaker().admit().await else {
+        reject("overflow");
+        return None;
+    };
     let active = ActiveRequest::start(endpoint);
     let addr = active.0.addr;
     match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(upstream)) => {
             let _ = upstream.set_nodelay(true);
-            Some((cluster, upstream, active))
+            Some((cluster, upstream, (active, admission)))
         }
         Ok(Err(_)) => {
             reject("connect_failed");

@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use super::Options;
 use crate::config::model::{
-    Destination, DestinationRuleSpec, LoadBalancerSettings, PortTrafficPolicy, ServiceEntrySpec,
-    ServicePort, Subset, TrafficPolicy, WorkloadEntrySpec,
+    ConnectionPoolSettings, Destination, DestinationRuleSpec, LoadBalancerSettings,
+    PortTrafficPolicy, ServiceEntrySpec, ServicePort, Subset, TrafficPolicy, WorkloadEntrySpec,
 };
 use crate::config::{Diagnostic, Finding, Resource, Severity, Spec};
 use crate::hosts;
 use crate::route::Target;
 use crate::upstream::{
-    Cluster, ClusterSpec, DnsTarget, EndpointSource, HashOn, LbPolicy, StaticEndpoint,
+    Cluster, ClusterSpec, DnsTarget, EndpointSource, HashOn, LbPolicy, Limits, StaticEndpoint,
     UpstreamProtocol,
 };
 
@@ -156,6 +156,7 @@ impl<'a> ClusterBuilder<'a> {
             protocol: protocol_of(se_port.protocol.as_deref()),
             source,
             lb: self.lb_policy(fqdn, port, subset),
+            limits: self.limits(fqdn, port, subset),
         })
     }
 
@@ -218,24 +219,56 @@ impl<'a> ClusterBuilder<'a> {
     /// `portLevelSettings` for the port, then the subset's own policy component-wise, then the
     /// subset's `portLevelSettings`.
     fn lb_policy(&self, fqdn: &str, port: u16, subset: &str) -> LbPolicy {
+        self.component(
+            fqdn,
+            port,
+            subset,
+            |tp| tp.load_balancer.as_ref(),
+            |p| p.load_balancer.as_ref(),
+        )
+        .map_or_else(LbPolicy::default, lb_from_model)
+    }
+
+    /// The connection-pool limits of the cluster, composed like the load balancer.
+    fn limits(&self, fqdn: &str, port: u16, subset: &str) -> Limits {
+        self.component(
+            fqdn,
+            port,
+            subset,
+            |tp| tp.connection_pool.as_ref(),
+            |p| p.connection_pool.as_ref(),
+        )
+        .map_or_else(Limits::default, limits_from_model)
+    }
+
+    /// One `trafficPolicy` component for (`fqdn`, `port`, `subset`), composed as Istio does
+    /// (reference §3.2).
+    fn component<T>(
+        &self,
+        fqdn: &str,
+        port: u16,
+        subset: &str,
+        of: impl Fn(&'a TrafficPolicy) -> Option<&'a T>,
+        of_port: impl Fn(&'a PortTrafficPolicy) -> Option<&'a T>,
+    ) -> Option<&'a T> {
         let top = self
             .rules_for(fqdn)
-            .find_map(|dr| dr.traffic_policy.as_ref());
-        let mut lb = top.and_then(|tp| tp.load_balancer.as_ref());
+            .find_map(|dr| dr.traffic_policy.as_deref());
+        let mut value = top.and_then(&of);
         if let Some(level) = top.and_then(|tp| port_level(tp, port)) {
-            lb = level.load_balancer.as_ref();
+            value = of_port(level);
         }
         let own = (!subset.is_empty())
             .then(|| self.subset(fqdn, subset))
             .flatten()
-            .and_then(|s| s.traffic_policy.as_ref());
+            .and_then(|s| s.traffic_policy.as_deref());
         if let Some(tp) = own {
-            lb = tp.load_balancer.as_ref().or(lb);
+            value = of(tp).or(value);
             if let Some(level) = port_level(tp, port) {
-                lb = level.load_balancer.as_ref();
+                value = of_port(level);
             }
         }
-        lb.map_or_else(LbPolicy::default, lb_from_model)
+        value
     }
 
     fn dns_cluster(
@@ -272,6 +305,7 @@ impl<'a> ClusterBuilder<'a> {
             protocol: UpstreamProtocol::Http1,
             source,
             lb: self.lb_policy(fqdn, port, ""),
+            limits: self.limits(fqdn, port, ""),
         })
     }
 }
@@ -400,6 +434,18 @@ impl<'a> Registry<'a> {
             }
         }
         registry
+    }
+}
+
+/// Istio's defaults are "unlimited": only what the YAML sets is a limit.
+fn limits_from_model(pool: &ConnectionPoolSettings) -> Limits {
+    let positive = |n: Option<i64>| n.and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0);
+    let http = pool.http.as_ref();
+    Limits {
+        max_connections: positive(pool.tcp.as_ref().and_then(|t| t.max_connections)),
+        max_pending: positive(http.and_then(|h| h.http1_max_pending_requests)),
+        max_requests: positive(http.and_then(|h| h.http2_max_requests)),
+        max_retries: positive(http.and_then(|h| h.max_retries)),
     }
 }
 

@@ -31,6 +31,7 @@ pub struct ClusterSpec {
     pub protocol: UpstreamProtocol,
     pub source: EndpointSource,
     pub lb: lb::LbPolicy,
+    pub limits: super::breaker::Limits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
@@ -106,6 +107,7 @@ pub struct Cluster {
     cursor: std::sync::atomic::AtomicUsize,
     /// Consistent-hash ring over the current endpoints (hash policies only).
     ring: ArcSwap<lb::Ring>,
+    breaker: Arc<super::breaker::Breaker>,
 }
 
 impl Cluster {
@@ -118,8 +120,9 @@ impl Cluster {
                 .collect(),
             EndpointSource::Dns(_) => Vec::new(),
         };
+        let breaker =
+            super::breaker::Breaker::new(spec.limits, spec.protocol != UpstreamProtocol::Http2);
         Cluster {
-            spec,
             endpoints: ArcSwap::from_pointee(endpoints),
             refreshed_at: AtomicU64::new(0),
             refreshing: AtomicBool::new(false),
@@ -128,6 +131,8 @@ impl Cluster {
             tcp_stats: std::sync::OnceLock::new(),
             cursor: std::sync::atomic::AtomicUsize::new(0),
             ring: ArcSwap::from_pointee(lb::Ring::default()),
+            breaker: Arc::new(breaker),
+            spec,
         }
         .with_ring()
     }
@@ -185,6 +190,11 @@ impl Cluster {
                 None => lb::random(&endpoints),
             },
         }
+    }
+
+    /// The cluster's circuit breaker (DestinationRule `connectionPool`).
+    pub fn breaker(&self) -> &Arc<super::breaker::Breaker> {
+        &self.breaker
     }
 
     /// What a consistent-hash policy hashes on, if the cluster has one.
@@ -280,6 +290,7 @@ mod tests {
             protocol: UpstreamProtocol::Http1,
             source,
             lb: Default::default(),
+            limits: Default::default(),
         }
     }
 

@@ -1,12 +1,14 @@
 //! The proxy core's upstream side: clusters of endpoints, how they are found (static or DNS),
 //! load balancing, and pooled connections.
 
+pub mod breaker;
 pub mod client;
 pub mod cluster;
 mod h1;
 mod h2;
 pub mod lb;
 
+pub use breaker::{Admission, Limits, Overflow};
 pub use client::{UpstreamError, Upstreams};
 pub use cluster::{
     ActiveRequest, Cluster, ClusterSpec, DnsTarget, Endpoint, EndpointSource, StaticEndpoint,
