@@ -72,10 +72,6 @@ impl<T> HostMap<T> {
     pub fn get_nameless(&self) -> Option<&T> {
         self.any.as_ref()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.wildcard.is_empty() && self.any.is_none()
-    }
 }
 
 /// Lower-cases into `buf` only when needed; `None` for names longer than DNS allows.

@@ -160,7 +160,6 @@ async fn accept_loop(tcp: TcpListener, key: ListenKey, shared: Arc<Shared>) {
         };
         let _ = stream.set_nodelay(true);
         connections.increment(1);
-        let shared = shared.clone();
         tokio::spawn(serve(stream, key, peer, shared.clone()));
     }
 }

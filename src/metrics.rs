@@ -132,9 +132,54 @@ impl TcpStats {
     }
 }
 
-/// `reason` is one of a fixed set of slugs, so the label costs no allocation.
+/// Counters for a fixed set of label values, registered on first use: recording one is a short
+/// scan of the slugs and an atomic add, with no label allocation or registry lookup.
+struct Slugs {
+    name: &'static str,
+    label: &'static str,
+    values: &'static [&'static str],
+    counters: OnceLock<Vec<Counter>>,
+}
+
+impl Slugs {
+    const fn new(name: &'static str, label: &'static str, values: &'static [&'static str]) -> Self {
+        Slugs {
+            name,
+            label,
+            values,
+            counters: OnceLock::new(),
+        }
+    }
+
+    fn increment(&self, value: &'static str) {
+        let counters = self.counters.get_or_init(|| {
+            self.values
+                .iter()
+                .map(|v| counter!(self.name, self.label => *v))
+                .collect()
+        });
+        match self.values.iter().position(|v| *v == value) {
+            Some(i) => counters[i].increment(1),
+            // A slug missing from the list still counts, through the registry.
+            None => counter!(self.name, self.label => value).increment(1),
+        }
+    }
+}
+
 pub fn record_tcp_rejected(reason: &'static str) {
-    counter!(TCP_REJECTED, "reason" => reason).increment(1);
+    static SLUGS: Slugs = Slugs::new(
+        TCP_REJECTED,
+        "reason",
+        &[
+            "no_route",
+            "no_cluster",
+            "no_healthy_upstream",
+            "overflow",
+            "connect_failed",
+            "connect_timeout",
+        ],
+    );
+    SLUGS.increment(reason);
 }
 
 /// Pre-registered per status class: recording is an atomic add, no allocation, no lock.
@@ -169,13 +214,31 @@ pub fn record_reload(generation: u64, new_errors: usize, total_errors: usize) {
     }
 }
 
-/// `result` is one of a fixed set of slugs, so the label costs no allocation.
 pub fn record_tls_handshake(result: &'static str) {
-    counter!(TLS_HANDSHAKES, "result" => result).increment(1);
+    static SLUGS: Slugs = Slugs::new(
+        TLS_HANDSHAKES,
+        "result",
+        &["ok", "no_matching_server", "handshake_error", "timeout"],
+    );
+    SLUGS.increment(result);
 }
 
 pub fn record_client_hello_failure(reason: &'static str) {
-    counter!(TLS_CLIENT_HELLO_FAILURES, "reason" => reason).increment(1);
+    static SLUGS: Slugs = Slugs::new(
+        TLS_CLIENT_HELLO_FAILURES,
+        "reason",
+        &[
+            "not_tls",
+            "sslv2",
+            "malformed",
+            "too_large",
+            "not_client_hello",
+            "timeout",
+            "eof",
+            "io",
+        ],
+    );
+    SLUGS.increment(reason);
 }
 
 pub fn record_bind_error() {

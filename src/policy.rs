@@ -2,7 +2,6 @@
 //! timeout, retries (Istio's default policy when `retries` is absent), fault injection,
 //! rewrites and header operations. Pure: the proxy applies it, tests check it table by table.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -21,8 +20,6 @@ pub struct RoutePolicy {
     pub rewrite: Option<Rewrite>,
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
-    /// `route[].headers`, by the destination's cluster name.
-    pub destination_headers: Vec<(Arc<str>, DestinationHeaders)>,
     /// Only one destination: its header operations run after the route's (so they win); with
     /// several, before (the route's win), as Istio configures Envoy.
     pub single_destination: bool,
@@ -344,7 +341,7 @@ impl Fault {
             let time = duration::parse(d.fixed_delay.as_deref()?).ok()?;
             Some((
                 time,
-                percentage(d.percentage.as_ref().map(|p| p.value), d.percent),
+                percent_or(d.percentage.as_ref().map(|p| p.value), d.percent, 0.0),
             ))
         });
         let abort = f.abort.as_ref().and_then(|a| {
@@ -355,18 +352,19 @@ impl Fault {
             };
             Some((
                 abort,
-                percentage(a.percentage.as_ref().map(|p| p.value), None),
+                percent_or(a.percentage.as_ref().map(|p| p.value), None, 0.0),
             ))
         });
         (delay.is_some() || abort.is_some()).then_some(Fault { delay, abort })
     }
 }
 
-/// `percentage.value`, else the deprecated integer `percent`, else 0 (never), as in Istio.
-fn percentage(value: Option<f64>, percent: Option<i64>) -> f64 {
+/// `percentage.value`, else the deprecated integer form, else `default`, within 0–100. Istio's
+/// defaults: faults never (0), mirrors always (100).
+fn percent_or(value: Option<f64>, percent: Option<i64>, default: f64) -> f64 {
     value
         .or(percent.map(|p| p as f64))
-        .unwrap_or(0.0)
+        .unwrap_or(default)
         .clamp(0.0, 100.0)
 }
 
@@ -481,13 +479,6 @@ impl HeaderOps {
         out
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.set.is_empty()
-            && self.add.is_empty()
-            && self.remove.is_empty()
-            && self.authority.is_none()
-    }
-
     pub fn apply(&self, headers: &mut HeaderMap) {
         for name in &self.remove {
             headers.remove(name);
@@ -519,19 +510,10 @@ impl RoutePolicy {
             rewrite: rule.rewrite.as_ref().and_then(Rewrite::from_model),
             request_headers: HeaderOps::from_model(headers.and_then(|h| h.request.as_ref())),
             response_headers: HeaderOps::from_model(headers.and_then(|h| h.response.as_ref())),
-            destination_headers: Vec::new(),
             single_destination: rule.route.len() == 1,
             mirrors: Vec::new(),
             cors: None,
         }
-    }
-
-    /// The per-destination header operations of the cluster a request goes to.
-    pub fn destination(&self, cluster: &str) -> Option<&DestinationHeaders> {
-        self.destination_headers
-            .iter()
-            .find(|(name, _)| &**name == cluster)
-            .map(|(_, ops)| ops)
     }
 }
 
@@ -546,10 +528,7 @@ impl DestinationHeaders {
 
 /// `mirrorPercentage`, else the deprecated `mirrorPercent`, else 100 (every request).
 pub fn mirror_percent(value: Option<f64>, percent: Option<i64>) -> f64 {
-    value
-        .or(percent.map(|p| p as f64))
-        .unwrap_or(100.0)
-        .clamp(0.0, 100.0)
+    percent_or(value, percent, 100.0)
 }
 
 #[cfg(test)]

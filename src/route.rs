@@ -108,7 +108,16 @@ pub struct DirectReply {
 pub struct WeightedClusters {
     targets: Vec<(u64, Target)>,
     total: u64,
+    /// `route[].headers` of each target, in `targets` order; empty when no destination has any.
+    headers: Vec<Option<Arc<crate::policy::DestinationHeaders>>>,
 }
+
+/// A destination as a rule lists it: weight, target and its own header operations.
+pub type WeightedDestination = (
+    Option<i64>,
+    Target,
+    Option<Arc<crate::policy::DestinationHeaders>>,
+);
 
 /// A destination: its cluster, or the name of a cluster that does not exist (503 `NC`).
 #[derive(Debug, Clone)]
@@ -121,11 +130,23 @@ impl WeightedClusters {
     /// Istio's rule: one destination takes everything; otherwise zero weights drop out and the
     /// rest share by `weight / sum` (weights absent on several destinations count as equal).
     pub fn new(destinations: Vec<(Option<i64>, Target)>) -> Self {
+        Self::with_headers(
+            destinations
+                .into_iter()
+                .map(|(w, t)| (w, t, None))
+                .collect(),
+        )
+    }
+
+    /// As [`Self::new`], each destination with its own header operations.
+    pub fn with_headers(destinations: Vec<WeightedDestination>) -> Self {
         let single = destinations.len() == 1;
-        let all_unset = destinations.iter().all(|(w, _)| w.is_none());
+        let all_unset = destinations.iter().all(|(w, _, _)| w.is_none());
+        let any_headers = destinations.iter().any(|(_, _, h)| h.is_some());
         let mut total = 0u64;
         let mut targets = Vec::with_capacity(destinations.len());
-        for (weight, target) in destinations {
+        let mut headers = Vec::new();
+        for (weight, target, ops) in destinations {
             let w = if single || all_unset {
                 1
             } else {
@@ -134,21 +155,42 @@ impl WeightedClusters {
             if w > 0 {
                 total = total.saturating_add(w);
                 targets.push((total, target));
+                if any_headers {
+                    headers.push(ops);
+                }
             }
         }
-        WeightedClusters { targets, total }
+        WeightedClusters {
+            targets,
+            total,
+            headers,
+        }
     }
 
     /// Picks a target; `roll` is a uniform random number (tests pass their own).
     pub fn pick(&self, roll: u64) -> Option<&Target> {
+        self.pick_index(roll).map(|i| &self.targets[i].1)
+    }
+
+    /// Picks a target with its destination's header operations, if it has any.
+    pub fn pick_with_headers(
+        &self,
+        roll: u64,
+    ) -> Option<(&Target, Option<&Arc<crate::policy::DestinationHeaders>>)> {
+        let i = self.pick_index(roll)?;
+        let headers = self.headers.get(i).and_then(Option::as_ref);
+        Some((&self.targets[i].1, headers))
+    }
+
+    fn pick_index(&self, roll: u64) -> Option<usize> {
         if self.targets.len() == 1 {
-            return Some(&self.targets[0].1);
+            return Some(0);
         }
         let point = roll % self.total.max(1);
         let i = self
             .targets
             .partition_point(|(cumulative, _)| *cumulative <= point);
-        self.targets.get(i).map(|(_, t)| t)
+        (i < self.targets.len()).then_some(i)
     }
 
     pub fn targets(&self) -> impl Iterator<Item = &Target> {

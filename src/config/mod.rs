@@ -38,6 +38,11 @@ impl Finding {
     }
 
     /// Places the finding at its line in `origin`, naming `object` (`Kind ns/name`).
+    /// Placed in `resource`: its file, the line of the field, its name.
+    pub fn at(self, resource: &Resource) -> Diagnostic {
+        self.locate(&resource.origin, resource.key.to_string())
+    }
+
     pub fn locate(self, origin: &Origin, object: String) -> Diagnostic {
         Diagnostic {
             severity: self.severity,

@@ -475,7 +475,8 @@ fn websocket_accept(req: &Request<Incoming>) -> Option<String> {
 fn accept_key(key: &[u8]) -> String {
     let mut input = key.to_vec();
     input.extend_from_slice(WEBSOCKET_GUID.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(sha1(&input))
+    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &input);
+    base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
 }
 
 fn switching_protocols(id: &EchoIdentity, accept: String, count: u64) -> EchoResponse {
@@ -490,66 +491,6 @@ fn switching_protocols(id: &EchoIdentity, accept: String, count: u64) -> EchoRes
     }
     add_identity_headers(headers, id, count);
     resp
-}
-
-/// Minimal SHA-1 (FIPS 180-4), only for the WebSocket handshake: no crate
-/// for it is a dependency and the input is tiny.
-fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut state: [u32; 5] = [
-        0x6745_2301,
-        0xEFCD_AB89,
-        0x98BA_DCFE,
-        0x1032_5476,
-        0xC3D2_E1F0,
-    ];
-    let bit_len = (data.len() as u64).wrapping_mul(8);
-    let mut msg = data.to_vec();
-    msg.push(0x80);
-    while msg.len() % 64 != 56 {
-        msg.push(0);
-    }
-    msg.extend_from_slice(&bit_len.to_be_bytes());
-    for block in msg.chunks_exact(64) {
-        sha1_block(&mut state, block);
-    }
-    let mut out = [0u8; 20];
-    for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
-        chunk.copy_from_slice(&word.to_be_bytes());
-    }
-    out
-}
-
-fn sha1_block(state: &mut [u32; 5], block: &[u8]) {
-    let mut w = [0u32; 80];
-    for (slot, word) in w.iter_mut().zip(block.chunks_exact(4)) {
-        *slot = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
-    }
-    for i in 16..80 {
-        w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
-    }
-    let [mut a, mut b, mut c, mut d, mut e] = *state;
-    for (i, wi) in w.iter().enumerate() {
-        let (f, k) = match i {
-            0..=19 => ((b & c) | (!b & d), 0x5A82_7999),
-            20..=39 => (b ^ c ^ d, 0x6ED9_EBA1),
-            40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
-            _ => (b ^ c ^ d, 0xCA62_C1D6),
-        };
-        let t = a
-            .rotate_left(5)
-            .wrapping_add(f)
-            .wrapping_add(e)
-            .wrapping_add(k)
-            .wrapping_add(*wi);
-        e = d;
-        d = c;
-        c = b.rotate_left(30);
-        b = a;
-        a = t;
-    }
-    for (s, v) in state.iter_mut().zip([a, b, c, d, e]) {
-        *s = s.wrapping_add(v);
-    }
 }
 
 #[cfg(test)]
@@ -645,26 +586,6 @@ mod tests {
             head.push(byte);
         }
         String::from_utf8(head).expect("utf8 head")
-    }
-
-    #[test]
-    fn sha1_test_vectors() {
-        let hex = |d: [u8; 20]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
-        assert_eq!(hex(sha1(b"")), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
-        assert_eq!(
-            hex(sha1(b"abc")),
-            "a9993e364706816aba3e25717850c26c9cd0d89d"
-        );
-        assert_eq!(
-            hex(sha1(
-                b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
-            )),
-            "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
-        );
-        assert_eq!(
-            hex(sha1(&[b'a'; 1_000_000])),
-            "34aa973cd4c4daa4f61eeb2bdbad27316534016f"
-        );
     }
 
     #[test]

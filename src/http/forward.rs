@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::headers::{self, Downstream, X_ENVOY_UPSTREAM_SERVICE_TIME};
+use super::headers::{self, Downstream, X_ENVOY_ATTEMPT_COUNT, X_ENVOY_UPSTREAM_SERVICE_TIME};
 use super::local::{self, ConnectFailure, LocalReply, SERVER_NAME};
 use super::proxy::ConnContext;
 use super::{Body, UpstreamBody};
@@ -33,7 +33,6 @@ const RETRY_BUFFER_LIMIT: u64 = 1024 * 1024;
 /// How long a mirrored request may take when the route has no timeout.
 const MIRROR_TIMEOUT: Duration = Duration::from_secs(30);
 
-const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
 const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: HeaderName =
     HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
 
@@ -41,9 +40,11 @@ pub async fn forward(
     mut req: Request<Incoming>,
     target: Target,
     route: Arc<Route>,
+    destination: Option<Arc<policy::DestinationHeaders>>,
     conn: &ConnContext,
 ) -> Response<Body> {
     let policy = &route.policy;
+    let destination = destination.as_deref();
     // Envoy's filter order on an Istio gateway: CORS, then fault, then the router.
     let cors_origin = match &policy.cors {
         Some(cors) => match cors_check(&req, cors) {
@@ -57,7 +58,6 @@ pub async fn forward(
         Some(response) => response,
         None => match target {
             Target::Cluster(cluster) => {
-                let destination = policy.destination(cluster.name());
                 rewrite(&mut req, &route, destination);
                 let mut response = attempts(req, &cluster, policy, conn).await;
                 if response.extensions().get::<local::Generated>().is_none() {
@@ -167,7 +167,7 @@ fn rewrite(
             _ => None,
         };
         if let Some(path) = rw.path(req.uri().path(), prefix) {
-            set_path(req, &path);
+            super::path::set_path(req.uri_mut(), &path);
         }
         if let Some(authority) = &rw.authority {
             set_authority(req, authority);
@@ -190,27 +190,9 @@ fn rewrite(
     }
 }
 
-fn set_path(req: &mut Request<Incoming>, path: &str) {
-    let path_and_query = match req.uri().query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_string(),
-    };
-    let mut parts = req.uri().clone().into_parts();
-    parts.path_and_query = path_and_query.parse().ok();
-    if let Ok(uri) = Uri::from_parts(parts) {
-        *req.uri_mut() = uri;
-    }
-}
-
 /// The upstream sees the new authority in Host (HTTP/1.1) or `:authority` (HTTP/2).
 fn set_authority(req: &mut Request<Incoming>, authority: &HeaderValue) {
-    if req.uri().authority().is_some() {
-        let mut parts = req.uri().clone().into_parts();
-        parts.authority = authority.to_str().ok().and_then(|a| a.parse().ok());
-        if let Ok(uri) = Uri::from_parts(parts) {
-            *req.uri_mut() = uri;
-        }
-    }
+    super::path::set_uri_authority(req.uri_mut(), authority);
     req.headers_mut().insert(HOST, authority.clone());
 }
 
@@ -238,7 +220,8 @@ async fn attempts(
     let hash_key = cluster
         .hash_on()
         .and_then(|on| hash_key(on, &parts, conn.peer.ip()));
-    let mirror_parts = (!policy.mirrors.is_empty()).then(|| copy_parts(&parts));
+    let mirrors = sampled_mirrors(policy);
+    let mirror_parts = (!mirrors.is_empty()).then(|| copy_parts(&parts));
     let protocol = cluster.spec.protocol;
     let Some(mut parts) = upstream_parts(parts, protocol, conn, upgrade) else {
         return LocalReply::NoRoute.response();
@@ -254,13 +237,12 @@ async fn attempts(
         Err(response) => return response,
     };
     if let (Some(mirror), Some(bytes)) = (mirror_parts, &replay) {
-        send_mirrors(&mirror, bytes, policy, conn);
+        send_mirrors(&mirror, bytes, &mirrors, policy, conn);
     }
     // The cluster's circuit breaker: overflow is answered at once, never retried.
     let Ok(admission) = cluster.breaker().admit().await else {
         return LocalReply::Overflow.response();
     };
-    let mut admission = Some(admission);
     let mut retries_left = if replay.is_some() { retry.attempts } else { 0 };
     let mut previous = None;
     let mut attempt: u32 = 1;
@@ -270,9 +252,18 @@ async fn attempts(
             return LocalReply::NoHealthyUpstream.response();
         };
         previous = Some(endpoint.addr);
-        let mut req = Request::from_parts(copy_parts(&parts), body);
-        req.headers_mut()
-            .insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from(attempt));
+        // The head is kept for a retry only while one can follow; the last try takes it.
+        let head = if retries_left > 0 {
+            copy_parts(&parts)
+        } else {
+            std::mem::replace(&mut parts, Request::new(()).into_parts().0)
+        };
+        let mut req = Request::from_parts(head, body);
+        if attempt > 1 {
+            // `prepare_request` wrote 1 for the first try.
+            req.headers_mut()
+                .insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from(attempt));
+        }
         let active = ActiveRequest::start(endpoint);
         let started = Instant::now();
         let send = conn.shared.upstreams.send(protocol, active.0.addr, req);
@@ -287,9 +278,9 @@ async fn attempts(
         };
         match within(deadline, retry.per_try_timeout, send).await {
             Outcome::Response(response) => {
-                let grpc = grpc_status(&response);
+                let grpc = upstream_grpc_status(&response);
                 if !retry_admitted(retry.retries_status(response.status(), grpc)) {
-                    let held = (active, admission.take());
+                    let held = (active, admission);
                     return finish_response(response, started, downstream_upgrade, held);
                 }
             }
@@ -435,14 +426,14 @@ fn hash_key(on: &HashOn, parts: &Parts, peer: std::net::IpAddr) -> Option<u64> {
 /// `mirror`/`mirrors`: a copy of the request (after rewrites, with its buffered body) to each
 /// mirror cluster in its share of requests, fire and forget: the response is discarded and
 /// neither its time nor its failure touches the client's request.
-fn send_mirrors(parts: &Parts, body: &Bytes, policy: &RoutePolicy, conn: &ConnContext) {
-    for mirror in &policy.mirrors {
-        let Target::Cluster(cluster) = &mirror.target else {
-            continue;
-        };
-        if !policy::sampled(mirror.percent, fastrand::f64()) {
-            continue;
-        }
+fn send_mirrors(
+    parts: &Parts,
+    body: &Bytes,
+    mirrors: &[&Arc<Cluster>],
+    policy: &RoutePolicy,
+    conn: &ConnContext,
+) {
+    for cluster in mirrors {
         let mut copy = copy_parts(parts);
         if conn.shared.settings.mirror_shadow_host {
             shadow_host(&mut copy);
@@ -450,7 +441,7 @@ fn send_mirrors(parts: &Parts, body: &Bytes, policy: &RoutePolicy, conn: &ConnCo
         let Some(copy) = upstream_parts(copy, cluster.spec.protocol, conn, false) else {
             continue;
         };
-        let (cluster, shared, body) = (cluster.clone(), conn.shared.clone(), body.clone());
+        let (cluster, shared, body) = (Arc::clone(cluster), conn.shared.clone(), body.clone());
         let limit = policy.timeout.unwrap_or(MIRROR_TIMEOUT);
         tokio::spawn(async move {
             let Some(endpoint) = cluster.pick().await else {
@@ -469,6 +460,18 @@ fn send_mirrors(parts: &Parts, body: &Bytes, policy: &RoutePolicy, conn: &ConnCo
     }
 }
 
+/// The mirror clusters this request is copied to, each drawn for its share of requests.
+fn sampled_mirrors(policy: &RoutePolicy) -> Vec<&Arc<Cluster>> {
+    policy
+        .mirrors
+        .iter()
+        .filter_map(|m| match &m.target {
+            Target::Cluster(c) if policy::sampled(m.percent, fastrand::f64()) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Istio before 1.28 sent mirrored requests to `<host>-shadow` (port kept after the suffix).
 fn shadow_host(parts: &mut Parts) {
     let host = match parts.uri.authority() {
@@ -481,13 +484,7 @@ fn shadow_host(parts: &mut Parts) {
     let name = crate::route::strip_port(&host);
     let shadowed = format!("{name}-shadow{}", &host[name.len()..]);
     if let Ok(value) = HeaderValue::from_str(&shadowed) {
-        if parts.uri.authority().is_some() {
-            let mut uri = parts.uri.clone().into_parts();
-            uri.authority = shadowed.parse().ok();
-            if let Ok(u) = Uri::from_parts(uri) {
-                parts.uri = u;
-            }
-        }
+        super::path::set_uri_authority(&mut parts.uri, &value);
         parts.headers.insert(HOST, value);
     }
 }
@@ -501,7 +498,7 @@ fn copy_parts(parts: &Parts) -> Parts {
     req.into_parts().0
 }
 
-fn grpc_status(response: &Response<Incoming>) -> Option<u8> {
+fn upstream_grpc_status(response: &Response<Incoming>) -> Option<u8> {
     response
         .headers()
         .get("grpc-status")
@@ -572,7 +569,7 @@ fn finish_response(
     mut response: Response<Incoming>,
     started: Instant,
     downstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
-    held: (ActiveRequest, Option<Admission>),
+    held: (ActiveRequest, Admission),
 ) -> Response<Body> {
     let upgrade = downstream_upgrade.is_some();
     if let (Some(down), StatusCode::SWITCHING_PROTOCOLS) = (downstream_upgrade, response.status()) {

@@ -54,41 +54,52 @@ impl LocalReply {
         }
     }
 
-    fn status_and_body(self) -> (StatusCode, &'static str) {
+    fn status_and_body(self) -> (StatusCode, Says) {
         use ConnectFailure::*;
+        use Says::{Fixed, Reset};
+        let unavailable = StatusCode::SERVICE_UNAVAILABLE;
         match self {
-            LocalReply::NoRoute => (StatusCode::NOT_FOUND, ""),
-            LocalReply::ClusterNotFound => (StatusCode::SERVICE_UNAVAILABLE, ""),
-            LocalReply::NoHealthyUpstream => (StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream"),
+            LocalReply::NoRoute => (StatusCode::NOT_FOUND, Fixed("")),
+            LocalReply::ClusterNotFound => (unavailable, Fixed("")),
+            LocalReply::NoHealthyUpstream => (unavailable, Fixed("no healthy upstream")),
             LocalReply::ConnectFailure(Refused) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure, transport failure reason: delayed connect error: Connection refused",
+                unavailable,
+                Reset("remote connection failure, transport failure reason: delayed connect error: Connection refused"),
             ),
-            LocalReply::ConnectFailure(Timeout) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "upstream connect error or disconnect/reset before headers. reset reason: connection timeout",
-            ),
-            LocalReply::ConnectFailure(Other) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure",
-            ),
-            LocalReply::ConnectionTermination => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
-            ),
-            LocalReply::UpgradeRequired => (StatusCode::UPGRADE_REQUIRED, ""),
-            LocalReply::MisdirectedRequest => (StatusCode::MISDIRECTED_REQUEST, ""),
-            LocalReply::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
-            LocalReply::Overflow => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "upstream connect error or disconnect/reset before headers. reset reason: overflow",
-            ),
+            LocalReply::ConnectFailure(Timeout) => (unavailable, Reset("connection timeout")),
+            LocalReply::ConnectFailure(Other) => (unavailable, Reset("remote connection failure")),
+            LocalReply::ConnectionTermination => (unavailable, Reset("connection termination")),
+            LocalReply::UpgradeRequired => (StatusCode::UPGRADE_REQUIRED, Fixed("")),
+            LocalReply::MisdirectedRequest => (StatusCode::MISDIRECTED_REQUEST, Fixed("")),
+            LocalReply::UpstreamTimeout => {
+                (StatusCode::GATEWAY_TIMEOUT, Fixed("upstream request timeout"))
+            }
+            LocalReply::Overflow => (unavailable, Reset("overflow")),
         }
     }
 
     pub fn response(self) -> Response<Body> {
-        let (status, body) = self.status_and_body();
-        let mut response = text(status, Bytes::from_static(body.as_bytes()));
+        self.response_after(false)
+    }
+
+    /// As [`Self::response`]; after retries, Envoy's upstream-failure bodies say so
+    /// (`retried and the latest reset reason: ...`).
+    pub fn response_after(self, retried: bool) -> Response<Body> {
+        let (status, says) = self.status_and_body();
+        let body = match says {
+            Says::Fixed(text) => Bytes::from_static(text.as_bytes()),
+            Says::Reset(reason) => {
+                let retried = if retried {
+                    "retried and the latest "
+                } else {
+                    ""
+                };
+                Bytes::from(format!(
+                    "upstream connect error or disconnect/reset before headers. {retried}reset reason: {reason}"
+                ))
+            }
+        };
+        let mut response = text(status, body);
         if self == LocalReply::Overflow {
             response
                 .headers_mut()
@@ -96,21 +107,13 @@ impl LocalReply {
         }
         response
     }
+}
 
-    /// As [`Self::response`]; after retries, Envoy's upstream-failure bodies say so
-    /// (`retried and the latest reset reason: ...`).
-    pub fn response_after(self, retried: bool) -> Response<Body> {
-        const PLAIN: &str = "before headers. reset reason:";
-        let (status, body) = self.status_and_body();
-        if !retried || !body.contains(PLAIN) {
-            return self.response();
-        }
-        let body = body.replace(
-            PLAIN,
-            "before headers. retried and the latest reset reason:",
-        );
-        text(status, Bytes::from(body))
-    }
+/// What a local reply's body says: a fixed text, or Envoy's upstream-failure text around the
+/// reset reason.
+enum Says {
+    Fixed(&'static str),
+    Reset(&'static str),
 }
 
 /// Marks a response the gateway generated itself.
@@ -135,34 +138,26 @@ pub fn text(status: StatusCode, body: Bytes) -> Response<Body> {
 /// `grpc-status` mapped from the HTTP status and `grpc-message` carrying the body.
 pub fn grpc_error(status: StatusCode, body: &[u8]) -> Response<Body> {
     let code = match status.as_u16() {
-        400 => "13",
-        401 => "16",
-        403 => "7",
-        404 => "12",
-        429 | 502 | 503 | 504 => "14",
-        _ => "2",
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
     };
-    let mut grpc = text(StatusCode::OK, Bytes::new());
-    let headers = grpc.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    headers.insert("grpc-status", HeaderValue::from_static(code));
-    let message = String::from_utf8_lossy(body);
-    if let Ok(value) = HeaderValue::from_str(&message) {
-        if !message.is_empty() {
-            headers.insert("grpc-message", value);
-        }
-    }
-    grpc
+    grpc_status(code, &String::from_utf8_lossy(body))
 }
 
-/// A trailers-only gRPC answer with status `code` (fault injection's `grpcStatus`).
+/// A trailers-only gRPC answer with status `code` and, if not empty, `message`.
 pub fn grpc_status(code: u8, message: &str) -> Response<Body> {
     let mut grpc = text(StatusCode::OK, Bytes::new());
     let headers = grpc.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     headers.insert("grpc-status", HeaderValue::from(u16::from(code)));
     if let Ok(value) = HeaderValue::from_str(message) {
-        headers.insert("grpc-message", value);
+        if !message.is_empty() {
+            headers.insert("grpc-message", value);
+        }
     }
     grpc
 }

@@ -26,11 +26,11 @@ pub type Body = Either<UpstreamBody, Full<Bytes>>;
 /// dropped.
 pub struct UpstreamBody {
     inner: Incoming,
-    _held: (ActiveRequest, Option<Admission>),
+    _held: (ActiveRequest, Admission),
 }
 
 impl UpstreamBody {
-    pub fn new(inner: Incoming, held: (ActiveRequest, Option<Admission>)) -> Self {
+    pub fn new(inner: Incoming, held: (ActiveRequest, Admission)) -> Self {
         UpstreamBody { inner, _held: held }
     }
 }

@@ -2,6 +2,32 @@
 //! dot-segments removed before routing and forwarding; repeated slashes and `%2F` kept. Without
 //! it, `/public/../admin` would slip past a route that guards `/admin`.
 
+/// Replaces the path of `uri`, keeping its query (and scheme and authority).
+pub fn set_path(uri: &mut http::Uri, path: &str) {
+    let path_and_query = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = path_and_query.parse().ok();
+    if let Ok(new) = http::Uri::from_parts(parts) {
+        *uri = new;
+    }
+}
+
+/// Replaces the authority of `uri` when it has one (HTTP/2, absolute form); Host is the
+/// caller's to set.
+pub fn set_uri_authority(uri: &mut http::Uri, authority: &http::HeaderValue) {
+    if uri.authority().is_none() {
+        return;
+    }
+    let mut parts = uri.clone().into_parts();
+    parts.authority = authority.to_str().ok().and_then(|a| a.parse().ok());
+    if let Ok(new) = http::Uri::from_parts(parts) {
+        *uri = new;
+    }
+}
+
 /// The normalized path, or `None` when `path` is already normal (the common case: no allocation).
 pub fn normalize(path: &str) -> Option<String> {
     if !path.starts_with('/') || !has_dot_segment(path) {

@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use http::header::{HeaderValue, HOST};
 use http::uri::PathAndQuery;
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use super::local::{self, LocalReply};
 use super::Body;
 use crate::metrics;
+use crate::policy::DestinationHeaders;
 use crate::route::{Action, Redirect, RequestView, Route, RouteTable, Target};
 use crate::snapshot::tls::{TlsAction, TlsListener};
 use crate::snapshot::{ListenKey, ListenerKind};
@@ -90,7 +91,9 @@ async fn route_and_forward(mut req: Request<Incoming>, conn: &ConnContext) -> Re
         }
     };
     match selected {
-        Selected::Forward(target, route) => super::forward::forward(req, target, route, conn).await,
+        Selected::Forward(target, route, headers) => {
+            super::forward::forward(req, target, route, headers, conn).await
+        }
         Selected::Reply(reply) => reply.response(),
         Selected::Response(response) => response,
     }
@@ -98,22 +101,14 @@ async fn route_and_forward(mut req: Request<Incoming>, conn: &ConnContext) -> Re
 
 /// Routes and forwards the dot-segment-free path (Istio's default normalization).
 fn normalize_path(req: &mut Request<Incoming>) {
-    let Some(path) = super::path::normalize(req.uri().path()) else {
-        return;
-    };
-    let path_and_query = match req.uri().query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path,
-    };
-    let mut parts = req.uri().clone().into_parts();
-    parts.path_and_query = path_and_query.parse().ok();
-    if let Ok(uri) = Uri::from_parts(parts) {
-        *req.uri_mut() = uri;
+    if let Some(path) = super::path::normalize(req.uri().path()) {
+        super::path::set_path(req.uri_mut(), &path);
     }
 }
 
 enum Selected {
-    Forward(Target, Arc<Route>),
+    /// The target, the route, and the target's own header operations.
+    Forward(Target, Arc<Route>, Option<Arc<DestinationHeaders>>),
     Reply(LocalReply),
     Response(Response<Body>),
 }
@@ -179,8 +174,10 @@ fn select(table: &RouteTable, req: &Request<Incoming>, conn: &ConnContext) -> Se
         return Selected::Reply(LocalReply::NoRoute);
     };
     match &route.action {
-        Action::Forward(clusters) => match clusters.pick(fastrand::u64(..)) {
-            Some(target) => Selected::Forward(target.clone(), route.clone()),
+        Action::Forward(clusters) => match clusters.pick_with_headers(fastrand::u64(..)) {
+            Some((target, headers)) => {
+                Selected::Forward(target.clone(), route.clone(), headers.cloned())
+            }
             None => Selected::Reply(LocalReply::ClusterNotFound),
         },
         Action::Redirect(r) => Selected::Response(route_redirect(

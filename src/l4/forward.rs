@@ -17,9 +17,8 @@ use crate::metrics::TcpStats;
 use crate::route::Target;
 use crate::snapshot::l4::L4Route;
 use crate::state::ProxySettings;
-use crate::upstream::client::CONNECT_TIMEOUT;
 use crate::upstream::cluster::ActiveRequest;
-use crate::upstream::{Admission, Cluster};
+use crate::upstream::{Admission, Cluster, UpstreamError};
 
 /// Istio's byte counters are flushed every 5 s while a stream lives, and at its end.
 const METRICS_FLUSH: Duration = Duration::from_secs(5);
@@ -145,18 +144,14 @@ async fn connect(
         return None;
     };
     let active = ActiveRequest::start(endpoint);
-    let addr = active.0.addr;
-    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-        Ok(Ok(upstream)) => {
-            let _ = upstream.set_nodelay(true);
-            Some((cluster, upstream, (active, admission)))
-        }
-        Ok(Err(_)) => {
-            reject("connect_failed");
+    match crate::upstream::client::connect(active.0.addr).await {
+        Ok(upstream) => Some((cluster, upstream, (active, admission))),
+        Err(UpstreamError::Connect(std::io::ErrorKind::TimedOut)) => {
+            reject("connect_timeout");
             None
         }
         Err(_) => {
-            reject("connect_timeout");
+            reject("connect_failed");
             None
         }
     }

@@ -4,6 +4,7 @@
 mod buffer;
 pub mod forward;
 mod metered;
+mod pool;
 pub mod relay;
 mod splice;
 

@@ -2,7 +2,6 @@
 //! come from a per-thread pool while bytes are in flight, so pipes (two descriptors each) scale
 //! with busy streams, not open ones.
 
-use std::cell::RefCell;
 use std::io;
 use std::os::fd::OwnedFd;
 
@@ -10,10 +9,10 @@ use rustix::pipe::{pipe_with, splice, PipeFlags, SpliceFlags};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
+use super::pool::{self, FreeList};
+
 /// Bytes moved per splice call (the pipe is grown to hold as much).
 const CHUNK: usize = 256 * 1024;
-/// Empty pipes kept per thread beyond those in use.
-const KEEP: usize = 32;
 const FLAGS: SpliceFlags = SpliceFlags::MOVE.union(SpliceFlags::NONBLOCK);
 
 struct Ends {
@@ -22,7 +21,7 @@ struct Ends {
 }
 
 thread_local! {
-    static POOL: RefCell<Vec<Ends>> = const { RefCell::new(Vec::new()) };
+    static POOL: FreeList<Ends> = const { FreeList::new(Vec::new()) };
 }
 
 /// A pooled pipe; back to the pool when dropped empty, closed if it still holds bytes.
@@ -33,7 +32,7 @@ pub(super) struct Pipe {
 
 impl Pipe {
     pub(super) fn take() -> io::Result<Pipe> {
-        let ends = match POOL.with(|pool| pool.borrow_mut().pop()) {
+        let ends = match pool::take(&POOL) {
             Some(ends) => ends,
             None => {
                 let (read, write) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
@@ -71,14 +70,9 @@ impl Pipe {
 
 impl Drop for Pipe {
     fn drop(&mut self) {
+        // A pipe still holding bytes is closed, never reused.
         if let Some(ends) = self.ends.take().filter(|_| self.held == 0) {
-            // During thread teardown the pool may be gone; then the pipe is simply closed.
-            let _ = POOL.try_with(|pool| {
-                let mut pool = pool.borrow_mut();
-                if pool.len() < KEEP {
-                    pool.push(ends);
-                }
-            });
+            pool::give(&POOL, ends);
         }
     }
 }

@@ -72,8 +72,7 @@ impl<'a> ClusterBuilder<'a> {
         let subset = dest.subset.as_deref().unwrap_or("");
         let name = format!("outbound|{port}|{subset}|{fqdn}");
         self.refs.entry(name.clone()).or_insert_with(|| {
-            Finding::new(Severity::Info, field, String::new(), None)
-                .locate(&resource.origin, resource.key.to_string())
+            Finding::new(Severity::Info, field, String::new(), None).at(resource)
         });
         if let Some(cluster) = self.built.get(&name) {
             return Target::Cluster(cluster.clone());

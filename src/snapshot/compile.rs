@@ -152,7 +152,7 @@ fn bound_virtual_services<'a>(
                         message,
                         hint,
                     )
-                    .locate(&r.origin, r.key.to_string()),
+                    .at(r),
                 );
             }
         }
@@ -246,7 +246,7 @@ fn warn_unexposed_hosts(
                         message,
                         None,
                     )
-                    .locate(&vs.resource.origin, vs.resource.key.to_string()),
+                    .at(vs.resource),
                 );
             }
         }

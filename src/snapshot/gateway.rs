@@ -63,10 +63,7 @@ impl ServerRef<'_> {
         } else {
             format!("{}.{field}", self.field())
         };
-        Finding::new(severity, &field, message, None).locate(
-            &self.gateway.resource.origin,
-            self.gateway.resource.key.to_string(),
-        )
+        Finding::new(severity, &field, message, None).at(self.gateway.resource)
     }
 }
 
@@ -122,12 +119,9 @@ pub(crate) fn merge<'a>(
                         Ok(ip) => ip,
                         Err(_) => {
                             let message = format!("bind {b:?} (a unix socket) is not supported; this server is ignored");
-                            let at = &gateway.resource.origin;
                             let field = format!("spec.servers[{index}].bind");
-                            diags.push(
-                                Finding::new(Severity::Warning, &field, message, None)
-                                    .locate(at, gateway.resource.key.to_string()),
-                            );
+                            let finding = Finding::new(Severity::Warning, &field, message, None);
+                            diags.push(finding.at(gateway.resource));
                             continue;
                         }
                     }

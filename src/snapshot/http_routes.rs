@@ -6,10 +6,12 @@ use std::sync::Arc;
 use super::clusters::{ClusterBuilder, Note};
 use super::gateway::ServerRef;
 use super::Options;
-use crate::config::model::{Destination, HttpMatch, HttpRoute, StringMatch, VirtualServiceSpec};
+use crate::config::model::{
+    Destination, Headers, HttpMatch, HttpRoute, StringMatch, VirtualServiceSpec,
+};
 use crate::config::{Diagnostic, Finding, Resource, Severity};
 use crate::hosts;
-use crate::policy::{Mirror, RoutePolicy};
+use crate::policy::{DestinationHeaders, Mirror, RoutePolicy};
 use crate::route::{
     Action, DirectReply, Redirect, RegexCache, Route, RouteMatch, RouteTable, StrMatch, UriMatch,
     VirtualHost, WeightedClusters,
@@ -91,6 +93,15 @@ pub(crate) fn attached_hosts(server: &ServerRef<'_>, vs: &BoundVs<'_>) -> Vec<St
         }
     }
     names
+}
+
+/// What a destination that cannot be reached costs, for the notes about it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Traffic {
+    /// HTTP requests, answered 503.
+    Requests,
+    /// Opaque streams, closed.
+    Connections,
 }
 
 pub(crate) struct TableBuilder<'b, 'a> {
@@ -260,8 +271,13 @@ impl TableBuilder<'_, '_> {
             });
         }
         let field = format!("spec.http[{index}]");
-        let destinations = rule.route.iter().map(|d| (&d.destination, d.weight));
-        Action::Forward(self.weighted_clusters(vs.resource, &field, destinations, port))
+        let destinations = rule
+            .route
+            .iter()
+            .map(|d| (&d.destination, d.weight, d.headers.as_ref()));
+        let clusters =
+            self.weighted_clusters(vs.resource, &field, destinations, port, Traffic::Requests);
+        Action::Forward(clusters)
     }
 
     /// The clusters of a rule's `route` destinations (rule at `field`), noting any that cannot
@@ -270,24 +286,26 @@ impl TableBuilder<'_, '_> {
         &mut self,
         resource: &Resource,
         field: &str,
-        destinations: impl Iterator<Item = (&'d Destination, Option<i64>)>,
+        destinations: impl Iterator<Item = (&'d Destination, Option<i64>, Option<&'d Headers>)>,
         port: u16,
+        traffic: Traffic,
     ) -> WeightedClusters {
         let mut notes = Vec::new();
         let targets = destinations
             .enumerate()
-            .map(|(j, (destination, weight))| {
+            .map(|(j, (destination, weight, headers))| {
                 let at = format!("{field}.route[{j}].destination");
                 let target = self
                     .clusters
                     .target(destination, resource, &at, port, &mut notes);
-                (weight, target)
+                let ops = headers.map(|h| Arc::new(DestinationHeaders::from_model(h)));
+                (weight, target, ops)
             })
             .collect();
         for note in notes {
-            self.note(resource, &format!("{field}.route"), note);
+            self.note(resource, &format!("{field}.route"), note, traffic);
         }
-        WeightedClusters::new(targets)
+        WeightedClusters::with_headers(targets)
     }
 
     /// The rule's traffic policy, with the clusters of its mirrors and per-destination headers.
@@ -320,19 +338,12 @@ impl TableBuilder<'_, '_> {
             policy.mirrors.push(Mirror { target, percent });
         }
         for note in notes {
-            self.note(vs.resource, &format!("{field}.mirror"), note);
-        }
-        for (j, d) in rule.route.iter().enumerate() {
-            let Some(headers) = &d.headers else { continue };
-            let at = format!("{field}.route[{j}].destination");
-            let mut ignored = Vec::new();
-            if let crate::route::Target::Cluster(c) =
-                self.clusters
-                    .target(&d.destination, vs.resource, &at, port, &mut ignored)
-            {
-                let ops = crate::policy::DestinationHeaders::from_model(headers);
-                policy.destination_headers.push((c.name().into(), ops));
-            }
+            self.note(
+                vs.resource,
+                &format!("{field}.mirror"),
+                note,
+                Traffic::Requests,
+            );
         }
         if let Some(c) = &rule.cors_policy {
             let mut origins: Vec<StrMatch> = c
@@ -367,23 +378,21 @@ impl TableBuilder<'_, '_> {
                     message,
                     None,
                 );
-                self.diags
-                    .push(finding.locate(&resource.origin, resource.key.to_string()));
+                self.diags.push(finding.at(resource));
             }
         }
     }
 
-    fn note(&mut self, resource: &Resource, field: &str, note: Note) {
-        let (fails, no_upstream) = if field.starts_with("spec.http") {
-            (
+    fn note(&mut self, resource: &Resource, field: &str, note: Note, traffic: Traffic) {
+        let (fails, no_upstream) = match traffic {
+            Traffic::Requests => (
                 "requests to it get 503",
                 "requests to it get 503 no healthy upstream",
-            )
-        } else {
-            (
+            ),
+            Traffic::Connections => (
                 "connections to it are closed",
                 "connections to it are closed",
-            )
+            ),
         };
         let message = match note {
             Note::MissingSubset { subset, host } => format!(
@@ -392,10 +401,8 @@ impl TableBuilder<'_, '_> {
             Note::MissingPort { port, host } => format!("ServiceEntry for {host} has no port {port}; {fails}"),
             Note::NoEndpoints { cluster } => format!("destination {cluster} has no endpoints; {no_upstream}"),
         };
-        self.diags.push(
-            Finding::new(Severity::Warning, field, message, None)
-                .locate(&resource.origin, resource.key.to_string()),
-        );
+        self.diags
+            .push(Finding::new(Severity::Warning, field, message, None).at(resource));
     }
 }
 

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use super::gateway::ServerRef;
-use super::http_routes::{attached_hosts, resolve_gateway_ref, BoundVs, TableBuilder};
-use crate::config::model::RouteDestination;
+use super::http_routes::{attached_hosts, resolve_gateway_ref, BoundVs, TableBuilder, Traffic};
+use crate::config::model::{RouteDestination, TcpMatch, TlsMatch};
 use crate::config::{Finding, Severity};
 use crate::route::{Target, WeightedClusters};
 
@@ -53,7 +53,8 @@ pub(crate) fn tcp_route(
     for vs in vss.iter().filter(|vs| relevant(server, vs)) {
         for (i, rule) in vs.spec.tcp.iter().enumerate() {
             for (j, m) in rule.matches.iter().enumerate() {
-                warn_gateway_ignored(vs, builder, &format!("spec.tcp[{i}].match[{j}]"), m);
+                let field = format!("spec.tcp[{i}].match[{j}]");
+                warn_gateway_ignored(vs, builder, &field, &tcp_ignored(m));
             }
             let applies = rule.matches.is_empty()
                 || rule.matches.iter().any(|m| {
@@ -85,7 +86,7 @@ pub(crate) fn sni_chains<'a>(
             let mut route_for_rule: Option<Arc<L4Route>> = None;
             for (j, m) in rule.matches.iter().enumerate() {
                 let match_field = format!("spec.tls[{i}].match[{j}]");
-                warn_gateway_ignored(vs, builder, &match_field, m);
+                warn_gateway_ignored(vs, builder, &match_field, &tls_ignored(m));
                 let conditions = L4Conditions {
                     port: m.port,
                     gateways: &m.gateways,
@@ -122,58 +123,39 @@ fn applies(vs: &BoundVs<'_>, m: &L4Conditions<'_>, gateway: &str, port: u16) -> 
 }
 
 /// Match fields that mean nothing at a gateway: accepted, ignored, and said so (as Istio does).
-fn warn_gateway_ignored<M: GatewayIgnored>(
+/// `present` pairs each such field's name with whether the match sets it.
+fn warn_gateway_ignored(
     vs: &BoundVs<'_>,
     builder: &mut TableBuilder<'_, '_>,
     field: &str,
-    m: &M,
+    present: &[(&str, bool)],
 ) {
-    for name in m.ignored_fields() {
+    for (name, _) in present.iter().filter(|(_, set)| *set) {
         let finding = Finding::new(
             Severity::Warning,
             &format!("{field}.{name}"),
             format!("{name} does not apply at a gateway and is ignored"),
             None,
         );
-        builder
-            .diags
-            .push(finding.locate(&vs.resource.origin, vs.resource.key.to_string()));
+        builder.diags.push(finding.at(vs.resource));
     }
 }
 
-trait GatewayIgnored {
-    fn ignored_fields(&self) -> Vec<&'static str>;
+fn tcp_ignored(m: &TcpMatch) -> [(&'static str, bool); 4] {
+    [
+        ("destinationSubnets", !m.destination_subnets.is_empty()),
+        ("sourceLabels", !m.source_labels.is_empty()),
+        ("sourceNamespace", m.source_namespace.is_some()),
+        ("sourceSubnet", m.source_subnet.is_some()),
+    ]
 }
 
-impl GatewayIgnored for crate::config::model::TcpMatch {
-    fn ignored_fields(&self) -> Vec<&'static str> {
-        let present = [
-            ("destinationSubnets", !self.destination_subnets.is_empty()),
-            ("sourceLabels", !self.source_labels.is_empty()),
-            ("sourceNamespace", self.source_namespace.is_some()),
-            ("sourceSubnet", self.source_subnet.is_some()),
-        ];
-        present
-            .iter()
-            .filter(|(_, p)| *p)
-            .map(|(f, _)| *f)
-            .collect()
-    }
-}
-
-impl GatewayIgnored for crate::config::model::TlsMatch {
-    fn ignored_fields(&self) -> Vec<&'static str> {
-        let present = [
-            ("destinationSubnets", !self.destination_subnets.is_empty()),
-            ("sourceLabels", !self.source_labels.is_empty()),
-            ("sourceNamespace", self.source_namespace.is_some()),
-        ];
-        present
-            .iter()
-            .filter(|(_, p)| *p)
-            .map(|(f, _)| *f)
-            .collect()
-    }
+fn tls_ignored(m: &TlsMatch) -> [(&'static str, bool); 3] {
+    [
+        ("destinationSubnets", !m.destination_subnets.is_empty()),
+        ("sourceLabels", !m.source_labels.is_empty()),
+        ("sourceNamespace", m.source_namespace.is_some()),
+    ]
 }
 
 fn route(
@@ -184,8 +166,16 @@ fn route(
     port: u16,
 ) -> Arc<L4Route> {
     let field = format!("spec.{section}[{index}]");
-    let destinations = destinations.iter().map(|d| (&d.destination, d.weight));
-    let clusters = builder.weighted_clusters(vs.resource, &field, destinations, port);
+    let destinations = destinations
+        .iter()
+        .map(|d| (&d.destination, d.weight, None));
+    let clusters = builder.weighted_clusters(
+        vs.resource,
+        &field,
+        destinations,
+        port,
+        Traffic::Connections,
+    );
     let name = format!(
         "{}/{}.{section}[{index}]",
         vs.namespace(),

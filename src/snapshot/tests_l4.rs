@@ -32,6 +32,27 @@ fn passthrough_gateway(protocol: &str, tls: &str, hosts: &str) -> String {
     )
 }
 
+/// The Gateway `gw` with one PASSTHROUGH server (protocol TLS) on port 443 for `hosts`.
+fn passthrough(hosts: &str) -> String {
+    passthrough_gateway("TLS", "{mode: PASSTHROUGH}", hosts)
+}
+
+/// The snapshot of [`TCP_SE`] and `docs`.
+fn snapshot_of(docs: &[&str]) -> Snapshot {
+    let mut all = vec![TCP_SE];
+    all.extend_from_slice(docs);
+    snapshot(&all.join("---\n"))
+}
+
+/// The error diagnostics of `s`, as text.
+fn errors(s: &Snapshot) -> Vec<String> {
+    s.diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.to_string())
+        .collect()
+}
+
 fn tcp_route(s: &Snapshot) -> Option<String> {
     match &port(s, 31400)?.kind {
         ListenerKind::Tcp(route) => route.as_ref().map(|r| r.name.to_string()),
@@ -53,33 +74,34 @@ fn by_sni(s: &Snapshot, sni: &str) -> Option<String> {
     Some(match &server.action {
         TlsAction::Passthrough(route) => route.name.to_string(),
         TlsAction::NoRoute => "no-route".into(),
-        TlsAction::Unavailable(_) => "unavailable".into(),
+        TlsAction::Unavailable => "unavailable".into(),
         TlsAction::Https { .. } | TlsAction::TerminateTcp { .. } => "terminate".into(),
     })
 }
 
 const TO_TCP: &str = "    route: [{destination: {host: tcp, port: {number: 2701}}}]\n";
 
+/// A `tcp` or `tls` rule with the match `{<matcher>}`, routing to `tcp:2701`.
+fn to_tcp(matcher: &str) -> String {
+    format!("  - match: [{{{matcher}}}]\n{TO_TCP}")
+}
+
 #[test]
 fn the_first_tcp_rule_that_applies_wins() {
     let first = tcp_vs(
         "first",
         "gw",
-        &format!("  - match: [{{port: 31401}}]\n{TO_TCP}  - match: [{{port: 31400}}]\n{TO_TCP}"),
+        &(to_tcp("port: 31401") + &to_tcp("port: 31400")),
     );
     let later = tcp_vs("later", "gw", &format!("  - {}", &TO_TCP[4..]));
-    let s = snapshot(&[TCP_SE, &tcp_gateway(), &first, &later].join("---\n"));
+    let s = snapshot_of(&[&tcp_gateway(), &first, &later]);
     assert_eq!(tcp_route(&s).as_deref(), Some("apps/first.tcp[1]"));
 }
 
 #[test]
 fn a_tcp_port_without_an_applicable_route_has_none_and_says_so() {
-    let other_gateway = tcp_vs(
-        "elsewhere",
-        "gw",
-        &format!("  - match: [{{gateways: [apps/other]}}]\n{TO_TCP}"),
-    );
-    let s = snapshot(&[TCP_SE, &tcp_gateway(), &other_gateway].join("---\n"));
+    let other_gateway = tcp_vs("elsewhere", "gw", &to_tcp("gateways: [apps/other]"));
+    let s = snapshot_of(&[&tcp_gateway(), &other_gateway]);
     assert!(matches!(
         port(&s, 31400).unwrap().kind,
         ListenerKind::Tcp(None)
@@ -98,9 +120,9 @@ fn destination_subnets_are_ignored_at_a_gateway_with_a_warning() {
     let vs = tcp_vs(
         "subnets",
         "gw",
-        &format!("  - match: [{{port: 31400, destinationSubnets: [10.0.0.0/8]}}]\n{TO_TCP}"),
+        &to_tcp("port: 31400, destinationSubnets: [10.0.0.0/8]"),
     );
-    let s = snapshot(&[TCP_SE, &tcp_gateway(), &vs].join("---\n"));
+    let s = snapshot_of(&[&tcp_gateway(), &vs]);
     assert_eq!(tcp_route(&s).as_deref(), Some("apps/subnets.tcp[0]"));
     let warned = warnings(&s);
     assert!(
@@ -118,7 +140,7 @@ fn weighted_tcp_destinations_keep_their_weights() {
         "gw",
         "  - route:\n    - {destination: {host: tcp, port: {number: 2701}}, weight: 80}\n    - {destination: {host: be, port: {number: 80}}, weight: 20}\n",
     );
-    let s = snapshot(&[TCP_SE, SE, &tcp_gateway(), &vs].join("---\n"));
+    let s = snapshot_of(&[SE, &tcp_gateway(), &vs]);
     let ListenerKind::Tcp(Some(route)) = &port(&s, 31400).unwrap().kind else {
         panic!("no tcp route");
     };
@@ -150,10 +172,10 @@ fn passthrough_sni_selects_tls_routes_and_uncovered_server_hosts_close() {
     let vs = tls_vs(
         "pass",
         "'*.example.com'",
-        "  - match: [{port: 443, sniHosts: [a.example.com]}]\n    route: [{destination: {host: tcp, port: {number: 2701}}}]\n",
+        &to_tcp("port: 443, sniHosts: [a.example.com]"),
     );
-    let gw = passthrough_gateway("TLS", "{mode: PASSTHROUGH}", "'*.example.com'");
-    let s = snapshot(&[TCP_SE, &gw, &vs].join("---\n"));
+    let gw = passthrough("'*.example.com'");
+    let s = snapshot_of(&[&gw, &vs]);
     assert_eq!(
         by_sni(&s, "a.example.com").as_deref(),
         Some("apps/pass.tls[0]")
@@ -165,8 +187,8 @@ fn passthrough_sni_selects_tls_routes_and_uncovered_server_hosts_close() {
 
 #[test]
 fn a_passthrough_server_without_tls_routes_is_not_opened() {
-    let gw = passthrough_gateway("TLS", "{mode: PASSTHROUGH}", "a.example.com");
-    let s = snapshot(&[TCP_SE, &gw].join("---\n"));
+    let gw = passthrough("a.example.com");
+    let s = snapshot_of(&[&gw]);
     assert!(!tls_listener(&s).serves_anything());
     assert!(warnings(&s)
         .iter()
@@ -178,25 +200,20 @@ fn a_duplicate_sni_host_keeps_the_first_match_with_an_error() {
     let first = tls_vs(
         "first",
         "'*.example.com'",
-        "  - match: [{sniHosts: [a.example.com]}]\n    route: [{destination: {host: tcp, port: {number: 2701}}}]\n",
+        &to_tcp("sniHosts: [a.example.com]"),
     );
     let second = tls_vs(
         "second",
         "a.example.com",
-        "  - match: [{sniHosts: [a.example.com]}]\n    route: [{destination: {host: tcp, port: {number: 2701}}}]\n",
+        &to_tcp("sniHosts: [a.example.com]"),
     );
-    let gw = passthrough_gateway("TLS", "{mode: PASSTHROUGH}", "'*.example.com'");
-    let s = snapshot(&[TCP_SE, &gw, &first, &second].join("---\n"));
+    let gw = passthrough("'*.example.com'");
+    let s = snapshot_of(&[&gw, &first, &second]);
     assert_eq!(
         by_sni(&s, "a.example.com").as_deref(),
         Some("apps/first.tls[0]")
     );
-    let errors: Vec<String> = s
-        .diagnostics
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| d.to_string())
-        .collect();
+    let errors = errors(&s);
     assert!(
         errors
             .iter()
@@ -211,10 +228,10 @@ fn an_https_server_without_a_mode_passes_through_with_a_warning() {
     let vs = tls_vs(
         "pass",
         "a.example.com",
-        "  - match: [{sniHosts: [a.example.com]}]\n    route: [{destination: {host: tcp, port: {number: 2701}}}]\n",
+        &to_tcp("sniHosts: [a.example.com]"),
     );
     let gw = passthrough_gateway("HTTPS", "{}", "a.example.com");
-    let s = snapshot(&[TCP_SE, &gw, &vs].join("---\n"));
+    let s = snapshot_of(&[&gw, &vs]);
     assert_eq!(
         by_sni(&s, "a.example.com").as_deref(),
         Some("apps/pass.tls[0]")
@@ -229,10 +246,10 @@ fn a_tls_match_for_another_port_does_not_apply() {
     let vs = tls_vs(
         "pass",
         "a.example.com",
-        "  - match: [{port: 8443, sniHosts: [a.example.com]}]\n    route: [{destination: {host: tcp, port: {number: 2701}}}]\n",
+        &to_tcp("port: 8443, sniHosts: [a.example.com]"),
     );
-    let gw = passthrough_gateway("TLS", "{mode: PASSTHROUGH}", "a.example.com");
-    let s = snapshot(&[TCP_SE, &gw, &vs].join("---\n"));
+    let gw = passthrough("a.example.com");
+    let s = snapshot_of(&[&gw, &vs]);
     assert_eq!(by_sni(&s, "a.example.com").as_deref(), Some("no-route"));
 }
 
@@ -241,16 +258,11 @@ fn sni_hosts_outside_the_virtualservice_hosts_are_rejected() {
     let vs = tls_vs(
         "stray",
         "a.example.com",
-        "  - match: [{sniHosts: [b.example.com]}]\n    route: [{destination: {host: tcp, port: {number: 2701}}}]\n",
+        &to_tcp("sniHosts: [b.example.com]"),
     );
-    let gw = passthrough_gateway("TLS", "{mode: PASSTHROUGH}", "'*.example.com'");
-    let s = snapshot(&[TCP_SE, &gw, &vs].join("---\n"));
-    let errors: Vec<String> = s
-        .diagnostics
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| d.to_string())
-        .collect();
+    let gw = passthrough("'*.example.com'");
+    let s = snapshot_of(&[&gw, &vs]);
+    let errors = errors(&s);
     assert!(
         errors
             .iter()
@@ -266,15 +278,11 @@ fn sni_hosts_are_case_insensitive_and_may_repeat() {
     let vs = tls_vs(
         "pass",
         "'*.example.com'",
-        "  - match: [{sniHosts: [A.Example.com, a.example.com]}]\n    route: [{destination: {host: tcp, port: {number: 2701}}}]\n",
+        &to_tcp("sniHosts: [A.Example.com, a.example.com]"),
     );
     // The same host twice in one server (two namespaces) is legal and must not trip anything.
-    let gw = passthrough_gateway(
-        "TLS",
-        "{mode: PASSTHROUGH}",
-        "'apps/*.example.com', 'other/*.example.com'",
-    );
-    let s = snapshot(&[TCP_SE, &gw, &vs].join("---\n"));
+    let gw = passthrough("'apps/*.example.com', 'other/*.example.com'");
+    let s = snapshot_of(&[&gw, &vs]);
     assert_eq!(
         by_sni(&s, "a.EXAMPLE.com").as_deref(),
         Some("apps/pass.tls[0]")
@@ -291,9 +299,9 @@ fn l4_matches_use_only_port_and_gateways_at_a_gateway() {
     let vs = tcp_vs(
         "labels",
         "gw",
-        &format!("  - match: [{{port: 31400, sourceLabels: {{app: other}}}}]\n{TO_TCP}"),
+        &to_tcp("port: 31400, sourceLabels: {app: other}"),
     );
-    let s = snapshot(&[TCP_SE, &tcp_gateway(), &vs].join("---\n"));
+    let s = snapshot_of(&[&tcp_gateway(), &vs]);
     assert_eq!(tcp_route(&s).as_deref(), Some("apps/labels.tcp[0]"));
     assert!(warnings(&s)
         .iter()

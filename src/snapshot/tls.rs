@@ -56,7 +56,7 @@ pub enum TlsAction {
     NoRoute,
     /// Matched by SNI but cannot be served (its credential failed to load, or a mode tollgate
     /// does not serve): handshakes for its hosts are refused with an alert.
-    Unavailable(String),
+    Unavailable,
 }
 
 impl TlsListener {
@@ -175,7 +175,7 @@ fn add_passthrough(
                 "SNI host {host:?} on port {port} is already served by {owner}; this match does not get it"
             );
             let finding = Finding::new(Severity::Error, &format!("{field}.sniHosts[{k}]"), message, None);
-            diags.push(finding.locate(&resource.origin, resource.key.to_string()));
+            diags.push(finding.at(resource));
         });
     }
     let hosts = server.hosts.iter().map(|h| h.name.as_str());
@@ -199,7 +199,7 @@ fn terminating(
     opts: &Options,
 ) -> TlsAction {
     let Some(tls) = &server.server.tls else {
-        return TlsAction::Unavailable("no tls settings".into());
+        return TlsAction::Unavailable;
     };
     let http = server.protocol().eq_ignore_ascii_case("HTTPS");
     let mode = tls.mode.as_deref().unwrap_or("PASSTHROUGH");
@@ -225,7 +225,7 @@ fn terminating(
     let key = (server.gateway.key.clone(), server.port_name().to_string());
     let Some(credentials) = credentials.get(&key) else {
         // Already reported where the credential failed.
-        return TlsAction::Unavailable("the server's credential did not load".into());
+        return TlsAction::Unavailable;
     };
     let pins = crate::tls::client_verify::Pins::new(
         &tls.subject_alt_names,
@@ -256,7 +256,7 @@ fn terminating(
                 "tls",
                 format!("{e}; handshakes for this server's hosts fail"),
             ));
-            return TlsAction::Unavailable(e);
+            return TlsAction::Unavailable;
         }
     };
     if let Some(route) = tcp_route {
@@ -299,6 +299,6 @@ fn policy_fingerprint(
 }
 
 fn unavailable(server: &ServerRef<'_>, diags: &mut Vec<Diagnostic>, why: String) -> TlsAction {
-    diags.push(server.diag(Severity::Warning, "tls.mode", why.clone()));
-    TlsAction::Unavailable(why)
+    diags.push(server.diag(Severity::Warning, "tls.mode", why));
+    TlsAction::Unavailable
 }

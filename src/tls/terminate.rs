@@ -80,14 +80,12 @@ pub async fn serve(
             });
         }
         Choice::TerminateTcp(config, route) => {
-            let name = route.name.clone();
-            if let Some(tls) = handshake(config, buf, stream, peer, &name).await {
+            if let Some(tls) = handshake(config, buf, stream, peer, &route.name).await {
                 crate::l4::forward_stream(tls, &route, origin, idle).await;
             }
         }
         Choice::Https(config, session) => {
-            let name = session.server.clone();
-            let tls = handshake(config, buf, stream, peer, &name).await?;
+            let tls = handshake(config, buf, stream, peer, &session.server).await?;
             let peer_header = crate::http::headers::peer_header(peer.ip());
             let client_cert = tls
                 .get_ref()
@@ -174,7 +172,7 @@ fn choose(shared: &Shared, key: ListenKey, hello: &ClientHelloInfo) -> Choice {
         }
         TlsAction::Passthrough(route) => Choice::Passthrough(route.clone()),
         TlsAction::NoRoute => Choice::Close,
-        TlsAction::Unavailable(_) => Choice::Refuse,
+        TlsAction::Unavailable => Choice::Refuse,
     }
 }
 

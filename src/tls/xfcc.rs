@@ -24,8 +24,14 @@ pub fn header(client: &CertificateDer<'_>) -> Option<HeaderValue> {
     let (mut uris, mut dns) = (String::new(), String::new());
     for name in names {
         match name {
-            GeneralName::URI(uri) => uris.push_str(&format!(";URI={uri}")),
-            GeneralName::DNSName(name) => dns.push_str(&format!(";DNS={name}")),
+            GeneralName::URI(uri) => {
+                uris.push_str(";URI=");
+                uris.push_str(uri);
+            }
+            GeneralName::DNSName(name) => {
+                dns.push_str(";DNS=");
+                dns.push_str(name);
+            }
             _ => {}
         }
     }
@@ -62,7 +68,11 @@ fn url_encode(text: &str, out: &mut String) {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02x}"));
+            // Envoy's lower-case hex, without a format call per byte.
+            const DIGITS: &[u8; 16] = b"0123456789abcdef";
+            out.push('%');
+            out.push(DIGITS[usize::from(b >> 4)] as char);
+            out.push(DIGITS[usize::from(b & 0xf)] as char);
         }
     }
 }

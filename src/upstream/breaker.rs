@@ -34,7 +34,8 @@ pub struct Overflow;
 /// A request or stream admitted by the breaker; releases its share when dropped.
 #[derive(Debug)]
 pub struct Admission {
-    breaker: Arc<Breaker>,
+    /// The breaker whose request count this admission holds; `None` when nothing limits them.
+    breaker: Option<Arc<Breaker>>,
     _connection: Option<OwnedSemaphorePermit>,
 }
 
@@ -61,6 +62,13 @@ impl Breaker {
 
     /// Admits a request or stream, waiting for a connection if the pending queue has room.
     pub async fn admit(self: &Arc<Self>) -> Result<Admission, Overflow> {
+        if self.limits.max_requests.is_none() && self.connections.is_none() {
+            // Istio's default: nothing to count, no shared counter touched per request.
+            return Ok(Admission {
+                breaker: None,
+                _connection: None,
+            });
+        }
         let requests = Counted::take(&self.requests, self.limits.max_requests).ok_or(Overflow)?;
         let connection = match &self.connections {
             None => None,
@@ -81,7 +89,7 @@ impl Breaker {
         };
         requests.keep();
         Ok(Admission {
-            breaker: self.clone(),
+            breaker: Some(self.clone()),
             _connection: connection,
         })
     }
@@ -95,7 +103,9 @@ impl Breaker {
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        self.breaker.requests.fetch_sub(1, Ordering::AcqRel);
+        if let Some(breaker) = &self.breaker {
+            breaker.requests.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 

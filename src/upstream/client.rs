@@ -12,6 +12,18 @@ use hyper::{Request, Response};
 /// Istio's default upstream connect timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A TCP connection to an upstream endpoint within the connect timeout, with TCP_NODELAY.
+pub async fn connect(addr: SocketAddr) -> Result<tokio::net::TcpStream, UpstreamError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+        Ok(Err(e)) => Err(UpstreamError::Connect(e.kind())),
+        Err(_) => Err(UpstreamError::Connect(std::io::ErrorKind::TimedOut)),
+    }
+}
+
 /// Why an upstream exchange failed before a response, in Envoy's terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamError {

@@ -10,9 +10,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
-use super::client::{UpstreamError, CONNECT_TIMEOUT};
+use super::client::UpstreamError;
 use super::RequestBody;
 
 /// Idle connections kept per endpoint; more are closed when their response ends.
@@ -74,12 +73,7 @@ impl H1Pool {
 }
 
 async fn connect(addr: SocketAddr) -> Result<SendRequest<RequestBody>, UpstreamError> {
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return Err(UpstreamError::Connect(e.kind())),
-        Err(_) => return Err(UpstreamError::Connect(std::io::ErrorKind::TimedOut)),
-    };
-    let _ = stream.set_nodelay(true);
+    let stream = super::client::connect(addr).await?;
     let (sender, connection) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await

@@ -11,9 +11,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpStream;
 
-use super::client::{UpstreamError, CONNECT_TIMEOUT};
+use super::client::UpstreamError;
 use super::RequestBody;
 
 #[derive(Default)]
@@ -44,12 +43,7 @@ impl H2Pool {
     }
 
     async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<RequestBody>, UpstreamError> {
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(UpstreamError::Connect(e.kind())),
-            Err(_) => return Err(UpstreamError::Connect(std::io::ErrorKind::TimedOut)),
-        };
-        let _ = stream.set_nodelay(true);
+        let stream = super::client::connect(addr).await?;
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(TokioIo::new(stream))
