@@ -370,7 +370,11 @@ const GATEWAY_FILE: &str = "20-gateway.yaml";
 const VS_FILE: &str = "30-vs.yaml";
 const DUP_FILE: &str = "40-vs-duplicate.yaml";
 
-const GATEWAY_GOOD: &str = "apiVersion: networking.istio.io/v1
+/// Gateway `web-gateway`: HTTP on port `$number` (line 10) for `web.example.com`.
+macro_rules! web_gateway {
+    (port: $number:literal) => {
+        concat!(
+            "apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata:
   name: web-gateway
@@ -379,31 +383,24 @@ spec:
     istio: ingressgateway
   servers:
   - port:
-      number: 80
+      number: ",
+            $number,
+            "
       name: http
       protocol: HTTP
     hosts:
     - web.example.com
-";
+"
+        )
+    };
+}
 
-/// Line 10: the port number is out of range.
-const GATEWAY_PORT_OUT_OF_RANGE: &str = "apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata:
-  name: web-gateway
-spec:
-  selector:
-    istio: ingressgateway
-  servers:
-  - port:
-      number: 70000
-      name: http
-      protocol: HTTP
-    hosts:
-    - web.example.com
-";
-
-const VS_GOOD: &str = "apiVersion: networking.istio.io/v1
+/// VirtualService `web` (`name: web` on line 4) for `web.example.com` on `web-gateway`, with the
+/// `http:` rules `$http` from line 11 on.
+macro_rules! web_vs {
+    ($http:literal) => {
+        concat!(
+            "apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
   name: web
@@ -413,64 +410,52 @@ spec:
   gateways:
   - web-gateway
   http:
-  - match:
+",
+            $http
+        )
+    };
+}
+
+const GATEWAY_GOOD: &str = web_gateway!(port: "80");
+
+/// Line 10: the port number is out of range.
+const GATEWAY_PORT_OUT_OF_RANGE: &str = web_gateway!(port: "70000");
+
+const VS_GOOD: &str = web_vs!(
+    "  - match:
     - uri:
         prefix: /
     route:
     - destination:
         host: web.test.internal
         port: {number: 80}
-";
+"
+);
 
 /// Line 14 is indented by 7 spaces: a YAML syntax error.
-const VS_BAD_INDENTATION: &str = "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: web
-spec:
-  hosts:
-  - web.example.com
-  gateways:
-  - web-gateway
-  http:
-  - route:
+const VS_BAD_INDENTATION: &str = web_vs!(
+    "  - route:
     - destination:
         host: web.test.internal
        port: {number: 80}
-";
+"
+);
 
 /// Line 17: a string where the port number belongs.
-const VS_PORT_NOT_A_NUMBER: &str = "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: web
-spec:
-  hosts:
-  - web.example.com
-  gateways:
-  - web-gateway
-  http:
-  - match:
+const VS_PORT_NOT_A_NUMBER: &str = web_vs!(
+    "  - match:
     - uri:
         prefix: /
     route:
     - destination:
         host: web.test.internal
         port: {number: eighty}
-";
+"
+);
 
 /// Line 19: the second destination's weight is negative.
-const VS_NEGATIVE_WEIGHT: &str = "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: web
-spec:
-  hosts:
-  - web.example.com
-  gateways:
-  - web-gateway
-  http:
-  - route:
+const VS_NEGATIVE_WEIGHT: &str = web_vs!(
+    "  - route:
     - destination:
         host: web.test.internal
         port: {number: 80}
@@ -479,45 +464,31 @@ spec:
         host: web.test.internal
         port: {number: 80}
       weight: -5
-";
+"
+);
 
 /// Line 12: the regex does not compile.
-const VS_BAD_REGEX: &str = "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: web
-spec:
-  hosts:
-  - web.example.com
-  gateways:
-  - web-gateway
-  http:
-  - match:
+const VS_BAD_REGEX: &str = web_vs!(
+    "  - match:
     - uri: {regex: \"/api/(unclosed\"}
     route:
     - destination:
         host: web.test.internal
         port: {number: 80}
-";
+"
+);
 
 /// Line 5: `metadata.name` of a second VirtualService default/web (routing elsewhere).
-const VS_DUPLICATE: &str =
-    "# Same kind, namespace and name as 30-vs.yaml: a duplicate, to be ignored.
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: web
-spec:
-  hosts:
-  - web.example.com
-  gateways:
-  - web-gateway
-  http:
-  - route:
+const VS_DUPLICATE: &str = concat!(
+    "# Same kind, namespace and name as 30-vs.yaml: a duplicate, to be ignored.\n",
+    web_vs!(
+        "  - route:
     - destination:
         host: other.test.internal
         port: {number: 80}
-";
+"
+    )
+);
 
 /// Line of `name: web` in [`VS_GOOD`].
 const VS_GOOD_NAME_LINE: u32 = 4;
@@ -599,6 +570,13 @@ const CASES: &[BrokenCase] = &[
     },
 ];
 
+/// Writes the good configuration (ServiceEntries `entries`, Gateway, VirtualService) into `dir`.
+fn write_good(dir: &ConfigDir, entries: &str) {
+    dir.write(SE_FILE, entries);
+    dir.write(GATEWAY_FILE, GATEWAY_GOOD);
+    dir.write(VS_FILE, VS_GOOD);
+}
+
 fn service_entries(web: &EchoBackend, other: &EchoBackend) -> String {
     let no_labels: &[(&str, &str)] = &[];
     format!(
@@ -613,36 +591,12 @@ fn service_entries(web: &EchoBackend, other: &EchoBackend) -> String {
     )
 }
 
-fn dump_diagnostics(dump: &Value) -> Vec<String> {
-    dump["diagnostics"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|d| d.as_str().unwrap_or_default().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn dump_file<'a>(dump: &'a Value, path: &Path) -> Option<&'a Value> {
     let path = path.display().to_string();
     dump["files"]
         .as_array()?
         .iter()
         .find(|f| f["path"].as_str() == Some(path.as_str()))
-}
-
-fn not_ok_files(dump: &Value) -> Vec<String> {
-    dump["files"]
-        .as_array()
-        .map(|files| {
-            files
-                .iter()
-                .filter(|f| f["ok"] != Value::Bool(true))
-                .map(|f| f.to_string())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Polls `/config_dump` (bounded) until `cond` holds; returns the last dump either way.
@@ -690,9 +644,7 @@ fn malformed_yaml_is_reported_with_file_line_and_field_and_last_good_config_keep
     let other = EchoBackend::start("other", "v1");
     let entries = service_entries(&web, &other);
     let dir = ConfigDir::new();
-    dir.write(SE_FILE, &entries);
-    dir.write(GATEWAY_FILE, GATEWAY_GOOD);
-    dir.write(VS_FILE, VS_GOOD);
+    write_good(&dir, &entries);
     let gw = Gateway::start(dir.path(), &["--port-map", "80=0"]);
     let addr = gw.listener(80);
     let client = HttpClient::fresh_connections();
@@ -722,11 +674,11 @@ fn malformed_yaml_is_reported_with_file_line_and_field_and_last_good_config_keep
         gw.wait_generation(before + 1);
         let file_prefix = format!("{}:", path.display());
         let dump = dump_when(&gw, |d| {
-            dump_diagnostics(d)
+            diagnostics(d)
                 .iter()
                 .any(|l| l.starts_with(&file_prefix) && l.contains(" error: "))
         });
-        let diags = dump_diagnostics(&dump);
+        let diags = diagnostics(&dump);
         let want = Want {
             what: case.name,
             file: &path,
@@ -772,9 +724,7 @@ fn malformed_yaml_is_reported_with_file_line_and_field_and_last_good_config_keep
 
         // The same broken file through `tollgate check`.
         let cdir = ConfigDir::new();
-        cdir.write(SE_FILE, &entries);
-        cdir.write(GATEWAY_FILE, GATEWAY_GOOD);
-        cdir.write(VS_FILE, VS_GOOD);
+        write_good(&cdir, &entries);
         // Replaces the good VirtualService or Gateway, or adds the duplicate.
         cdir.write(case.file, case.contents);
         let out = check(cdir.path(), &[]);
@@ -814,7 +764,7 @@ fn malformed_yaml_is_reported_with_file_line_and_field_and_last_good_config_keep
     f.check(bad.is_empty(), || {
         format!("[final] files not ok after all cases: {bad:?}")
     });
-    let errors: Vec<String> = dump_diagnostics(&dump)
+    let errors: Vec<String> = diagnostics(&dump)
         .into_iter()
         .filter(|d| d.contains(" error: "))
         .collect();
@@ -828,6 +778,28 @@ fn malformed_yaml_is_reported_with_file_line_and_field_and_last_good_config_keep
 
 // ------------------------------------------------------------------------------------------
 // 4. Unknown fields
+
+/// Runs `tollgate check` on a config dir holding only `contents` as `name`, and checks that it
+/// exits 0 (else fails with `exit_msg`) and reports no error. Returns the file's path, the
+/// output's lines and the failures so far.
+fn check_without_errors(
+    name: &str,
+    contents: &str,
+    exit_msg: &str,
+) -> (PathBuf, Vec<String>, Failures) {
+    let dir = ConfigDir::new();
+    dir.write(name, contents);
+    let path = dir.path().join(name);
+    let out = check(dir.path(), &[]);
+    let mut f = Failures::default();
+    f.check(out.code == Some(0), || {
+        format!("{exit_msg}\n{}", describe_output(&out))
+    });
+    f.check(!out.stdout.contains(" error: "), || {
+        format!("no errors expected\n{}", describe_output(&out))
+    });
+    (path, stdout_lines(&out), f)
+}
 
 /// `gateway:` (line 8) and `htpp:` (line 10) are typos; the `http:` at line 14 keeps it valid.
 const VS_TYPOS: &str = "apiVersion: networking.istio.io/v1
@@ -853,23 +825,10 @@ spec:
 fn unknown_fields_warn_with_a_suggestion() {
     assert!(line_at(VS_TYPOS, 8).starts_with("  gateway:"));
     assert!(line_at(VS_TYPOS, 10).starts_with("  htpp:"));
-    let dir = ConfigDir::new();
-    dir.write("vs.yaml", VS_TYPOS);
-    let path = dir.path().join("vs.yaml");
-    let out = check(dir.path(), &[]);
-    let mut f = Failures::default();
-    f.check(out.code == Some(0), || {
-        format!(
-            "warnings only: expected exit code 0\n{}",
-            describe_output(&out)
-        )
-    });
-    let diags = stdout_lines(&out);
-    f.check(!out.stdout.contains(" error: "), || {
-        format!("no errors expected\n{}", describe_output(&out))
-    });
-    f.expect_diag(
-        &Want {
+    let (path, diags, mut f) =
+        check_without_errors("vs.yaml", VS_TYPOS, "warnings only: expected exit code 0");
+    let wants = [
+        Want {
             what: "`gateway` suggests `gateways`",
             file: &path,
             line: Some(8),
@@ -877,11 +836,7 @@ fn unknown_fields_warn_with_a_suggestion() {
             field: Some("spec.gateway"),
             needles: &["did you mean `gateways`"],
         },
-        &diags,
-        "check",
-    );
-    f.expect_diag(
-        &Want {
+        Want {
             what: "`htpp` suggests `http`",
             file: &path,
             line: Some(10),
@@ -889,9 +844,10 @@ fn unknown_fields_warn_with_a_suggestion() {
             field: Some("spec.htpp"),
             needles: &["`http`"],
         },
-        &diags,
-        "check",
-    );
+    ];
+    for want in &wants {
+        f.expect_diag(want, &diags, "check");
+    }
     f.assert_none("unknown_fields_warn_with_a_suggestion");
 }
 
@@ -929,18 +885,8 @@ fn skipped_kinds_are_reported() {
     assert!(line_at(SKIPPED_KINDS, 2).contains("Deployment"));
     assert!(line_at(SKIPPED_KINDS, 9).contains("AuthorizationPolicy"));
     assert!(line_at(SKIPPED_KINDS, 15).contains("Gateway"));
-    let dir = ConfigDir::new();
-    dir.write("skipped.yaml", SKIPPED_KINDS);
-    let path = dir.path().join("skipped.yaml");
-    let out = check(dir.path(), &[]);
-    let mut f = Failures::default();
-    f.check(out.code == Some(0), || {
-        format!("expected exit code 0\n{}", describe_output(&out))
-    });
-    f.check(!out.stdout.contains(" error: "), || {
-        format!("no errors expected\n{}", describe_output(&out))
-    });
-    let diags = stdout_lines(&out);
+    let (path, diags, mut f) =
+        check_without_errors("skipped.yaml", SKIPPED_KINDS, "expected exit code 0");
     let wants = [
         Want {
             what: "Deployment is skipped (info)",

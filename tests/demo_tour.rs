@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::*;
 
 fn resolve(host: &str, port: u16) -> String {
@@ -63,23 +61,19 @@ fn the_readme_tour_works_on_the_bundled_demo() {
         ]);
         assert_eq!(served(&out).0, host);
     }
-    let s_client = Command::new("openssl")
-        .args([
-            "s_client",
-            "-connect",
-            &format!("127.0.0.1:{https}"),
-            "-servername",
-            "catalog.istioinaction.io",
-        ])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("openssl runs");
-    let text = String::from_utf8_lossy(&s_client.stdout);
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with("subject=") && l.contains("CN = catalog.istioinaction.io")),
-        "{text}"
-    );
+    // `openssl s_client -servername <host>` on the HTTPS port shows a certificate for `host`.
+    let assert_certificate_for = |host: &str| {
+        let text = openssl_s_client(https, &["-servername", host])
+            .expect("openssl s_client exits within 20 s")
+            .stdout;
+        let cn = format!("CN = {host}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("subject=") && l.contains(&cn)),
+            "{text}"
+        );
+    };
+    assert_certificate_for("catalog.istioinaction.io");
 
     let mtls = |extra: &[&str]| {
         let mut args = vec!["--cacert", "certs/ca/ca.crt"];
@@ -124,33 +118,10 @@ fn the_readme_tour_works_on_the_bundled_demo() {
         &format!("https://passthrough.istioinaction.io:{https}/"),
     ]);
     assert_eq!(served(&passthrough).0, "passthrough-backend");
-    let s_client = Command::new("openssl")
-        .args(["s_client", "-connect", &format!("127.0.0.1:{https}")])
-        .args(["-servername", "passthrough.istioinaction.io"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("openssl runs");
-    let text = String::from_utf8_lossy(&s_client.stdout);
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with("subject=") && l.contains("CN = passthrough.istioinaction.io")),
-        "{text}"
-    );
+    assert_certificate_for("passthrough.istioinaction.io");
 
     // The raw TCP port, as `telnet localhost 31400` would use it.
     let tcp = gw.listener(31400);
-    let mut nc = Command::new("nc")
-        .args(["-N", "-w", "10", "127.0.0.1", &tcp.port().to_string()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("nc runs");
-    use std::io::Write as _;
-    nc.stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"hello tollgate\n")
-        .expect("write to nc");
-    let echoed = nc.wait_with_output().expect("nc finishes");
+    let echoed = nc(tcp.port(), b"hello tollgate\n").expect("nc finishes within 20 s");
     assert_eq!(String::from_utf8_lossy(&echoed.stdout), "hello tollgate\n");
 }

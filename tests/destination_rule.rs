@@ -1153,16 +1153,14 @@ fn invalid_load_balancers_are_rejected_and_connection_pool_only_warns() {
 
     // A running gateway: reports the broken rule, keeps the last good one.
     let w = LB.world(backends, Some(DR_GOOD.to_string()));
-    if let Err(e) = round_robin_in_force(&w) {
-        w.gw.fail(format!("the good rule is not in force: {e}"));
-    }
-    let path = w.config.path().join(DR_FILE);
     let under_test = UnderTest {
         file: DR_FILE,
         good: DR_GOOD,
         what: "rule",
         in_force: round_robin_in_force,
     };
+    w.assert_in_force(&under_test);
+    let path = w.config.path().join(DR_FILE);
     for case in INVALID {
         failures.extend(w.check_rejected(
             &under_test,

@@ -13,7 +13,6 @@ use std::hash::Hasher;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -98,61 +97,12 @@ fn reset(stream: TcpStream) {
     drop(stream);
 }
 
-/// Runs `cmd` with `input` on stdin (then closed); kills it and returns `None` after `timeout`.
-fn run_bounded(cmd: &mut Command, input: &[u8], timeout: Duration) -> Option<Output> {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let mut stdin = child.stdin.take().expect("child stdin");
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let read_all = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = pipe.read_to_end(&mut buf);
-            buf
-        })
-    };
-    let out = read_all(Box::new(child.stdout.take().expect("child stdout")));
-    let err = read_all(Box::new(child.stderr.take().expect("child stderr")));
-    let status = poll(timeout, || child.try_wait().ok().flatten());
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return None;
-    };
-    let _ = writer.join();
-    Some(Output {
-        status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    })
-}
-
 /// `openssl s_client -connect 127.0.0.1:<port> -servername <name>` with stdin closed; returns
 /// (exit success, certificate subject line, stdout + stderr).
 fn s_client(gw: &Gateway, port: u16, servername: &str) -> (bool, String, String) {
-    let mut cmd = Command::new("openssl");
-    cmd.args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
-        .args(["-servername", servername]);
-    let out = run_bounded(&mut cmd, b"", Duration::from_secs(20))
+    let out = openssl_s_client(port, &["-servername", servername])
         .unwrap_or_else(|| gw.fail(format!("openssl s_client -servername {servername} hung")));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let subject = text
-        .lines()
-        .find(|l| l.starts_with("subject="))
-        .unwrap_or_default()
-        .to_string();
-    (out.status.success(), subject, text)
+    (out.success, out.subject(), out.text())
 }
 
 /// Sum of the samples of `name` whose label set contains `label` (e.g. `reason="no_route"`).
@@ -179,32 +129,81 @@ fn metrics(gw: &Gateway) -> String {
     body
 }
 
+/// Scrapes the metrics until `cond` holds for them (for at most `within`); returns whether it did,
+/// and the last scrape.
+fn metrics_when(gw: &Gateway, within: Duration, cond: impl Fn(&str) -> bool) -> (bool, String) {
+    let mut last = String::new();
+    let held = poll(within, || {
+        last = metrics(gw);
+        cond(&last).then_some(())
+    })
+    .is_some();
+    (held, last)
+}
+
+/// Gateway `edge` with the `servers:` entries `servers` (YAML lines from `  - port:` on).
+fn edge_gateway(servers: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: edge}}\nspec:\n  \
+         selector: {{istio: ingressgateway}}\n  servers:\n{servers}"
+    )
+}
+
+/// VirtualService `name` for `hosts` (a YAML flow list) on Gateway `edge`, with the route rules
+/// `rules` (YAML lines from `  tcp:`, `  tls:` or `  http:` on).
+fn edge_vs(name: &str, hosts: &str, rules: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}}}\n\
+         spec:\n  hosts: {hosts}\n  gateways: [edge]\n{rules}"
+    )
+}
+
+/// A config dir holding `config` (`gateway.yaml`) and the ServiceEntries `entries`
+/// (`backends.yaml`).
+fn l4_config(config: &str, entries: &[String]) -> ConfigDir {
+    let dir = ConfigDir::new();
+    dir.write("gateway.yaml", config);
+    dir.write("backends.yaml", &entries.join("---\n"));
+    dir
+}
+
+/// A gateway on `dir` with `--certs-dir <certs>` when given and Gateway port `port` mapped to an
+/// ephemeral port.
+fn start_l4(dir: &ConfigDir, certs: Option<&Path>, port: u16) -> Gateway {
+    let certs_dir = certs.map(|c| c.display().to_string());
+    let port_map = format!("{port}=0");
+    let mut args = Vec::new();
+    if let Some(certs_dir) = &certs_dir {
+        args.extend(["--certs-dir", certs_dir]);
+    }
+    args.extend(["--port-map", &port_map]);
+    Gateway::start(dir.path(), &args)
+}
+
 /// A Gateway `edge` with one `protocol: TCP` server per entry of `ports`, and a VirtualService
 /// whose `tcp` rules send each port (`match.port`) to its weighted destinations
 /// `(host, weight)`; every destination uses port 7000 of its ServiceEntry.
 fn tcp_gateway(ports: &[(u16, &[(&str, u32)])]) -> String {
-    let mut y = String::from(
-        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: edge}\nspec:\n  \
-         selector: {istio: ingressgateway}\n  servers:\n",
-    );
+    let mut servers = String::new();
     for (port, _) in ports {
-        y.push_str(&format!(
+        servers.push_str(&format!(
             "  - port: {{number: {port}, name: tcp-{port}, protocol: TCP}}\n    hosts: [\"*\"]\n"
         ));
     }
-    y.push_str(
-        "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: edge-tcp}\n\
-         spec:\n  hosts: [\"*\"]\n  gateways: [edge]\n  tcp:\n",
-    );
+    let mut tcp = String::from("  tcp:\n");
     for (port, dests) in ports {
-        y.push_str(&format!("  - match: [{{port: {port}}}]\n    route:\n"));
+        tcp.push_str(&format!("  - match: [{{port: {port}}}]\n    route:\n"));
         for (host, weight) in *dests {
-            y.push_str(&format!(
+            tcp.push_str(&format!(
                 "    - destination: {{host: {host}, port: {{number: 7000}}}}\n      weight: {weight}\n"
             ));
         }
     }
-    y
+    format!(
+        "{}---\n{}",
+        edge_gateway(&servers),
+        edge_vs("edge-tcp", "[\"*\"]", &tcp)
+    )
 }
 
 /// ServiceEntry `<name>` for host `<name>.l4.internal` port 7000 (protocol TCP) → `addrs`.
@@ -219,9 +218,7 @@ fn start_tcp(
     entries: &[String],
     args: &[&str],
 ) -> (Gateway, ConfigDir) {
-    let dir = ConfigDir::new();
-    dir.write("gateway.yaml", &tcp_gateway(ports));
-    dir.write("backends.yaml", &entries.join("---\n"));
+    let dir = l4_config(&tcp_gateway(ports), entries);
     let maps: Vec<String> = ports.iter().map(|(p, _)| format!("{p}=0")).collect();
     let mut all: Vec<&str> = Vec::new();
     for m in &maps {
@@ -332,15 +329,10 @@ fn assert_s_server_page(gw: &Gateway, out: &CurlOutput, cert: &Path, what: &str)
 #[test]
 fn book_tcp_gateway_echoes_through_nc() {
     let book = book_tcp(&[]);
-    let port = book.addr.port().to_string();
     let input = b"hello tollgate\nsecond line over tcp\n";
     // -N: shut down the socket's write side at EOF on stdin, then read until the server closes.
-    let out = run_bounded(
-        Command::new("nc").args(["-N", "-w", "10", "127.0.0.1", &port]),
-        input,
-        Duration::from_secs(20),
-    )
-    .unwrap_or_else(|| book.gw.fail("nc -N did not exit within 20 s"));
+    let out = nc(book.addr.port(), input)
+        .unwrap_or_else(|| book.gw.fail("nc -N did not exit within 20 s"));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() || out.stdout != input {
         book.gw.fail(format!(
@@ -881,52 +873,39 @@ fn simple_and_passthrough_servers_share_a_port_by_sni() {
     let pass = Credential::new(certs.path(), "pass-cert", "pass.example.com");
     let http = EchoBackend::start("term", "v1");
     let tls_backend = OpensslServer::start(&pass.cert(), &pass.key());
-    let dir = ConfigDir::new();
-    dir.write(
-        "gateway.yaml",
-        "apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: edge}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 443, name: https-term, protocol: HTTPS}
+    let config = [
+        edge_gateway(
+            "  - port: {number: 443, name: https-term, protocol: HTTPS}
     hosts: [term.example.com]
     tls: {mode: SIMPLE, credentialName: term-cert}
   - port: {number: 443, name: tls-pass, protocol: TLS}
     hosts: [pass.example.com]
     tls: {mode: PASSTHROUGH}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: term}
-spec:
-  hosts: [term.example.com]
-  gateways: [edge]
-  http:
+",
+        ),
+        edge_vs(
+            "term",
+            "[term.example.com]",
+            "  http:
   - route: [{destination: {host: term.l4.internal, port: {number: 80}}}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: pass}
-spec:
-  hosts: [pass.example.com]
-  gateways: [edge]
-  tls:
+",
+        ),
+        edge_vs(
+            "pass",
+            "[pass.example.com]",
+            "  tls:
   - match: [{port: 443, sniHosts: [pass.example.com]}]
     route: [{destination: {host: pass.l4.internal, port: {number: 443}}}]
 ",
-    );
+        ),
+    ]
+    .join("---\n");
     let entries = [
         service_entry("term", "term.l4.internal", 80, &[(http.addr, &[])]),
         l4_service_entry("pass", "pass.l4.internal", 443, "TLS", &[tls_backend.addr]),
     ];
-    dir.write("backends.yaml", &entries.join("---\n"));
-    let certs_dir = certs.path().display().to_string();
-    let gw = Gateway::start(
-        dir.path(),
-        &["--certs-dir", &certs_dir, "--port-map", "443=0"],
-    );
+    let dir = l4_config(&config, &entries);
+    let gw = start_l4(&dir, Some(certs.path()), 443);
     let port = gw.listener(443).port();
 
     let terminated = curl_https(
@@ -972,35 +951,32 @@ fn unknown_sni_gets_an_alert_and_unrouted_sni_is_closed_silently() {
     let certs = tempfile::tempdir().unwrap();
     let a = Credential::new(certs.path(), "a-cert", "a.example.com");
     let backend = OpensslServer::start(&a.cert(), &a.key());
-    let dir = ConfigDir::new();
-    dir.write(
-        "gateway.yaml",
-        "apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: edge}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 8443, name: tls-wild, protocol: TLS}
+    let config = [
+        edge_gateway(
+            "  - port: {number: 8443, name: tls-wild, protocol: TLS}
     hosts: [\"*.example.com\"]
     tls: {mode: PASSTHROUGH}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: only-a}
-spec:
-  hosts: [\"*.example.com\"]
-  gateways: [edge]
-  tls:
+",
+        ),
+        edge_vs(
+            "only-a",
+            "[\"*.example.com\"]",
+            "  tls:
   - match: [{port: 8443, sniHosts: [a.example.com]}]
     route: [{destination: {host: a.l4.internal, port: {number: 443}}}]
 ",
-    );
-    dir.write(
-        "backends.yaml",
-        &l4_service_entry("a", "a.l4.internal", 443, "TLS", &[backend.addr]),
-    );
-    let gw = Gateway::start(dir.path(), &["--port-map", "8443=0"]);
+        ),
+    ]
+    .join("---\n");
+    let entries = [l4_service_entry(
+        "a",
+        "a.l4.internal",
+        443,
+        "TLS",
+        &[backend.addr],
+    )];
+    let dir = l4_config(&config, &entries);
+    let gw = start_l4(&dir, None, 8443);
     let port = gw.listener(8443).port();
 
     // The routed name passes through to the backend.
@@ -1016,28 +992,24 @@ spec:
         ));
     }
     // A name of the passthrough server that no tls route covers: closed, no alert.
-    let before = metric(
-        &metrics(&gw),
-        "tollgate_tcp_connections_rejected_total",
-        "reason=\"no_route\"",
-    );
+    let no_route = |text: &str| {
+        metric(
+            text,
+            "tollgate_tcp_connections_rejected_total",
+            "reason=\"no_route\"",
+        )
+    };
+    let before = no_route(&metrics(&gw));
     let (ok, subject, text) = s_client(&gw, port, "b.example.com");
     if ok || !subject.is_empty() || text.contains("alert") {
         gw.fail(format!(
             "SNI b.example.com (server host, no tls route): expected the connection closed without an alert:\n{text}"
         ));
     }
-    let mut last = String::new();
-    let counted = poll(Duration::from_secs(10), || {
-        last = metrics(&gw);
-        let now = metric(
-            &last,
-            "tollgate_tcp_connections_rejected_total",
-            "reason=\"no_route\"",
-        );
-        (now >= before + 1.0).then_some(())
+    let (counted, last) = metrics_when(&gw, Duration::from_secs(10), |text| {
+        no_route(text) >= before + 1.0
     });
-    if counted.is_none() {
+    if !counted {
         gw.fail(format!(
             "tollgate_tcp_connections_rejected_total{{reason=\"no_route\"}} did not increase from {before}:\n{last}"
         ));
@@ -1061,36 +1033,25 @@ fn tls_simple_server_forwards_decrypted_bytes_by_tcp_route() {
     let echo = TcpEcho::start();
     let certs = tempfile::tempdir().unwrap();
     let cred = Credential::new(certs.path(), "echo-cert", "echo.example.com");
-    let dir = ConfigDir::new();
-    dir.write(
-        "gateway.yaml",
-        "apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: edge}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 9443, name: tls-echo, protocol: TLS}
+    let config = [
+        edge_gateway(
+            "  - port: {number: 9443, name: tls-echo, protocol: TLS}
     hosts: [echo.example.com]
     tls: {mode: SIMPLE, credentialName: echo-cert}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: tls-echo}
-spec:
-  hosts: [echo.example.com]
-  gateways: [edge]
-  tcp:
+",
+        ),
+        edge_vs(
+            "tls-echo",
+            "[echo.example.com]",
+            "  tcp:
   - match: [{port: 9443}]
     route: [{destination: {host: echo.l4.internal, port: {number: 7000}}}]
 ",
-    );
-    dir.write("backends.yaml", &tcp_backend("echo", &[echo.addr]));
-    let certs_dir = certs.path().display().to_string();
-    let gw = Gateway::start(
-        dir.path(),
-        &["--certs-dir", &certs_dir, "--port-map", "9443=0"],
-    );
+        ),
+    ]
+    .join("---\n");
+    let dir = l4_config(&config, &[tcp_backend("echo", &[echo.addr])]);
+    let gw = start_l4(&dir, Some(certs.path()), 9443);
     let addr = gw.listener(9443);
 
     let mut roots = rustls::RootCertStore::empty();
@@ -1143,18 +1104,15 @@ fn tcp_metrics_count_streams_and_bytes() {
     }
     drop(s);
     let dest = format!("destination=\"{ECHO_DESTINATION}\"");
-    let mut last = String::new();
-    let recorded = poll(Duration::from_secs(15), || {
-        last = metrics(gw);
-        let m = |name: &str| metric(&last, name, &dest);
-        (m("tollgate_tcp_connections_opened_total") >= 1.0
+    let (recorded, last) = metrics_when(gw, Duration::from_secs(15), |text| {
+        let m = |name: &str| metric(text, name, &dest);
+        m("tollgate_tcp_connections_opened_total") >= 1.0
             && m("tollgate_tcp_connections_closed_total") >= 1.0
             && m("tollgate_tcp_received_bytes_total") >= N as f64
             && m("tollgate_tcp_sent_bytes_total") >= N as f64
-            && m("tollgate_tcp_connection_duration_seconds_count") >= 1.0)
-            .then_some(())
+            && m("tollgate_tcp_connection_duration_seconds_count") >= 1.0
     });
-    if recorded.is_none() {
+    if !recorded {
         let tcp: Vec<&str> = last
             .lines()
             .filter(|l| l.contains("tollgate_tcp_"))
@@ -1175,34 +1133,31 @@ fn https_server_without_tls_mode_passes_through_with_a_warning() {
     let certs = tempfile::tempdir().unwrap();
     let cred = Credential::new(certs.path(), "nomode-cert", "nomode.example.com");
     let backend = OpensslServer::start(&cred.cert(), &cred.key());
-    let dir = ConfigDir::new();
-    dir.write(
-        "gateway.yaml",
-        "apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: edge}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 443, name: https, protocol: HTTPS}
+    let config = [
+        edge_gateway(
+            "  - port: {number: 443, name: https, protocol: HTTPS}
     hosts: [nomode.example.com]
     tls: {}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: nomode}
-spec:
-  hosts: [nomode.example.com]
-  gateways: [edge]
-  tls:
+",
+        ),
+        edge_vs(
+            "nomode",
+            "[nomode.example.com]",
+            "  tls:
   - match: [{port: 443, sniHosts: [nomode.example.com]}]
     route: [{destination: {host: nomode.l4.internal, port: {number: 443}}}]
 ",
-    );
-    dir.write(
-        "backends.yaml",
-        &l4_service_entry("nomode", "nomode.l4.internal", 443, "TLS", &[backend.addr]),
-    );
+        ),
+    ]
+    .join("---\n");
+    let entries = [l4_service_entry(
+        "nomode",
+        "nomode.l4.internal",
+        443,
+        "TLS",
+        &[backend.addr],
+    )];
+    let dir = l4_config(&config, &entries);
     let is_warning = |d: &str| d.contains(" warning: ") && d.contains("PASSTHROUGH");
 
     let out = check(dir.path(), &[]);
@@ -1219,17 +1174,9 @@ spec:
         "the warning points at the Gateway file: {lines:?}"
     );
 
-    let gw = Gateway::start(dir.path(), &["--port-map", "443=0"]);
+    let gw = start_l4(&dir, None, 443);
     let port = gw.listener(443).port();
-    let dump = gw.config_dump();
-    let diags: Vec<String> = dump["diagnostics"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|d| d.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let diags = diagnostics(&gw.config_dump());
     if !diags.iter().any(|d| is_warning(d)) {
         gw.fail(format!(
             "/config_dump diagnostics lack the PASSTHROUGH warning: {diags:#?}"
@@ -1267,20 +1214,17 @@ fn streams_without_a_reachable_upstream_are_closed_and_counted() {
             )),
         }
     }
-    let mut last = String::new();
-    let counted = poll(Duration::from_secs(10), || {
-        last = metrics(&gw);
+    let (counted, last) = metrics_when(&gw, Duration::from_secs(10), |text| {
         let r = |reason: &str| {
             metric(
-                &last,
+                text,
                 "tollgate_tcp_connections_rejected_total",
                 &format!("reason=\"{reason}\""),
             )
         };
-        (r("connect_failed") >= 1.0 && r("no_cluster") + r("no_healthy_upstream") >= 2.0)
-            .then_some(())
+        r("connect_failed") >= 1.0 && r("no_cluster") + r("no_healthy_upstream") >= 2.0
     });
-    if counted.is_none() {
+    if !counted {
         let lines: Vec<&str> = last
             .lines()
             .filter(|l| l.contains("tollgate_tcp_connections_rejected_total"))

@@ -67,6 +67,20 @@ fn vs_yaml(name: &str, host: &str, gateway: &str, dest: &str) -> String {
     )
 }
 
+/// VirtualService `shop` sending every request for `shop.example.com` on `shop-gateway` to
+/// `dest`:80.
+fn shop_vs(dest: &str) -> String {
+    vs_yaml("shop", "shop.example.com", "shop-gateway", dest)
+}
+
+/// Writes the ServiceEntries `backends` (`backends.yaml`), Gateway `shop-gateway` on port 80 for
+/// `hosts` (`gateway.yaml`) and the `shop` VirtualService to `a.test.internal` (`vs-shop.yaml`).
+fn write_shop(config: &ConfigDir, backends: &str, hosts: &[&str]) {
+    config.write("backends.yaml", backends);
+    config.write("gateway.yaml", &gateway_yaml("shop-gateway", 80, hosts));
+    config.write("vs-shop.yaml", &shop_vs("a.test.internal"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Client loops
 
@@ -165,6 +179,25 @@ impl LoadLoop {
             requests,
             handle: Some(handle),
         }
+    }
+
+    /// [`LoadLoop::start`] on a fresh keep-alive client, bounded by [`KEEP_ALIVE_MAX_REQUESTS`].
+    fn keep_alive(
+        name: &str,
+        addr: SocketAddr,
+        host: &str,
+        expect_service: Option<&str>,
+        phase: Arc<AtomicUsize>,
+    ) -> LoadLoop {
+        LoadLoop::start(
+            name,
+            HttpClient::new(),
+            addr,
+            host,
+            expect_service,
+            KEEP_ALIVE_MAX_REQUESTS,
+            phase,
+        )
     }
 
     fn requests(&self) -> u64 {
@@ -408,19 +441,10 @@ fn config_changes_apply_with_zero_failed_requests() {
     let b = EchoBackend::start("b", "v2");
     let config = ConfigDir::new();
     // Files managed with `write`/`remove`:
-    config.write("backends.yaml", &backends_yaml(&a, &b));
-    config.write(
-        "gateway.yaml",
-        &gateway_yaml("shop-gateway", 80, &["shop.example.com", "cm.example.com"]),
-    );
-    config.write(
-        "vs-shop.yaml",
-        &vs_yaml(
-            "shop",
-            "shop.example.com",
-            "shop-gateway",
-            "a.test.internal",
-        ),
+    write_shop(
+        &config,
+        &backends_yaml(&a, &b),
+        &["shop.example.com", "cm.example.com"],
     );
     // A disjoint set of top-level names managed only by `k8s_swap`, like a mounted ConfigMap.
     config.k8s_swap(&[(
@@ -437,13 +461,11 @@ fn config_changes_apply_with_zero_failed_requests() {
 
     let phase = Arc::new(AtomicUsize::new(0));
     let loops = vec![
-        LoadLoop::start(
+        LoadLoop::keep_alive(
             "shop-keepalive",
-            HttpClient::new(),
             addr,
             "shop.example.com",
             None,
-            KEEP_ALIVE_MAX_REQUESTS,
             phase.clone(),
         ),
         LoadLoop::start(
@@ -455,30 +477,14 @@ fn config_changes_apply_with_zero_failed_requests() {
             FRESH_MAX_REQUESTS,
             phase.clone(),
         ),
-        LoadLoop::start(
-            "cm-keepalive",
-            HttpClient::new(),
-            addr,
-            "cm.example.com",
-            None,
-            KEEP_ALIVE_MAX_REQUESTS,
-            phase.clone(),
-        ),
+        LoadLoop::keep_alive("cm-keepalive", addr, "cm.example.com", None, phase.clone()),
     ];
     wait_for_traffic(&gw, &loops.iter().collect::<Vec<_>>(), 50);
 
     // (a) Rewrite the VirtualService: shop moves from a (v1) to b (v2).
     phase.store(1, Ordering::SeqCst);
     change(&gw, "(a) shop -> b", || {
-        config.write(
-            "vs-shop.yaml",
-            &vs_yaml(
-                "shop",
-                "shop.example.com",
-                "shop-gateway",
-                "b.test.internal",
-            ),
-        )
+        config.write("vs-shop.yaml", &shop_vs("b.test.internal"))
     });
     wait_version(&gw, &probe_client, addr, "shop.example.com", "v2", 20);
 
@@ -522,15 +528,7 @@ fn config_changes_apply_with_zero_failed_requests() {
     // ... and shop back to a through a plain write, while cm stays on the swapped config.
     phase.store(5, Ordering::SeqCst);
     change(&gw, "(e) shop -> a", || {
-        config.write(
-            "vs-shop.yaml",
-            &vs_yaml(
-                "shop",
-                "shop.example.com",
-                "shop-gateway",
-                "a.test.internal",
-            ),
-        )
+        config.write("vs-shop.yaml", &shop_vs("a.test.internal"))
     });
     wait_version(&gw, &probe_client, addr, "shop.example.com", "v1", 20);
     wait_version(&gw, &probe_client, addr, "cm.example.com", "v1", 5);
@@ -570,26 +568,14 @@ fn gateway_ports_appear_and_disappear_without_restart() {
     let a = EchoBackend::start("a", "v1");
     let other = EchoBackend::start("other", "v2");
     let config = ConfigDir::new();
-    config.write(
-        "backends.yaml",
+    write_shop(
+        &config,
         &format!(
             "{}---\n{}",
             service_entry("a", "a.test.internal", 80, &[(a.addr, &[])]),
             service_entry("other", "other.test.internal", 80, &[(other.addr, &[])]),
         ),
-    );
-    config.write(
-        "gateway.yaml",
-        &gateway_yaml("shop-gateway", 80, &["shop.example.com"]),
-    );
-    config.write(
-        "vs-shop.yaml",
-        &vs_yaml(
-            "shop",
-            "shop.example.com",
-            "shop-gateway",
-            "a.test.internal",
-        ),
+        &["shop.example.com"],
     );
     config.write(
         "vs-other.yaml",
@@ -615,13 +601,11 @@ fn gateway_ports_appear_and_disappear_without_restart() {
     );
 
     let phase = Arc::new(AtomicUsize::new(0));
-    let load = LoadLoop::start(
+    let load = LoadLoop::keep_alive(
         "port80-keepalive",
-        HttpClient::new(),
         addr80,
         "shop.example.com",
         Some("a"),
-        KEEP_ALIVE_MAX_REQUESTS,
         phase.clone(),
     );
     wait_for_traffic(&gw, &[&load], 50);
@@ -697,18 +681,8 @@ fn bad_change_keeps_last_good_config() {
     let a = EchoBackend::start("a", "v1");
     let b = EchoBackend::start("b", "v2");
     let config = ConfigDir::new();
-    config.write("backends.yaml", &backends_yaml(&a, &b));
-    config.write(
-        "gateway.yaml",
-        &gateway_yaml("shop-gateway", 80, &["shop.example.com"]),
-    );
-    let good = vs_yaml(
-        "shop",
-        "shop.example.com",
-        "shop-gateway",
-        "a.test.internal",
-    );
-    config.write("vs-shop.yaml", &good);
+    write_shop(&config, &backends_yaml(&a, &b), &["shop.example.com"]);
+    let good = shop_vs("a.test.internal");
     let gw = Gateway::start(config.path(), &["--port-map", "80=0"]);
     let addr = gw.listener(80);
     let client = HttpClient::new();
@@ -716,13 +690,11 @@ fn bad_change_keeps_last_good_config() {
     assert_eq!(file_report(&gw, "vs-shop.yaml")["ok"], true);
 
     let phase = Arc::new(AtomicUsize::new(0));
-    let load = LoadLoop::start(
+    let load = LoadLoop::keep_alive(
         "shop-keepalive",
-        HttpClient::new(),
         addr,
         "shop.example.com",
         Some("a"),
-        KEEP_ALIVE_MAX_REQUESTS,
         phase.clone(),
     );
     wait_for_traffic(&gw, &[&load], 50);

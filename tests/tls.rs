@@ -4,7 +4,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use support::*;
 
@@ -92,27 +91,12 @@ fn served_by(out: &CurlOutput) -> String {
 
 /// `openssl s_client` as a user would run it; returns (certificate subject line, all output).
 fn s_client(port: u16, servername: Option<&str>) -> (String, String) {
-    let mut cmd = Command::new("openssl");
-    cmd.args(["s_client", "-connect", &format!("127.0.0.1:{port}")]);
-    match servername {
-        Some(name) => cmd.args(["-servername", name]),
-        None => cmd.arg("-noservername"),
+    let args = match servername {
+        Some(name) => vec!["-servername", name],
+        None => vec!["-noservername"],
     };
-    let out = cmd
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("openssl s_client runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let subject = text
-        .lines()
-        .find(|l| l.starts_with("subject="))
-        .unwrap_or_default()
-        .to_string();
-    (subject, text)
+    let out = openssl_s_client(port, &args).expect("openssl s_client exits within 20 s");
+    (out.subject(), out.text())
 }
 
 #[test]

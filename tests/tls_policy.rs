@@ -3,8 +3,8 @@
 
 mod support;
 
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use support::*;
 
@@ -132,21 +132,16 @@ fn protocol_versions_follow_the_server_settings() {
 /// `openssl s_client -tls1_2 <flag> <session file>`: `-sess_out` saves the session, `-sess_in`
 /// offers it back. Returns what s_client printed.
 fn tls12_session(port: u16, flag: &str, session: &Path) -> String {
-    let out = Command::new("openssl")
-        .args([
-            "s_client",
-            "-connect",
-            &format!("127.0.0.1:{port}"),
-            "-servername",
-            HOST,
-            "-tls1_2",
-            flag,
-        ])
-        .arg(session)
-        .stdin(Stdio::null())
-        .output()
-        .expect("openssl runs");
-    String::from_utf8_lossy(&out.stdout).to_string()
+    let args: [&OsStr; 5] = [
+        "-servername".as_ref(),
+        HOST.as_ref(),
+        "-tls1_2".as_ref(),
+        flag.as_ref(),
+        session.as_ref(),
+    ];
+    openssl_s_client(port, &args)
+        .expect("openssl s_client exits within 20 s")
+        .stdout
 }
 
 /// Two TLS 1.2 connections, the second offering the first's session.

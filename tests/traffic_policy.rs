@@ -41,6 +41,27 @@ fn se(name: &str, host: &str, backends: &[&EchoBackend], extra: &[SocketAddr]) -
     service_entry_80(name, host, &endpoints)
 }
 
+/// A gateway (with `args` and `--port-map 80=0`) on Gateway `edge` (`gateway.yaml`), the
+/// ServiceEntries `entries` (`backends.yaml`) and the `more` files, with its echo `backends`.
+fn edge_world_with(
+    args: &[&str],
+    backends: Vec<EchoBackend>,
+    entries: String,
+    more: Vec<(&str, String)>,
+) -> World {
+    let mut files = vec![
+        ("gateway.yaml", EDGE_GATEWAY.to_string()),
+        ("backends.yaml", entries),
+    ];
+    files.extend(more);
+    World::start(args, backends, &files)
+}
+
+/// [`edge_world_with`] without extra arguments, with the VirtualServices `routes` (`routes.yaml`).
+fn edge_world(backends: Vec<EchoBackend>, entries: String, routes: String) -> World {
+    edge_world_with(&[], backends, entries, vec![("routes.yaml", routes)])
+}
+
 /// A 127.0.0.1 address with nothing listening.
 fn dead_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], dead_port()))
@@ -118,15 +139,7 @@ fn retries_hide_a_flaky_backend_and_an_alternating_one() {
         ),
     ]
     .join("---\n");
-    let w = World::start(
-        &[],
-        vec![flaky, alternate],
-        &[
-            ("gateway.yaml", EDGE_GATEWAY.to_string()),
-            ("backends.yaml", backends),
-            ("routes.yaml", routes),
-        ],
-    );
+    let w = edge_world(vec![flaky, alternate], backends, routes);
     const N: usize = 500;
 
     // Control: without `retries` (Istio's default retries no status), /flaky/20 really fails.
@@ -253,15 +266,7 @@ fn attempt_count_reaches_the_upstream() {
         ),
     ]
     .join("---\n");
-    let w = World::start(
-        &[],
-        vec![b],
-        &[
-            ("gateway.yaml", EDGE_GATEWAY.to_string()),
-            ("backends.yaml", backends),
-            ("routes.yaml", routes),
-        ],
-    );
+    let w = edge_world(vec![b], backends, routes);
     for host in ["retry.example.com", "default.example.com"] {
         let r = w.get(host, "/headers", &[]);
         assert_eq!(r.status, 200, "{host}: {}", short(&r.body));
@@ -320,15 +325,7 @@ fn default_policy_retries_connect_failures_only() {
         ),
     ]
     .join("---\n");
-    let w = World::start(
-        &[],
-        vec![plain, half],
-        &[
-            ("gateway.yaml", EDGE_GATEWAY.to_string()),
-            ("backends.yaml", backends),
-            ("routes.yaml", routes),
-        ],
-    );
+    let w = edge_world(vec![plain, half], backends, routes);
 
     // No status is retried by default: one upstream request per client request.
     let mut cases = Vec::new();
@@ -413,15 +410,7 @@ fn default_policy_on_a_dead_cluster_reports_the_retries() {
         ),
     ]
     .join("---\n");
-    let w = World::start(
-        &[],
-        vec![],
-        &[
-            ("gateway.yaml", EDGE_GATEWAY.to_string()),
-            ("backends.yaml", backends),
-            ("routes.yaml", routes),
-        ],
-    );
+    let w = edge_world(vec![], backends, routes);
     let r = w.get("dead.example.com", "/", &[]);
     assert_eq!(
         (r.status, r.body.as_str()),
@@ -483,15 +472,7 @@ fn retry_on_conditions_and_request_bodies() {
         "upload.example.com",
         &rule("upload.svc.internal", RETRY_5XX),
     ));
-    let w = World::start(
-        &[],
-        vec![b, upload],
-        &[
-            ("gateway.yaml", EDGE_GATEWAY.to_string()),
-            ("backends.yaml", backends),
-            ("routes.yaml", routes.join("---\n")),
-        ],
-    );
+    let w = edge_world(vec![b, upload], backends, routes.join("---\n"));
 
     // (route, path, upstream requests expected for one client request)
     let cases: &[(&str, &str, u64)] = &[
@@ -539,17 +520,7 @@ fn retry_on_conditions_and_request_bodies() {
     // A body of known length up to 1 MiB is replayed on the retry.
     let before = w.received("upload");
     let small = vec![b'x'; 1000];
-    let r = w
-        .client
-        .request(
-            "POST",
-            w.addr,
-            "upload.example.com",
-            "/alternate",
-            &[],
-            &small,
-        )
-        .unwrap_or_else(|e| w.gw.fail(e));
+    let r = w.request("POST", "upload.example.com", "/alternate", &[], &small);
     assert_eq!(r.status, 200, "{}", short(&r.body));
     assert_eq!(r.json()["body_bytes"], 1000, "the retry carried the body");
     assert_eq!(attempt_count(&r), Some(2));
@@ -557,18 +528,14 @@ fn retry_on_conditions_and_request_bodies() {
     // A larger body is streamed, not buffered, so it is not retried: the 500 comes back.
     let big = vec![b'y'; 2 * 1024 * 1024];
     let before = w.received("upload");
-    let r = w
-        .client
-        .with_timeout(Duration::from_secs(20))
-        .request(
-            "POST",
-            w.addr,
-            "upload.example.com",
-            "/alternate",
-            &[],
-            &big,
-        )
-        .unwrap_or_else(|e| w.gw.fail(e));
+    let r = w.request_with(
+        &w.client.with_timeout(Duration::from_secs(20)),
+        "POST",
+        "upload.example.com",
+        "/alternate",
+        &[],
+        &big,
+    );
     assert_eq!(
         r.status,
         500,
@@ -609,15 +576,7 @@ fn route_timeout_answers_504_and_is_announced_upstream() {
         ),
     ]
     .join("---\n");
-    let w = World::start(
-        &[],
-        vec![b],
-        &[
-            ("gateway.yaml", EDGE_GATEWAY.to_string()),
-            ("backends.yaml", backends),
-            ("routes.yaml", routes),
-        ],
-    );
+    let w = edge_world(vec![b], backends, routes);
     let long = Duration::from_secs(15);
     for (host, at_least, header) in [
         ("timeout.example.com", Duration::from_secs(1), "1000"),
@@ -702,15 +661,7 @@ fn per_try_timeout_is_retried_until_attempts_run_out() {
         ),
     ]
     .join("---\n");
-    let w = World::start(
-        &[],
-        vec![b],
-        &[
-            ("gateway.yaml", EDGE_GATEWAY.to_string()),
-            ("backends.yaml", backends),
-            ("routes.yaml", routes),
-        ],
-    );
+    let w = edge_world(vec![b], backends, routes);
     let long = Duration::from_secs(15);
 
     let before = w.received("pertry");
@@ -827,9 +778,7 @@ fn catalog_world() -> World {
             "  hosts:\n    - reviews.example.com\n  gateways:\n    - edge\n",
         )],
     );
-    let files = [
-        ("gateway.yaml", EDGE_GATEWAY.to_string()),
-        ("backends.yaml", entries),
+    let files = vec![
         (
             "catalog-gateway.yaml",
             fixture("istio-in-action/ch5/catalog-gateway.yaml"),
@@ -852,7 +801,7 @@ fn catalog_world() -> World {
         ),
         ("reviews.yaml", reviews),
     ];
-    World::start(&["--namespace", "istioinaction"], backends, &files)
+    edge_world_with(&["--namespace", "istioinaction"], backends, entries, files)
 }
 
 /// (Host, request headers, expected `service/version`)
@@ -951,28 +900,24 @@ fn faults_apply_to_the_matched_user_only() {
         "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ratings}\n\
               spec:\n  host: ratings\n  subsets:\n  - name: v1\n    labels: {version: v1}\n"
             .to_string();
-    let delay = adapt(
-        "bookinfo/networking/virtual-service-ratings-test-delay.yaml",
-        &fixture("istio-samples/bookinfo/networking/virtual-service-ratings-test-delay.yaml"),
-        &[
-            ("name: ratings\n", "name: ratings-delay\n"),
-            (
-                "  hosts:\n  - ratings\n",
-                "  hosts:\n  - ratings-delay.example.com\n  gateways:\n  - edge\n",
-            ),
-        ],
-    );
-    let abort = adapt(
-        "bookinfo/networking/virtual-service-ratings-test-abort.yaml",
-        &fixture("istio-samples/bookinfo/networking/virtual-service-ratings-test-abort.yaml"),
-        &[
-            ("name: ratings\n", "name: ratings-abort\n"),
-            (
-                "  hosts:\n  - ratings\n",
-                "  hosts:\n  - ratings-abort.example.com\n  gateways:\n  - edge\n",
-            ),
-        ],
-    );
+    // Bookinfo's `virtual-service-ratings-test-<kind>.yaml` as `ratings-<kind>` on
+    // `ratings-<kind>.example.com`.
+    let ratings_test = |kind: &str| {
+        let file = format!("bookinfo/networking/virtual-service-ratings-test-{kind}.yaml");
+        adapt(
+            &file,
+            &fixture(&format!("istio-samples/{file}")),
+            &[
+                ("name: ratings\n", &format!("name: ratings-{kind}\n")),
+                (
+                    "  hosts:\n  - ratings\n",
+                    &format!("  hosts:\n  - ratings-{kind}.example.com\n  gateways:\n  - edge\n"),
+                ),
+            ],
+        )
+    };
+    let delay = ratings_test("delay");
+    let abort = ratings_test("abort");
     // No `percentage` anywhere: Istio applies such faults to 0% of requests.
     let never = vs(
         "never",
@@ -986,12 +931,11 @@ fn faults_apply_to_the_matched_user_only() {
         "  - fault:\n      abort: {httpStatus: 503, percentage: {value: 50}}\n    \
          route: [{destination: {host: ratings, subset: v1}}]\n",
     );
-    let w = World::start(
+    let w = edge_world_with(
         &["--namespace", "istioinaction"],
         vec![ratings],
-        &[
-            ("gateway.yaml", EDGE_GATEWAY.to_string()),
-            ("backends.yaml", entries),
+        entries,
+        vec![
             ("ratings-dr.yaml", dr),
             ("ratings-delay.yaml", delay),
             ("ratings-abort.yaml", abort),
@@ -1105,15 +1049,7 @@ fn rewrites_change_what_the_upstream_sees() {
     redirect: {uri: /new}
   - route: [{destination: {host: web.svc.internal}}]
 "#;
-    let w = World::start(
-        &[],
-        vec![b],
-        &[
-            ("gateway.yaml", EDGE_GATEWAY.to_string()),
-            ("backends.yaml", entries),
-            ("routes.yaml", vs("rewrite", "rewrite.example.com", http)),
-        ],
-    );
+    let w = edge_world(vec![b], entries, vs("rewrite", "rewrite.example.com", http));
     let host = "rewrite.example.com";
     // (client path, path the backend sees, Host the backend sees)
     let cases = [
@@ -1170,15 +1106,7 @@ fn header_operations_on_requests_and_responses() {
         remove: [x-echo-request-count]
     route: [{destination: {host: web.svc.internal}}]
 "#;
-    let w = World::start(
-        &[],
-        vec![b],
-        &[
-            ("gateway.yaml", EDGE_GATEWAY.to_string()),
-            ("backends.yaml", entries),
-            ("routes.yaml", vs("headers", "headers.example.com", http)),
-        ],
-    );
+    let w = edge_world(vec![b], entries, vs("headers", "headers.example.com", http));
     let r = w.get(
         "headers.example.com",
         "/headers",
@@ -1233,8 +1161,13 @@ fn header_operations_on_requests_and_responses() {
 
 const POLICY_FILE: &str = "30-policy.yaml";
 
-/// Lines 14-17 hold the policy that the broken variants replace.
-const POLICY_GOOD: &str = "apiVersion: networking.istio.io/v1
+/// VirtualService `policy` for `policy.example.com` on Gateway `edge`, routing to
+/// `web.svc.internal` with `timeout` (line 14) and `retries` (lines 15-17, `retryOn` on line 17),
+/// then the YAML lines `more`.
+macro_rules! policy_vs {
+    (timeout: $timeout:literal, retryOn: $retry_on:literal $(, more: $more:literal)?) => {
+        concat!(
+            "apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
   name: policy
@@ -1247,75 +1180,38 @@ spec:
   - route:
     - destination:
         host: web.svc.internal
-    timeout: 2s
+    timeout: ",
+            $timeout,
+            "
     retries:
       attempts: 2
-      retryOn: 5xx,connect-failure
-";
+      retryOn: ",
+            $retry_on,
+            "\n",
+            $($more)?
+        )
+    };
+}
+
+/// Lines 14-17 hold the policy that the broken variants replace.
+const POLICY_GOOD: &str = policy_vs!(timeout: "2s", retryOn: "5xx,connect-failure");
 
 /// Line 14: a number where a duration string belongs.
-const POLICY_TIMEOUT_NUMBER: &str = "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: policy
-spec:
-  hosts:
-  - policy.example.com
-  gateways:
-  - edge
-  http:
-  - route:
-    - destination:
-        host: web.svc.internal
-    timeout: 10
-    retries:
-      attempts: 2
-      retryOn: 5xx,connect-failure
-";
+const POLICY_TIMEOUT_NUMBER: &str = policy_vs!(timeout: "10", retryOn: "5xx,connect-failure");
 
 /// Line 17: an unknown retry condition.
-const POLICY_BOGUS_RETRY_ON: &str = "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: policy
-spec:
-  hosts:
-  - policy.example.com
-  gateways:
-  - edge
-  http:
-  - route:
-    - destination:
-        host: web.svc.internal
-    timeout: 2s
-    retries:
-      attempts: 2
-      retryOn: 5xx,bogus
-";
+const POLICY_BOGUS_RETRY_ON: &str = policy_vs!(timeout: "2s", retryOn: "5xx,bogus");
 
 /// Line 20: `exponentialDelay` (Istio rejects it).
-const POLICY_EXPONENTIAL_DELAY: &str = "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: policy
-spec:
-  hosts:
-  - policy.example.com
-  gateways:
-  - edge
-  http:
-  - route:
-    - destination:
-        host: web.svc.internal
-    timeout: 2s
-    retries:
-      attempts: 2
-      retryOn: 5xx,connect-failure
-    fault:
+const POLICY_EXPONENTIAL_DELAY: &str = policy_vs!(
+    timeout: "2s",
+    retryOn: "5xx,connect-failure",
+    more: "    fault:
       delay:
         exponentialDelay: 1s
         percentage: {value: 100}
-";
+"
+);
 
 struct Invalid {
     name: &'static str,
@@ -1400,16 +1296,14 @@ fn invalid_policy_fields_are_rejected_and_the_last_good_config_serves() {
             (POLICY_FILE, POLICY_GOOD.to_string()),
         ],
     );
-    if let Err(e) = policy_in_force(&w) {
-        w.gw.fail(format!("the good policy is not in force: {e}"));
-    }
-    let path = w.config.path().join(POLICY_FILE);
     let under_test = UnderTest {
         file: POLICY_FILE,
         good: POLICY_GOOD,
         what: "policy",
         in_force: policy_in_force,
     };
+    w.assert_in_force(&under_test);
+    let path = w.config.path().join(POLICY_FILE);
     let mut failures = Vec::new();
     for case in INVALID {
         // `tollgate check` on the same files.
@@ -1546,12 +1440,11 @@ fn mirror_world() -> World {
         })
         .collect::<Vec<_>>()
         .join("---\n");
-    World::start(
+    edge_world_with(
         &["--namespace", "istioinaction"],
         backends,
-        &[
-            ("gateway.yaml", EDGE_GATEWAY.to_string()),
-            ("backends.yaml", entries),
+        entries,
+        vec![
             (
                 "catalog-dest-rule.yaml",
                 fixture("istio-in-action/ch5/catalog-dest-rule.yaml"),
@@ -1656,14 +1549,11 @@ fn copy_world(args: &[&str], shadow: &RecordingBackend) -> World {
   - route: [{destination: {host: web.svc.internal}}]
     mirror: {host: shadow.svc.internal}
 ";
-    World::start(
+    edge_world_with(
         args,
         vec![web],
-        &[
-            ("gateway.yaml", EDGE_GATEWAY.to_string()),
-            ("backends.yaml", entries),
-            ("routes.yaml", vs("copy", "copy.example.com", http)),
-        ],
+        entries,
+        vec![("routes.yaml", vs("copy", "copy.example.com", http))],
     )
 }
 
@@ -1677,17 +1567,13 @@ fn check_mirror_copies(w: &World, shadow: &RecordingBackend, host_suffix: &str) 
 
     // A POST with a 1000-byte body of known length, rewritten /api → /v2.
     let body = vec![b'm'; 1000];
-    let r = w
-        .client
-        .request(
-            "POST",
-            w.addr,
-            "copy.example.com",
-            "/api/upload?k=v",
-            &[("content-type", "text/plain"), ("x-trace-me", "42")],
-            &body,
-        )
-        .unwrap_or_else(|e| w.gw.fail(e));
+    let r = w.request(
+        "POST",
+        "copy.example.com",
+        "/api/upload?k=v",
+        &[("content-type", "text/plain"), ("x-trace-me", "42")],
+        &body,
+    );
     let primary = echo_json(&r);
     let want_primary = serde_json::json!({"path": "/v2/upload?k=v", "host": "copy.example.com",
         "body_bytes": 1000});
@@ -1767,11 +1653,14 @@ fn check_mirror_copies(w: &World, shadow: &RecordingBackend, host_suffix: &str) 
     // A 2 MiB body is too large to buffer for the copy; whatever happens to the copy, the client
     // still gets the primary's answer with the whole body.
     let big = vec![b'b'; 2 * 1024 * 1024];
-    let r = w
-        .client
-        .with_timeout(Duration::from_secs(20))
-        .request("POST", w.addr, "copy.example.com", "/big", &[], &big)
-        .unwrap_or_else(|e| w.gw.fail(e));
+    let r = w.request_with(
+        &w.client.with_timeout(Duration::from_secs(20)),
+        "POST",
+        "copy.example.com",
+        "/big",
+        &[],
+        &big,
+    );
     let seen = echo_json(&r).map(|j| j["body_bytes"].clone());
     if r.status != 200 || seen != Some(Value::from(big.len())) {
         wrong.push(format!(
@@ -1832,15 +1721,7 @@ fn slow_or_dead_mirror_does_not_touch_the_main_request() {
         ),
     ]
     .join("---\n");
-    let w = World::start(
-        &[],
-        vec![slow],
-        &[
-            ("gateway.yaml", EDGE_GATEWAY.to_string()),
-            ("backends.yaml", entries),
-            ("routes.yaml", routes),
-        ],
-    );
+    let w = edge_world(vec![slow], entries, routes);
     const N: u64 = 20;
     let long = Duration::from_secs(10);
     for (host, path) in [
@@ -1950,20 +1831,7 @@ fn cors_preflights_are_answered_and_allowed_origins_get_the_headers() {
         ),
     ]
     .join("---\n");
-    let w = World::start(
-        &[],
-        vec![web],
-        &[
-            ("gateway.yaml", EDGE_GATEWAY.to_string()),
-            ("backends.yaml", entries),
-            ("routes.yaml", routes),
-        ],
-    );
-    let options = |host: &str, headers: &[(&str, &str)]| -> Response {
-        w.client
-            .request("OPTIONS", w.addr, host, "/items", headers, b"")
-            .unwrap_or_else(|e| w.gw.fail(e))
-    };
+    let w = edge_world(vec![web], entries, routes);
     let mut wrong = Vec::new();
 
     // Preflights from allowed origins: answered by the gateway, not forwarded.
@@ -1996,13 +1864,16 @@ fn cors_preflights_are_answered_and_allowed_origins_get_the_headers() {
             ]),
         };
         let before = w.received("web");
-        let r = options(
+        let r = w.request(
+            "OPTIONS",
             host,
+            "/items",
             &[
                 ("origin", origin),
                 ("access-control-request-method", "PUT"),
                 ("access-control-request-headers", "x-custom"),
             ],
+            b"",
         );
         let forwarded = w.received("web") - before;
         let got = cors_headers(&r);
@@ -2040,10 +1911,7 @@ fn cors_preflights_are_answered_and_allowed_origins_get_the_headers() {
             pairs(&[("access-control-allow-origin", origin)])
         };
         let before = w.received("web");
-        let r = w
-            .client
-            .request(method, w.addr, host, "/items", &[("origin", origin)], b"")
-            .unwrap_or_else(|e| w.gw.fail(e));
+        let r = w.request(method, host, "/items", &[("origin", origin)], b"");
         let forwarded = w.received("web") - before;
         let got: Vec<(String, String)> = cors_headers(&r)
             .into_iter()
@@ -2129,10 +1997,7 @@ fn cors_preflights_are_answered_and_allowed_origins_get_the_headers() {
     ];
     for (method, host, headers, want_forwarded) in &disallowed {
         let before = w.received("web");
-        let r = w
-            .client
-            .request(method, w.addr, host, "/items", headers, b"")
-            .unwrap_or_else(|e| w.gw.fail(e));
+        let r = w.request(method, host, "/items", headers, b"");
         let forwarded = w.received("web") - before;
         let got = cors_headers(&r);
         let from_backend = echo_json(&r).is_some();
@@ -2198,15 +2063,11 @@ fn destination_headers_win_alone_and_route_headers_win_when_weighted() {
         vs("weighted", "weighted.example.com", &weighted),
     ]
     .join("---\n");
-    let w = World::start(
+    let w = edge_world_with(
         &[],
         vec![v1, v2],
-        &[
-            ("gateway.yaml", EDGE_GATEWAY.to_string()),
-            ("backends.yaml", entries),
-            ("dr.yaml", dr),
-            ("routes.yaml", routes),
-        ],
+        entries,
+        vec![("dr.yaml", dr), ("routes.yaml", routes)],
     );
     let mut wrong = Vec::new();
 

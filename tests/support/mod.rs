@@ -15,6 +15,7 @@ mod client;
 mod config;
 mod gateway;
 mod policy;
+mod process;
 
 pub use backend::{
     dead_port, EchoBackend, OpensslServer, Recorded, RecordingBackend, TcpEcho, TcpServer,
@@ -26,6 +27,7 @@ pub use policy::{
     adapt, assert_marker_line, diagnostics, echo_endpoint, file_ok, fixture, not_ok_files, rule,
     service_entry_80, short, vs, vs_to, Endpoint, UnderTest, World, EDGE_GATEWAY,
 };
+pub use process::{nc, openssl_s_client, run_bounded, SClientOutput};
 
 use std::future::Future;
 use std::sync::OnceLock;

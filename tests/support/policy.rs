@@ -216,8 +216,33 @@ impl World {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Response {
+        self.request_with(client, "GET", host, path, headers, b"")
+    }
+
+    /// A request with `method` and `body` through the gateway; any transport error fails the test.
+    pub fn request(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        self.request_with(&self.client, method, host, path, headers, body)
+    }
+
+    /// [`World::request`] on another client.
+    pub fn request_with(
+        &self,
+        client: &HttpClient,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
         client
-            .get(self.addr, host, path, headers)
+            .request(method, self.addr, host, path, headers, body)
             .unwrap_or_else(|e| self.gw.fail(e))
     }
 
@@ -251,6 +276,14 @@ impl World {
             cond(&diagnostics(&dump)).then_some(())
         });
         dump
+    }
+
+    /// Fails the test unless the good contents of `t` are in force.
+    pub fn assert_in_force(&self, t: &UnderTest<'_>) {
+        if let Err(e) = (t.in_force)(self) {
+            self.gw
+                .fail(format!("the good {} is not in force: {e}", t.what));
+        }
     }
 
     /// Writes the invalid `contents` (case `name`) over `t.file` and returns what went wrong, each
