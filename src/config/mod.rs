@@ -11,6 +11,7 @@ mod policy;
 pub mod resource;
 pub mod source;
 pub mod store;
+mod traffic_policy;
 pub mod validate;
 pub mod yaml;
 

@@ -368,8 +368,8 @@ pub struct Subset {
 pub struct TrafficPolicy {
     pub load_balancer: Option<LoadBalancerSettings>,
     pub connection_pool: Option<ConnectionPoolSettings>,
-    pub outlier_detection: Option<Loose>,
-    pub tls: Option<Loose>,
+    pub outlier_detection: Option<OutlierDetection>,
+    pub tls: Option<ClientTls>,
     pub port_level_settings: Vec<PortTrafficPolicy>,
     pub tunnel: Option<Loose>,
     pub proxy_protocol: Option<Loose>,
@@ -383,8 +383,50 @@ pub struct PortTrafficPolicy {
     pub port: Option<PortSelector>,
     pub load_balancer: Option<LoadBalancerSettings>,
     pub connection_pool: Option<ConnectionPoolSettings>,
-    pub outlier_detection: Option<Loose>,
-    pub tls: Option<Loose>,
+    pub outlier_detection: Option<OutlierDetection>,
+    pub tls: Option<ClientTls>,
+}
+
+/// `outlierDetection` (reference §3.6). Counts are protobuf UInt32/Int32 values, written as plain
+/// integers in YAML.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OutlierDetection {
+    #[serde(rename = "consecutive5xxErrors")]
+    pub consecutive_5xx_errors: Option<i64>,
+    pub consecutive_gateway_errors: Option<i64>,
+    /// Deprecated and hidden in Istio's API: ignored with a warning.
+    pub consecutive_errors: Option<i64>,
+    pub interval: Option<String>,
+    pub base_ejection_time: Option<String>,
+    pub max_ejection_percent: Option<i64>,
+    pub min_health_percent: Option<i64>,
+    pub split_external_local_origin_errors: Option<bool>,
+    pub consecutive_local_origin_failures: Option<i64>,
+}
+
+/// A DestinationRule's `tls` (ClientTLSSettings): TLS towards the upstream (reference §3.7).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ClientTls {
+    pub mode: Option<String>,
+    pub client_certificate: Option<String>,
+    pub private_key: Option<String>,
+    pub ca_certificates: Option<String>,
+    pub credential_name: Option<String>,
+    pub subject_alt_names: Vec<String>,
+    pub sni: Option<String>,
+    pub insecure_skip_verify: Option<bool>,
+    pub ca_crl: Option<String>,
+}
+
+/// `tcp.tcpKeepalive`: unset fields take the operating system's values.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TcpKeepalive {
+    pub probes: Option<i64>,
+    pub time: Option<String>,
+    pub interval: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -399,7 +441,7 @@ pub struct ConnectionPoolSettings {
 pub struct TcpPoolSettings {
     pub max_connections: Option<i64>,
     pub connect_timeout: Option<String>,
-    pub tcp_keepalive: Option<Loose>,
+    pub tcp_keepalive: Option<TcpKeepalive>,
     pub max_connection_duration: Option<String>,
     pub idle_timeout: Option<String>,
 }
@@ -677,4 +719,17 @@ pub const KNOWN_FIELDS: &[&str] = &[
     "ttl",
     "path",
     "attributes",
+    "consecutive5xxErrors",
+    "consecutiveGatewayErrors",
+    "consecutiveErrors",
+    "interval",
+    "baseEjectionTime",
+    "maxEjectionPercent",
+    "minHealthPercent",
+    "splitExternalLocalOriginErrors",
+    "consecutiveLocalOriginFailures",
+    "clientCertificate",
+    "sni",
+    "probes",
+    "time",
 ];

@@ -2,10 +2,7 @@
 //! mirrors and CORS (reference §2.6–2.8), with Istio's admission rules.
 
 use super::duration;
-use super::model::{
-    ConnectionPoolSettings, CorsPolicy, Headers, HttpFault, HttpRetry, HttpRewrite, HttpRoute,
-    LoadBalancerSettings, Loose, Percent, TrafficPolicy,
-};
+use super::model::{CorsPolicy, Headers, HttpFault, HttpRetry, HttpRewrite, HttpRoute, Percent};
 use super::validate::{string_match, Findings};
 
 /// Envoy's `retry_on` conditions Istio accepts (numeric HTTP statuses are accepted too).
@@ -81,7 +78,7 @@ pub(super) fn http_route(route: &HttpRoute, field: &str, f: &mut Findings) {
 }
 
 /// A duration of at least `min_ms` milliseconds.
-fn duration_at_least(text: &str, min_ms: u64, field: &str, f: &mut Findings) {
+pub(super) fn duration_at_least(text: &str, min_ms: u64, field: &str, f: &mut Findings) {
     match duration::parse(text) {
         Ok(d) if d.as_millis() < u128::from(min_ms) && !d.is_zero() => {
             f.error(field, format!("{text:?} is shorter than {min_ms}ms"))
@@ -235,193 +232,8 @@ fn percent(p: &Percent, field: &str, f: &mut Findings) {
     }
 }
 
-fn int_percent(p: i64, field: &str, f: &mut Findings) {
+pub(super) fn int_percent(p: i64, field: &str, f: &mut Findings) {
     if !(0..=100).contains(&p) {
         f.error(field, format!("{p} is outside 0-100"));
-    }
-}
-
-/// A DestinationRule `trafficPolicy` (top level or a subset's), with its port-level settings.
-pub(super) fn traffic_policy(tp: &TrafficPolicy, field: &str, f: &mut Findings) {
-    components(
-        &tp.load_balancer,
-        &tp.connection_pool,
-        [&tp.outlier_detection, &tp.tls],
-        field,
-        f,
-    );
-    for (i, p) in tp.port_level_settings.iter().enumerate() {
-        let at = format!("{field}.portLevelSettings[{i}]");
-        match &p.port {
-            Some(port) if (1..=65535).contains(&port.number) => {}
-            _ => f.error(
-                format!("{at}.port.number"),
-                "a port number 1-65535 is required",
-            ),
-        }
-        components(
-            &p.load_balancer,
-            &p.connection_pool,
-            [&p.outlier_detection, &p.tls],
-            &at,
-            f,
-        );
-    }
-}
-
-fn components(
-    lb: &Option<LoadBalancerSettings>,
-    pool: &Option<ConnectionPoolSettings>,
-    unapplied: [&Option<Loose>; 2],
-    field: &str,
-    f: &mut Findings,
-) {
-    if let Some(lb) = lb {
-        load_balancer(lb, &format!("{field}.loadBalancer"), f);
-    }
-    if let Some(pool) = pool {
-        connection_pool(pool, &format!("{field}.connectionPool"), f);
-    }
-    for (name, value) in ["outlierDetection", "tls"].iter().zip(unapplied) {
-        if value.is_some() {
-            f.warn(
-                format!("{field}.{name}"),
-                format!("{name} is accepted but not applied yet by tollgate"),
-            );
-        }
-    }
-}
-
-fn load_balancer(lb: &LoadBalancerSettings, field: &str, f: &mut Findings) {
-    const SIMPLE: &[&str] = &[
-        "UNSPECIFIED",
-        "LEAST_CONN",
-        "RANDOM",
-        "PASSTHROUGH",
-        "ROUND_ROBIN",
-        "LEAST_REQUEST",
-    ];
-    if let Some(simple) = &lb.simple {
-        if !SIMPLE.contains(&simple.as_str()) {
-            f.error(
-                format!("{field}.simple"),
-                format!("{simple:?} is not one of {}", SIMPLE.join(", ")),
-            );
-        }
-        if lb.consistent_hash.is_some() {
-            f.error(field, "simple and consistentHash are mutually exclusive");
-        }
-    }
-    if let Some(ch) = &lb.consistent_hash {
-        let keys = [
-            ch.http_header_name.is_some(),
-            ch.http_cookie.is_some(),
-            ch.use_source_ip == Some(true),
-            ch.http_query_parameter_name.is_some(),
-        ];
-        if keys.iter().filter(|k| **k).count() != 1 {
-            f.error(
-                format!("{field}.consistentHash"),
-                "exactly one of httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName is required",
-            );
-        }
-        if let Some(cookie) = &ch.http_cookie {
-            if cookie.name.is_empty() {
-                f.error(
-                    format!("{field}.consistentHash.httpCookie.name"),
-                    "is required",
-                );
-            }
-            if let Some(ttl) = &cookie.ttl {
-                if let Err(e) = duration::parse(ttl) {
-                    f.error(format!("{field}.consistentHash.httpCookie.ttl"), e);
-                } else {
-                    f.warn(
-                        format!("{field}.consistentHash.httpCookie.ttl"),
-                        "the gateway does not generate the cookie yet; requests without it are balanced at random",
-                    );
-                }
-            }
-        }
-    }
-    if lb.locality_lb_setting.is_some() {
-        f.warn(
-            format!("{field}.localityLbSetting"),
-            "one gateway has one locality; localityLbSetting is ignored",
-        );
-    }
-}
-
-/// Limits must be positive where Istio requires it; fields tollgate does not apply say so.
-fn connection_pool(pool: &ConnectionPoolSettings, field: &str, f: &mut Findings) {
-    if let Some(tcp) = &pool.tcp {
-        let at = format!("{field}.tcp");
-        if tcp.max_connections.is_some_and(|n| n < 0) {
-            f.error(format!("{at}.maxConnections"), "must not be negative");
-        }
-        for (name, value) in [
-            ("connectTimeout", &tcp.connect_timeout),
-            ("maxConnectionDuration", &tcp.max_connection_duration),
-            ("idleTimeout", &tcp.idle_timeout),
-        ] {
-            if let Some(text) = value {
-                if let Err(e) = duration::parse(text) {
-                    f.error(format!("{at}.{name}"), e);
-                }
-            }
-        }
-        let unapplied = [
-            ("connectTimeout", tcp.connect_timeout.is_some()),
-            ("tcpKeepalive", tcp.tcp_keepalive.is_some()),
-            (
-                "maxConnectionDuration",
-                tcp.max_connection_duration.is_some(),
-            ),
-            ("idleTimeout", tcp.idle_timeout.is_some()),
-        ];
-        warn_unapplied(&at, &unapplied, f);
-    }
-    if let Some(http) = &pool.http {
-        let at = format!("{field}.http");
-        for (name, value) in [
-            ("http1MaxPendingRequests", http.http1_max_pending_requests),
-            ("http2MaxRequests", http.http2_max_requests),
-            ("maxRequestsPerConnection", http.max_requests_per_connection),
-            ("maxRetries", http.max_retries),
-            ("maxConcurrentStreams", http.max_concurrent_streams),
-        ] {
-            if value.is_some_and(|n| n < 0) {
-                f.error(format!("{at}.{name}"), "must not be negative");
-            }
-        }
-        if let Some(text) = &http.idle_timeout {
-            if let Err(e) = duration::parse(text) {
-                f.error(format!("{at}.idleTimeout"), e);
-            }
-        }
-        let unapplied = [
-            (
-                "maxRequestsPerConnection",
-                http.max_requests_per_connection.is_some(),
-            ),
-            ("idleTimeout", http.idle_timeout.is_some()),
-            ("h2UpgradePolicy", http.h2_upgrade_policy.is_some()),
-            ("useClientProtocol", http.use_client_protocol.is_some()),
-            (
-                "maxConcurrentStreams",
-                http.max_concurrent_streams.is_some(),
-            ),
-            ("http2KeepAlive", http.http2_keep_alive.is_some()),
-        ];
-        warn_unapplied(&at, &unapplied, f);
-    }
-}
-
-fn warn_unapplied(field: &str, fields: &[(&str, bool)], f: &mut Findings) {
-    for (name, _) in fields.iter().filter(|(_, present)| *present) {
-        f.warn(
-            format!("{field}.{name}"),
-            format!("{name} is accepted but not applied yet by tollgate"),
-        );
     }
 }

@@ -645,11 +645,15 @@ fn destination_rule(spec: &DestinationRuleSpec, f: &mut Findings) {
             f.error(&field, format!("duplicate subset name {:?}", subset.name));
         }
         if let Some(tp) = &subset.traffic_policy {
-            super::policy::traffic_policy(tp, &format!("spec.subsets[{i}].trafficPolicy"), f);
+            super::traffic_policy::traffic_policy(
+                tp,
+                &format!("spec.subsets[{i}].trafficPolicy"),
+                f,
+            );
         }
     }
     if let Some(tp) = &spec.traffic_policy {
-        super::policy::traffic_policy(tp, "spec.trafficPolicy", f);
+        super::traffic_policy::traffic_policy(tp, "spec.trafficPolicy", f);
     }
 }
 

@@ -22,7 +22,7 @@ use super::{Body, UpstreamBody};
 use crate::policy::{self, Abort, Failure, RetryPolicy, RoutePolicy};
 use crate::route::{Route, StrMatch, Target};
 use crate::upstream::{
-    ActiveRequest, Admission, Cluster, Endpoint, HashOn, RequestBody, UpstreamError,
+    ActiveRequest, Admission, Cluster, Endpoint, HashOn, Observation, RequestBody, UpstreamError,
     UpstreamProtocol,
 };
 
@@ -266,7 +266,7 @@ async fn attempts(
         }
         let active = ActiveRequest::start(endpoint);
         let started = Instant::now();
-        let send = conn.shared.upstreams.send(protocol, active.0.addr, req);
+        let send = conn.shared.upstreams.send(cluster, active.0.addr, req);
         // A wanted retry also needs room under the cluster's `maxRetries`.
         let mut retry_admitted = |wanted: bool| {
             if wanted && retries_left > 0 {
@@ -276,7 +276,9 @@ async fn attempts(
                 false
             }
         };
-        match within(deadline, retry.per_try_timeout, send).await {
+        let outcome = within(deadline, retry.per_try_timeout, send).await;
+        cluster.report(&active.0, observation(&outcome));
+        match outcome {
             Outcome::Response(response) => {
                 let grpc = upstream_grpc_status(&response);
                 if !retry_admitted(retry.retries_status(response.status(), grpc)) {
@@ -449,9 +451,7 @@ fn send_mirrors(
             };
             let active = ActiveRequest::start(endpoint);
             let req = Request::from_parts(copy, Either::Right(Full::new(body)));
-            let send = shared
-                .upstreams
-                .send(cluster.spec.protocol, active.0.addr, req);
+            let send = shared.upstreams.send(&cluster, active.0.addr, req);
             if let Ok(Ok(response)) = tokio::time::timeout(limit, send).await {
                 // Read the body so the connection can be reused; its content is not wanted.
                 let _ = tokio::time::timeout(limit, response.into_body().collect()).await;
@@ -506,9 +506,18 @@ fn upstream_grpc_status(response: &Response<Incoming>) -> Option<u8> {
         .and_then(|v| v.parse().ok())
 }
 
+/// What outlier detection learns from an attempt.
+fn observation(outcome: &Outcome) -> Observation {
+    match outcome {
+        Outcome::Response(response) => Observation::Status(response.status().as_u16()),
+        Outcome::Failed(_) => Observation::ConnectFailure,
+        Outcome::PerTryTimeout | Outcome::Timeout => Observation::Timeout,
+    }
+}
+
 fn failure(err: UpstreamError) -> Failure {
     match err {
-        UpstreamError::Connect(_) => Failure::Connect,
+        UpstreamError::Connect(_) | UpstreamError::Tls(_) => Failure::Connect,
         UpstreamError::Reset => Failure::Reset,
     }
 }
@@ -598,6 +607,7 @@ fn upstream_error(err: UpstreamError) -> LocalReply {
             LocalReply::ConnectFailure(ConnectFailure::Timeout)
         }
         UpstreamError::Connect(_) => LocalReply::ConnectFailure(ConnectFailure::Other),
+        UpstreamError::Tls(failure) => LocalReply::ConnectFailure(ConnectFailure::Tls(failure)),
         UpstreamError::Reset => LocalReply::ConnectionTermination,
     }
 }

@@ -37,6 +37,8 @@ pub enum LocalReply {
 pub enum ConnectFailure {
     Refused,
     Timeout,
+    /// TLS origination failed.
+    Tls(crate::upstream::TlsFailure),
     Other,
 }
 
@@ -67,6 +69,7 @@ impl LocalReply {
                 Reset("remote connection failure, transport failure reason: delayed connect error: Connection refused"),
             ),
             LocalReply::ConnectFailure(Timeout) => (unavailable, Reset("connection timeout")),
+            LocalReply::ConnectFailure(Tls(failure)) => (unavailable, Reset(tls_reason(failure))),
             LocalReply::ConnectFailure(Other) => (unavailable, Reset("remote connection failure")),
             LocalReply::ConnectionTermination => (unavailable, Reset("connection termination")),
             LocalReply::UpgradeRequired => (StatusCode::UPGRADE_REQUIRED, Fixed("")),
@@ -193,4 +196,15 @@ pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
         response.headers_mut().insert(LOCATION, value);
     }
     response
+}
+
+/// Envoy's (BoringSSL's) wording for a failed upstream handshake.
+fn tls_reason(failure: crate::upstream::TlsFailure) -> &'static str {
+    use crate::upstream::TlsFailure::*;
+    match failure {
+        CertificateVerifyFailed => "remote connection failure, transport failure reason: TLS_error:|268435581:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:TLS_error_end",
+        Rejected => "remote connection failure, transport failure reason: TLS_error:|268436496:SSL routines:OPENSSL_internal:SSLV3_ALERT_HANDSHAKE_FAILURE:TLS_error_end",
+        Handshake => "remote connection failure, transport failure reason: TLS_error:|268435703:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER:TLS_error_end",
+        NoCredential => "remote connection failure, transport failure reason: TLS_error:|the DestinationRule's TLS certificates are unavailable (see tollgate check):TLS_error_end",
+    }
 }

@@ -18,7 +18,8 @@ use crate::route::Target;
 use crate::snapshot::l4::L4Route;
 use crate::state::ProxySettings;
 use crate::upstream::cluster::ActiveRequest;
-use crate::upstream::{Admission, Cluster, UpstreamError};
+use crate::upstream::{Admission, Cluster, Conn, Observation, UpstreamError};
+use tokio_rustls::client::TlsStream;
 
 /// Istio's byte counters are flushed every 5 s while a stream lives, and at its end.
 const METRICS_FLUSH: Duration = Duration::from_secs(5);
@@ -42,7 +43,23 @@ pub async fn forward(
     let Some((cluster, upstream, _active)) = connect(route, origin).await else {
         return;
     };
-    let mut upstream = upstream;
+    let idle = idle_timeout(&cluster, settings.tcp_idle_timeout);
+    let mut upstream = match upstream {
+        Conn::Plain(upstream) => upstream,
+        // TLS originated to the upstream: the bytes change on the way, so they are copied.
+        Conn::Tls(mut upstream) => {
+            if !prefix.is_empty() && upstream.write_all(&prefix).await.is_err() {
+                crate::metrics::record_tcp_rejected("connect_failed");
+                return;
+            }
+            let counts = Counts::default();
+            counts
+                .received
+                .store(prefix.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            drop(prefix);
+            return copy_streams(client, upstream, counts, &cluster, route, origin, idle).await;
+        }
+    };
     if !prefix.is_empty() && upstream.write_all(&prefix).await.is_err() {
         crate::metrics::record_tcp_rejected("connect_failed");
         return;
@@ -56,12 +73,11 @@ pub async fn forward(
         .store(prefix.len() as u64, std::sync::atomic::Ordering::Relaxed);
     drop(prefix);
     let mut flushed = Flushed::default();
-    let (copy, idle) = (settings.tcp_copy, settings.tcp_idle_timeout);
     let end = relay::relay(
         &client,
         &upstream,
         &counts,
-        copy,
+        settings.tcp_copy,
         idle,
         METRICS_FLUSH,
         || flushed.flush(&counts, stats),
@@ -72,18 +88,40 @@ pub async fn forward(
 }
 
 /// Forwards an already wrapped client stream (TLS terminated by a `TLS` server) along `route`.
-/// A plain copy both ways: the decrypted stream cannot be spliced and is not the wire-speed path.
-pub async fn forward_stream<S>(mut client: S, route: &L4Route, origin: Origin, idle: Duration)
+pub async fn forward_stream<S>(client: S, route: &L4Route, origin: Origin, idle: Duration)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let Some((cluster, mut upstream, _active)) = connect(route, origin).await else {
+    let Some((cluster, upstream, _active)) = connect(route, origin).await else {
         return;
     };
+    let idle = idle_timeout(&cluster, idle);
+    let counts = Counts::default();
+    copy_streams(client, upstream, counts, &cluster, route, origin, idle).await;
+}
+
+/// The cluster's `tcp.idleTimeout`, else the gateway's.
+fn idle_timeout(cluster: &Cluster, gateway: Duration) -> Duration {
+    cluster.transport().spec.tcp_idle_timeout.unwrap_or(gateway)
+}
+
+/// A plain copy both ways, for streams that cannot be spliced (TLS on either side); not the
+/// wire-speed path.
+async fn copy_streams<C, U>(
+    mut client: C,
+    mut upstream: U,
+    counts: Counts,
+    cluster: &Cluster,
+    route: &L4Route,
+    origin: Origin,
+    idle: Duration,
+) where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin + AsTcp,
+{
     let stats = cluster.tcp_stats();
     stats.opened.increment(1);
     let started = Instant::now();
-    let counts = Counts::default();
     let mut flushed = Flushed::default();
     let end = {
         let mut metered = super::metered::Metered::new(&mut client, &counts);
@@ -105,17 +143,37 @@ where
     };
     if end == End::Failed {
         // Either side failed; the upstream learns it as a reset, not as a clean end.
-        relay::abort(&upstream);
+        relay::abort(upstream.tcp());
     }
     flushed.flush(&counts, stats);
-    finish(stats, started, end, route, &cluster, origin, &counts);
+    finish(stats, started, end, route, cluster, origin, &counts);
+}
+
+/// The TCP socket under an upstream stream, for resets.
+trait AsTcp {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl AsTcp for Conn {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+impl AsTcp for Box<TlsStream<TcpStream>> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
 }
 
 /// Picks the destination and endpoint and connects; `None` (counted, logged) closes the client.
 async fn connect(
     route: &L4Route,
     origin: Origin,
-) -> Option<(Arc<Cluster>, TcpStream, (ActiveRequest, Admission))> {
+) -> Option<(Arc<Cluster>, Conn, (ActiveRequest, Admission))> {
     let reject = |reason: &'static str| {
         crate::metrics::record_tcp_rejected(reason);
         tracing::debug!(peer = %origin.peer, gateway_port = origin.gateway_port, route = %route.name, reason, "stream closed before reaching an upstream");
@@ -144,10 +202,21 @@ async fn connect(
         return None;
     };
     let active = ActiveRequest::start(endpoint);
-    match crate::upstream::client::connect(active.0.addr).await {
+    // A TCP stream has no Host: TLS to the upstream sends only a configured `sni`.
+    let connected = cluster.transport().connect(active.0.addr, None).await;
+    let seen = match &connected {
+        Ok(_) => Observation::Status(200),
+        Err(_) => Observation::ConnectFailure,
+    };
+    cluster.report(&active.0, seen);
+    match connected {
         Ok(upstream) => Some((cluster, upstream, (active, admission))),
         Err(UpstreamError::Connect(std::io::ErrorKind::TimedOut)) => {
             reject("connect_timeout");
+            None
+        }
+        Err(UpstreamError::Tls(_)) => {
+            reject("tls_failed");
             None
         }
         Err(_) => {

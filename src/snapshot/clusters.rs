@@ -7,15 +7,17 @@ use std::sync::Arc;
 
 use super::Options;
 use crate::config::model::{
-    ConnectionPoolSettings, Destination, DestinationRuleSpec, LoadBalancerSettings,
-    PortTrafficPolicy, ServiceEntrySpec, ServicePort, Subset, TrafficPolicy, WorkloadEntrySpec,
+    ClientTls, ConnectionPoolSettings, Destination, DestinationRuleSpec, LoadBalancerSettings,
+    OutlierDetection, PortTrafficPolicy, ServiceEntrySpec, ServicePort, Subset, TrafficPolicy,
+    WorkloadEntrySpec,
 };
 use crate::config::{Diagnostic, Finding, Resource, Severity, Spec};
 use crate::hosts;
 use crate::route::Target;
+use crate::tls::Credentials;
 use crate::upstream::{
-    Cluster, ClusterSpec, DnsTarget, EndpointSource, HashOn, LbPolicy, Limits, StaticEndpoint,
-    UpstreamProtocol,
+    Cluster, ClusterSpec, DnsTarget, EndpointSource, HashOn, Keepalive, LbPolicy, Limits,
+    OutlierSpec, StaticEndpoint, TlsMaterial, TlsSpec, TransportSpec, UpstreamProtocol,
 };
 
 /// Builds clusters on demand while routes compile; reuses the live cluster of the previous
@@ -27,6 +29,9 @@ pub(crate) struct ClusterBuilder<'a> {
     pub built: BTreeMap<String, Arc<Cluster>>,
     /// Where each cluster was first referenced, for diagnostics about it.
     pub refs: BTreeMap<String, Diagnostic>,
+    /// Problems found while building clusters (upstream TLS material).
+    pub diags: Vec<Diagnostic>,
+    resources: &'a [Arc<Resource>],
 }
 
 /// Why a destination has no cluster, or a note about one that exists.
@@ -48,6 +53,8 @@ impl<'a> ClusterBuilder<'a> {
             previous,
             built: BTreeMap::new(),
             refs: BTreeMap::new(),
+            diags: Vec::new(),
+            resources,
         }
     }
 
@@ -112,7 +119,7 @@ impl<'a> ClusterBuilder<'a> {
 
     #[allow(clippy::too_many_arguments)]
     fn cluster_from_service_entry(
-        &self,
+        &mut self,
         name: &str,
         fqdn: &str,
         port: u16,
@@ -148,14 +155,17 @@ impl<'a> ClusterBuilder<'a> {
             .filter(|ep| labels.is_none_or(|l| l.iter().all(|(k, v)| ep.labels.get(k) == Some(v))))
             .collect();
         let source = endpoint_source(se, se_port, &endpoints);
+        let at = ClusterAt { fqdn, port, subset };
         Some(ClusterSpec {
             name: name.to_string(),
             service: fqdn.to_string(),
             port,
             protocol: protocol_of(se_port.protocol.as_deref()),
             source,
-            lb: self.lb_policy(fqdn, port, subset),
-            limits: self.limits(fqdn, port, subset),
+            lb: self.lb_policy(&at),
+            limits: self.limits(&at),
+            outlier: self.outlier(&at),
+            transport: self.transport(&at, &se.subject_alt_names),
         })
     }
 
@@ -189,26 +199,35 @@ impl<'a> ClusterBuilder<'a> {
     }
 
     fn subset(&self, fqdn: &str, subset: &str) -> Option<&'a Subset> {
-        self.rules_for(fqdn)
-            .flat_map(|dr| dr.subsets.iter())
-            .find(|s| s.name == subset)
+        self.subset_at(fqdn, subset).map(|(_, _, s)| s)
+    }
+
+    /// The subset with the rule that defines it and its index there.
+    fn subset_at(&self, fqdn: &str, subset: &str) -> Option<(&'a Resource, usize, &'a Subset)> {
+        self.rules_for(fqdn).find_map(|(r, dr)| {
+            let i = dr.subsets.iter().position(|s| s.name == subset)?;
+            Some((r, i, &dr.subsets[i]))
+        })
     }
 
     /// The DestinationRules that apply to `fqdn` (reference §3.1): those for the exact host if
     /// any, else those for the most specific wildcard covering it; config order within.
-    fn rules_for(&self, fqdn: &str) -> impl Iterator<Item = &'a DestinationRuleSpec> {
+    fn rules_for(
+        &self,
+        fqdn: &str,
+    ) -> impl Iterator<Item = (&'a Resource, &'a DestinationRuleSpec)> {
         let rules = &self.registry.destination_rules;
         let host = rules
             .iter()
-            .map(|(h, _)| h.as_str())
+            .map(|(h, _, _)| h.as_str())
             .filter(|h| {
                 h.eq_ignore_ascii_case(fqdn) || h.starts_with('*') && hosts::subset_of(fqdn, h)
             })
             .max_by_key(|h| (!h.starts_with('*'), h.len()));
-        let applying: Vec<&'a DestinationRuleSpec> = rules
+        let applying: Vec<_> = rules
             .iter()
-            .filter(|(h, _)| Some(h.as_str()) == host)
-            .map(|(_, dr)| *dr)
+            .filter(|(h, _, _)| Some(h.as_str()) == host)
+            .map(|(_, r, dr)| (*r, *dr))
             .collect();
         applying.into_iter()
     }
@@ -217,61 +236,205 @@ impl<'a> ClusterBuilder<'a> {
     /// (reference §3.2): the first rule's top-level policy, replaced wholesale by its
     /// `portLevelSettings` for the port, then the subset's own policy component-wise, then the
     /// subset's `portLevelSettings`.
-    fn lb_policy(&self, fqdn: &str, port: u16, subset: &str) -> LbPolicy {
+    fn lb_policy(&self, at: &ClusterAt<'_>) -> LbPolicy {
         self.component(
-            fqdn,
-            port,
-            subset,
+            at,
+            "loadBalancer",
             |tp| tp.load_balancer.as_ref(),
             |p| p.load_balancer.as_ref(),
         )
-        .map_or_else(LbPolicy::default, lb_from_model)
+        .map_or_else(LbPolicy::default, |c| lb_from_model(c.value))
     }
 
     /// The connection-pool limits of the cluster, composed like the load balancer.
-    fn limits(&self, fqdn: &str, port: u16, subset: &str) -> Limits {
+    fn limits(&self, at: &ClusterAt<'_>) -> Limits {
+        self.pool(at)
+            .map_or_else(Limits::default, |c| limits_from_model(c.value))
+    }
+
+    fn pool(&self, at: &ClusterAt<'_>) -> Option<Component<'a, ConnectionPoolSettings>> {
         self.component(
-            fqdn,
-            port,
-            subset,
+            at,
+            "connectionPool",
             |tp| tp.connection_pool.as_ref(),
             |p| p.connection_pool.as_ref(),
         )
-        .map_or_else(Limits::default, limits_from_model)
     }
 
-    /// One `trafficPolicy` component for (`fqdn`, `port`, `subset`), composed as Istio does
-    /// (reference §3.2).
+    fn outlier(&self, at: &ClusterAt<'_>) -> Option<OutlierSpec> {
+        self.component(
+            at,
+            "outlierDetection",
+            |tp| tp.outlier_detection.as_ref(),
+            |p| p.outlier_detection.as_ref(),
+        )
+        .map(|c| outlier_from_model(c.value))
+    }
+
+    /// Connection settings and TLS origination; material that cannot be loaded is an error on
+    /// the rule's `tls` field, and the cluster's connections then fail (503 UF), as Envoy's do
+    /// while a secret is missing.
+    fn transport(&mut self, at: &ClusterAt<'_>, se_sans: &[String]) -> TransportSpec {
+        let mut spec = self
+            .pool(at)
+            .map_or_else(TransportSpec::default, |c| transport_from_model(c.value));
+        let tls = self.component(at, "tls", |tp| tp.tls.as_ref(), |p| p.tls.as_ref());
+        if let Some(tls) = tls {
+            spec.tls = self.tls_spec(&tls, se_sans);
+        }
+        spec
+    }
+
+    fn tls_spec(&mut self, tls: &Component<'a, ClientTls>, se_sans: &[String]) -> Option<TlsSpec> {
+        let mode = tls.value.mode.as_deref().unwrap_or("DISABLE");
+        let material = match mode {
+            "SIMPLE" | "MUTUAL" => self.tls_material(tls.value, tls.resource, mode == "MUTUAL"),
+            "ISTIO_MUTUAL" => Err((
+                "mesh workload certificates".to_string(),
+                "ISTIO_MUTUAL needs the mesh's workload certificates, which a standalone gateway does not have".to_string(),
+            )),
+            _ => return None,
+        };
+        let (source, material) = match material {
+            Ok((source, material)) => (source, Ok(material)),
+            Err((source, problem)) => {
+                if mode != "ISTIO_MUTUAL" {
+                    // ISTIO_MUTUAL is already warned by validation.
+                    let message =
+                        format!("{problem}; connections to this destination fail (503 UF)");
+                    self.diags.push(
+                        Finding::new(Severity::Error, &tls.field, message, None).at(tls.resource),
+                    );
+                }
+                (source, Err(problem))
+            }
+        };
+        let sans = if tls.value.subject_alt_names.is_empty() {
+            se_sans.to_vec()
+        } else {
+            tls.value.subject_alt_names.clone()
+        };
+        Some(TlsSpec {
+            sni: tls.value.sni.clone().filter(|s| !s.is_empty()),
+            subject_alt_names: sans,
+            insecure_skip_verify: tls.value.insecure_skip_verify == Some(true),
+            source,
+            material,
+        })
+    }
+
+    /// The certificates of a SIMPLE or MUTUAL origination: from `credentialName`, else from the
+    /// file paths. Errors carry (source, problem).
+    fn tls_material(
+        &self,
+        tls: &ClientTls,
+        rule: &Resource,
+        mutual: bool,
+    ) -> Result<(String, TlsMaterial), (String, String)> {
+        if let Some(name) = &tls.credential_name {
+            let source = format!("credentialName {name}");
+            let credentials = Credentials::new(
+                &self.opts.certs_dir,
+                &self.opts.gateway_namespace,
+                self.resources,
+            );
+            let found = credentials
+                .resolve_upstream(name, &rule.key.namespace, mutual)
+                .map_err(|e| (source.clone(), e.to_string()))?;
+            let material = TlsMaterial {
+                roots: found.ca,
+                crls: found.crls,
+                client: found.client.map(|c| (c.chain, c.key)),
+            };
+            return Ok((source, material));
+        }
+        let source = [&tls.client_certificate, &tls.ca_certificates]
+            .iter()
+            .filter_map(|p| p.as_deref())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let source = if source.is_empty() {
+            "system CA certificates".to_string()
+        } else {
+            source
+        };
+        let read = |path: &str| {
+            std::fs::read(path).map_err(|e| (source.clone(), format!("cannot read {path}: {e}")))
+        };
+        let invalid = |path: &str, e: String| (source.clone(), format!("{path}: {e}"));
+        let roots = match tls.ca_certificates.as_deref().filter(|p| !p.is_empty()) {
+            Some(path) => {
+                Some(crate::tls::pem::certificates(&read(path)?).map_err(|e| invalid(path, e))?)
+            }
+            None => None,
+        };
+        let crls = match tls.ca_crl.as_deref().filter(|p| !p.is_empty()) {
+            Some(path) => crate::tls::pem::crls(&read(path)?).map_err(|e| invalid(path, e))?,
+            None => Vec::new(),
+        };
+        let client = match (mutual, &tls.client_certificate, &tls.private_key) {
+            (true, Some(cert), Some(key)) => {
+                let credential = crate::tls::credential::from_files(
+                    std::path::Path::new(cert),
+                    std::path::Path::new(key),
+                    None,
+                    None,
+                )
+                .map_err(|e| (source.clone(), e))?;
+                Some((credential.chain, credential.key))
+            }
+            _ => None,
+        };
+        Ok((
+            source,
+            TlsMaterial {
+                roots,
+                crls,
+                client,
+            },
+        ))
+    }
+
+    /// One `trafficPolicy` component for the cluster at `at`, composed as Istio does
+    /// (reference §3.2), with where it was written.
     fn component<T>(
         &self,
-        fqdn: &str,
-        port: u16,
-        subset: &str,
+        at: &ClusterAt<'_>,
+        name: &str,
         of: impl Fn(&'a TrafficPolicy) -> Option<&'a T>,
         of_port: impl Fn(&'a PortTrafficPolicy) -> Option<&'a T>,
-    ) -> Option<&'a T> {
+    ) -> Option<Component<'a, T>> {
+        let mut found = None;
         let top = self
-            .rules_for(fqdn)
-            .find_map(|dr| dr.traffic_policy.as_deref());
-        let mut value = top.and_then(&of);
-        if let Some(level) = top.and_then(|tp| port_level(tp, port)) {
-            value = of_port(level);
-        }
-        let own = (!subset.is_empty())
-            .then(|| self.subset(fqdn, subset))
-            .flatten()
-            .and_then(|s| s.traffic_policy.as_deref());
-        if let Some(tp) = own {
-            value = of(tp).or(value);
-            if let Some(level) = port_level(tp, port) {
-                value = of_port(level);
+            .rules_for(at.fqdn)
+            .find_map(|(r, dr)| Some((r, dr.traffic_policy.as_deref()?)));
+        if let Some((rule, tp)) = top {
+            let base = "spec.trafficPolicy";
+            found = of(tp).map(|v| Component::new(v, rule, format!("{base}.{name}")));
+            if let Some((i, level)) = port_level(tp, at.port) {
+                let field = format!("{base}.portLevelSettings[{i}].{name}");
+                found = of_port(level).map(|v| Component::new(v, rule, field));
             }
         }
-        value
+        let own = (!at.subset.is_empty())
+            .then(|| self.subset_at(at.fqdn, at.subset))
+            .flatten()
+            .and_then(|(r, i, s)| Some((r, i, s.traffic_policy.as_deref()?)));
+        if let Some((rule, si, tp)) = own {
+            let base = format!("spec.subsets[{si}].trafficPolicy");
+            if let Some(v) = of(tp) {
+                found = Some(Component::new(v, rule, format!("{base}.{name}")));
+            }
+            if let Some((i, level)) = port_level(tp, at.port) {
+                let field = format!("{base}.portLevelSettings[{i}].{name}");
+                found = of_port(level).map(|v| Component::new(v, rule, field));
+            }
+        }
+        found
     }
 
     fn dns_cluster(
-        &self,
+        &mut self,
         name: &str,
         fqdn: &str,
         written: &str,
@@ -297,14 +460,21 @@ impl<'a> ClusterBuilder<'a> {
             port,
             weight: 1,
         }]);
+        let at = ClusterAt {
+            fqdn,
+            port,
+            subset: "",
+        };
         Some(ClusterSpec {
             name: name.to_string(),
             service: fqdn.to_string(),
             port,
             protocol: UpstreamProtocol::Http1,
             source,
-            lb: self.lb_policy(fqdn, port, ""),
-            limits: self.limits(fqdn, port, ""),
+            lb: self.lb_policy(&at),
+            limits: self.limits(&at),
+            outlier: self.outlier(&at),
+            transport: self.transport(&at, &[]),
         })
     }
 }
@@ -391,7 +561,7 @@ struct Registry<'a> {
     exact_entries: HashMap<String, (&'a str, &'a ServiceEntrySpec)>,
     wildcard_entries: Vec<(&'a str, &'a str, &'a ServiceEntrySpec)>,
     /// DestinationRules with their host expanded relative to their namespace.
-    destination_rules: Vec<(String, &'a DestinationRuleSpec)>,
+    destination_rules: Vec<(String, &'a Resource, &'a DestinationRuleSpec)>,
     /// WorkloadEntries with `metadata.labels` merged over `spec.labels` (reference §4.4).
     workload_entries: Vec<(&'a str, WorkloadEntrySpec)>,
 }
@@ -421,7 +591,7 @@ impl<'a> Registry<'a> {
                 }
                 Spec::DestinationRule(dr) => {
                     let host = hosts::resolve_short_name(&dr.host, ns, &opts.cluster_domain);
-                    registry.destination_rules.push((host, dr));
+                    registry.destination_rules.push((host, r, dr));
                 }
                 Spec::WorkloadEntry(we) => {
                     let mut we = we.clone();
@@ -448,10 +618,93 @@ fn limits_from_model(pool: &ConnectionPoolSettings) -> Limits {
     }
 }
 
-fn port_level(tp: &TrafficPolicy, port: u16) -> Option<&PortTrafficPolicy> {
+fn port_level(tp: &TrafficPolicy, port: u16) -> Option<(usize, &PortTrafficPolicy)> {
     tp.port_level_settings
         .iter()
-        .find(|p| p.port.as_ref().is_some_and(|p| p.number == i64::from(port)))
+        .enumerate()
+        .find(|(_, p)| p.port.as_ref().is_some_and(|p| p.number == i64::from(port)))
+}
+
+/// The cluster a policy component is looked up for.
+struct ClusterAt<'s> {
+    fqdn: &'s str,
+    port: u16,
+    subset: &'s str,
+}
+
+/// A composed `trafficPolicy` component and where it was written, for diagnostics.
+struct Component<'a, T> {
+    value: &'a T,
+    resource: &'a Resource,
+    field: String,
+}
+
+impl<'a, T> Component<'a, T> {
+    fn new(value: &'a T, resource: &'a Resource, field: String) -> Self {
+        Component {
+            value,
+            resource,
+            field,
+        }
+    }
+}
+
+fn outlier_from_model(od: &OutlierDetection) -> OutlierSpec {
+    let defaults = OutlierSpec::default();
+    let count = |n: Option<i64>, default: u32| n.map_or(default, |n| u32::try_from(n).unwrap_or(0));
+    let duration = |text: &Option<String>, default| {
+        text.as_deref()
+            .and_then(|t| crate::config::duration::parse(t).ok())
+            .filter(|d| !d.is_zero())
+            .unwrap_or(default)
+    };
+    let percent = |n: Option<i64>, default: u32| n.map_or(default, |n| n.clamp(0, 100) as u32);
+    OutlierSpec {
+        consecutive_5xx: count(od.consecutive_5xx_errors, defaults.consecutive_5xx),
+        consecutive_gateway: count(od.consecutive_gateway_errors, defaults.consecutive_gateway),
+        interval: duration(&od.interval, defaults.interval),
+        base_ejection_time: duration(&od.base_ejection_time, defaults.base_ejection_time),
+        max_ejection_percent: percent(od.max_ejection_percent, defaults.max_ejection_percent),
+        min_health_percent: percent(od.min_health_percent, defaults.min_health_percent),
+    }
+}
+
+/// `connectionPool` settings about connections themselves; unset ones keep Istio's defaults.
+fn transport_from_model(pool: &ConnectionPoolSettings) -> TransportSpec {
+    let mut spec = TransportSpec::default();
+    let duration = |text: &Option<String>| {
+        text.as_deref()
+            .and_then(|t| crate::config::duration::parse(t).ok())
+            .filter(|d| !d.is_zero())
+    };
+    if let Some(tcp) = &pool.tcp {
+        if let Some(t) = duration(&tcp.connect_timeout) {
+            spec.connect_timeout = t;
+        }
+        spec.keepalive = tcp.tcp_keepalive.as_ref().map(|ka| Keepalive {
+            time: duration(&ka.time),
+            interval: duration(&ka.interval),
+            probes: ka
+                .probes
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n > 0),
+        });
+        spec.tcp_idle_timeout = duration(&tcp.idle_timeout);
+        // Istio uses the TCP idle timeout for HTTP too when the HTTP one is unset.
+        if let Some(t) = spec.tcp_idle_timeout {
+            spec.idle_timeout = t;
+        }
+    }
+    if let Some(http) = &pool.http {
+        spec.max_requests_per_connection = http
+            .max_requests_per_connection
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0);
+        if let Some(t) = duration(&http.idle_timeout) {
+            spec.idle_timeout = t;
+        }
+    }
+    spec
 }
 
 fn lb_from_model(lb: &LoadBalancerSettings) -> LbPolicy {

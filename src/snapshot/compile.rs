@@ -50,6 +50,8 @@ pub fn compile(load: LoadResult, opts: &Options, previous: &Snapshot, generation
             .collect();
         (listeners, clusters, credentials)
     };
+    let mut clusters = clusters;
+    diagnostics.append(&mut clusters.diags);
     diag::sort(&mut diagnostics);
     // A VirtualService attached to several servers compiles once per server; report once.
     diagnostics.dedup();

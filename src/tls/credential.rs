@@ -57,6 +57,14 @@ pub struct Credential {
     pub not_after: i64,
 }
 
+/// What a DestinationRule's `credentialName` provides for TLS origination.
+#[derive(Debug)]
+pub struct UpstreamCredential {
+    pub client: Option<Credential>,
+    pub ca: Option<Vec<CertificateDer<'static>>>,
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
+}
+
 /// Key/value material of one credential, before validation.
 struct Material {
     source: String,
@@ -148,6 +156,49 @@ impl<'a> Credentials<'a> {
             credential.crls = crls;
         }
         Ok(credential)
+    }
+
+    /// A DestinationRule's `credentialName` for TLS origination (reference §3.7): the client
+    /// certificate and key (required for MUTUAL) and the CA that verifies the upstream, from the
+    /// credential itself or its `<name>-cacert`; none means the system's roots.
+    pub fn resolve_upstream(
+        &self,
+        name: &str,
+        rule_ns: &str,
+        mutual: bool,
+    ) -> Result<UpstreamCredential, CredentialError> {
+        let name = name.strip_prefix("kubernetes://").unwrap_or(name);
+        let material = self.find(name, rule_ns)?;
+        let invalid = |source: &str, problem: String| CredentialError::Invalid {
+            name: name.to_string(),
+            source_desc: source.to_string(),
+            problem,
+        };
+        let client = if mutual {
+            let (chain, key) =
+                key_pair(&material.entries).map_err(|p| invalid(&material.source, p))?;
+            let credential = validate(name, &material.source, chain, key)
+                .map_err(|p| invalid(&material.source, p))?;
+            Some(credential)
+        } else {
+            None
+        };
+        let has_ca = |m: &Material| {
+            ["cacert", "ca.crt"]
+                .iter()
+                .any(|k| m.entries.contains_key(*k))
+        };
+        let ca_material = Some(material)
+            .filter(has_ca)
+            .or_else(|| self.find(&format!("{name}-cacert"), rule_ns).ok());
+        let (ca, crls) = match &ca_material {
+            Some(m) => {
+                let (ca, crls) = client_ca_bundle(&m.entries).map_err(|p| invalid(&m.source, p))?;
+                (Some(ca), crls)
+            }
+            None => (None, Vec::new()),
+        };
+        Ok(UpstreamCredential { client, ca, crls })
     }
 
     /// The folder first, then the Secret in the gateway's namespace, then in the Gateway's.

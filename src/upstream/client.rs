@@ -1,39 +1,61 @@
 //! Pooled upstream connections, shared by every snapshot so a reload keeps warm connections.
+//! A pool key is the endpoint address and the cluster's connection settings (and, for TLS with
+//! auto SNI, the SNI), so connections are shared only where they are interchangeable.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::{Mutex, Weak};
+use std::time::{Duration, Instant};
 
+use super::cluster::Cluster;
 use super::h1::H1Pool;
 use super::h2::H2Pool;
+use super::transport::Transport;
 use super::UpstreamProtocol;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-
-/// Istio's default upstream connect timeout.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A TCP connection to an upstream endpoint within the connect timeout, with TCP_NODELAY.
-pub async fn connect(addr: SocketAddr) -> Result<tokio::net::TcpStream, UpstreamError> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
-        Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            Ok(stream)
-        }
-        Ok(Err(e)) => Err(UpstreamError::Connect(e.kind())),
-        Err(_) => Err(UpstreamError::Connect(std::io::ErrorKind::TimedOut)),
-    }
-}
 
 /// Why an upstream exchange failed before a response, in Envoy's terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamError {
     /// The TCP connection could not be made (refused, timed out, ...).
     Connect(std::io::ErrorKind),
+    /// The TLS handshake with the upstream failed.
+    Tls(TlsFailure),
     /// The connection closed or reset before response headers.
     Reset,
 }
 
-/// HTTP/1.1 keep-alive pools and multiplexed HTTP/2 connections, by endpoint address.
+/// Why TLS origination failed, for Envoy's `transport failure reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The server's certificate did not verify (chain, name or `subjectAltNames`).
+    CertificateVerifyFailed,
+    /// The server ended the handshake with an alert (it wants a client certificate, ...).
+    Rejected,
+    /// The server does not speak TLS.
+    Handshake,
+    /// The rule's certificates could not be loaded (reported by `tollgate check`).
+    NoCredential,
+}
+
+impl TlsFailure {
+    pub fn of(e: &std::io::Error) -> Self {
+        match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+            Some(rustls::Error::InvalidCertificate(_)) => TlsFailure::CertificateVerifyFailed,
+            Some(rustls::Error::AlertReceived(_)) => TlsFailure::Rejected,
+            _ => TlsFailure::Handshake,
+        }
+    }
+}
+
+/// Where a pooled connection goes and how it was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    pub addr: SocketAddr,
+    pub transport: u64,
+}
+
+/// HTTP/1.1 keep-alive pools and multiplexed HTTP/2 connections, by [`PoolKey`].
 #[derive(Default)]
 pub struct Upstreams {
     http1: H1Pool,
@@ -46,18 +68,77 @@ impl Upstreams {
     }
 
     /// Sends `req` (origin-form URI, Host header for HTTP/1.1; authority in the URI for HTTP/2)
-    /// to `endpoint`.
+    /// to `endpoint` of `cluster`.
     pub async fn send(
         &self,
-        protocol: UpstreamProtocol,
+        cluster: &Cluster,
         endpoint: SocketAddr,
         req: Request<super::RequestBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        match protocol {
-            UpstreamProtocol::Http2 => self.http2.send(endpoint, req).await,
+        let transport = cluster.transport();
+        let sni = transport.auto_sni().then(|| request_host(&req)).flatten();
+        let key = PoolKey {
+            addr: endpoint,
+            transport: transport.pool_id(sni.as_deref()),
+        };
+        let connect = Connect {
+            transport,
+            sni: sni.as_deref(),
+        };
+        match cluster.spec.protocol {
+            UpstreamProtocol::Http2 => self.http2.send(key, connect, req).await,
             UpstreamProtocol::Http1 | UpstreamProtocol::Opaque => {
-                self.http1.send(endpoint, req).await
+                self.http1.send(key, connect, req).await
             }
         }
     }
+}
+
+/// How a pool opens a new connection for a key.
+pub struct Connect<'a> {
+    pub transport: &'a Transport,
+    pub sni: Option<&'a str>,
+}
+
+impl Connect<'_> {
+    pub async fn open(&self, addr: SocketAddr) -> Result<super::Conn, UpstreamError> {
+        self.transport.connect(addr, self.sni).await
+    }
+}
+
+/// The host the request is for, without a port: the auto SNI.
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    let authority = match req.uri().authority() {
+        Some(a) => a.host(),
+        None => {
+            let host = req.headers().get(hyper::header::HOST)?.to_str().ok()?;
+            crate::route::strip_port(host)
+        }
+    };
+    Some(
+        authority
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+    )
+}
+
+/// How often pooled connections are checked against their cluster's `idleTimeout`.
+const REAP_EVERY: Duration = Duration::from_secs(1);
+
+/// Starts a task that runs `sweep` over a pool every second until the pool is dropped.
+pub(super) fn spawn_reaper<T: Send + 'static>(
+    pool: Weak<Mutex<T>>,
+    sweep: impl Fn(&mut T, Instant) + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(REAP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(pool) = pool.upgrade() else { return };
+            let Ok(mut pool) = pool.lock() else { return };
+            sweep(&mut pool, Instant::now());
+        }
+    });
 }

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 
 use super::lb;
+use super::outlier::{Detector, EndpointHealth, Observation, OutlierSpec};
+use super::transport::{Transport, TransportSpec};
 
 /// How often DNS endpoints are re-resolved (Envoy's default `dns_refresh_rate`).
 const DNS_REFRESH: Duration = Duration::from_secs(5);
@@ -32,6 +34,8 @@ pub struct ClusterSpec {
     pub source: EndpointSource,
     pub lb: lb::LbPolicy,
     pub limits: super::breaker::Limits,
+    pub outlier: Option<OutlierSpec>,
+    pub transport: TransportSpec,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
@@ -61,6 +65,8 @@ pub struct Endpoint {
     pub addr: SocketAddr,
     pub weight: u32,
     active: AtomicU32,
+    /// Outlier detection's view of it.
+    pub health: EndpointHealth,
 }
 
 impl Endpoint {
@@ -69,6 +75,7 @@ impl Endpoint {
             addr,
             weight: weight.max(1),
             active: AtomicU32::new(0),
+            health: EndpointHealth::default(),
         }
     }
 
@@ -105,9 +112,13 @@ pub struct Cluster {
     tcp_stats: std::sync::OnceLock<crate::metrics::TcpStats>,
     /// Round-robin position.
     cursor: std::sync::atomic::AtomicUsize,
-    /// Consistent-hash ring over the current endpoints (hash policies only).
+    /// Consistent-hash ring over the serving endpoints (hash policies only).
     ring: ArcSwap<lb::Ring>,
     breaker: Arc<super::breaker::Breaker>,
+    transport: Transport,
+    /// Outlier detection, and the endpoints it has not ejected (with it only).
+    detector: Option<Detector>,
+    serving: ArcSwap<Vec<Arc<Endpoint>>>,
 }
 
 impl Cluster {
@@ -120,10 +131,13 @@ impl Cluster {
                 .collect(),
             EndpointSource::Dns(_) => Vec::new(),
         };
-        let breaker =
-            super::breaker::Breaker::new(spec.limits, spec.protocol != UpstreamProtocol::Http2);
+        let http2 = spec.protocol == UpstreamProtocol::Http2;
+        let breaker = super::breaker::Breaker::new(spec.limits, !http2);
+        let transport = Transport::new(spec.transport.clone(), http2);
+        let endpoints = Arc::new(endpoints);
         Cluster {
-            endpoints: ArcSwap::from_pointee(endpoints),
+            serving: ArcSwap::new(endpoints.clone()),
+            endpoints: ArcSwap::new(endpoints),
             refreshed_at: AtomicU64::new(0),
             refreshing: AtomicBool::new(false),
             resolved_once: tokio::sync::OnceCell::new(),
@@ -132,6 +146,8 @@ impl Cluster {
             cursor: std::sync::atomic::AtomicUsize::new(0),
             ring: ArcSwap::from_pointee(lb::Ring::default()),
             breaker: Arc::new(breaker),
+            transport,
+            detector: spec.outlier.map(Detector::new),
             spec,
         }
         .with_ring()
@@ -146,8 +162,65 @@ impl Cluster {
     fn rebuild_ring(&self) {
         if matches!(self.spec.lb, lb::LbPolicy::ConsistentHash(_)) {
             self.ring
-                .store(Arc::new(lb::Ring::new(&self.endpoints.load())));
+                .store(Arc::new(lb::Ring::new(&self.serving.load())));
         }
+    }
+
+    /// The endpoints balancing may pick: all of them, or with outlier detection those not
+    /// ejected (all again below the panic threshold).
+    fn serving(&self) -> arc_swap::Guard<Arc<Vec<Arc<Endpoint>>>> {
+        let Some(detector) = &self.detector else {
+            return self.endpoints.load();
+        };
+        let all = self.endpoints.load();
+        detector.sweep_if_due(all.iter().map(|e| &e.health), || self.rebuild_serving());
+        self.serving.load()
+    }
+
+    /// Call under the detector's lock (or without a detector).
+    fn rebuild_serving(&self) {
+        let all = self.endpoints.load_full();
+        let list = match &self.detector {
+            Some(detector) => {
+                let healthy: Vec<_> = all
+                    .iter()
+                    .filter(|e| !e.health.is_ejected())
+                    .cloned()
+                    .collect();
+                if detector.panics(healthy.len(), all.len()) {
+                    all
+                } else {
+                    Arc::new(healthy)
+                }
+            }
+            None => all,
+        };
+        self.serving.store(list);
+        self.rebuild_ring();
+    }
+
+    /// Tells outlier detection how an exchange with `endpoint` went; ejects it when it crosses
+    /// a threshold and the ejection budget allows.
+    pub fn report(&self, endpoint: &Endpoint, seen: Observation) {
+        let Some(detector) = &self.detector else {
+            return;
+        };
+        if !endpoint.health.observe(seen, &detector.spec) {
+            return;
+        }
+        detector.locked(|| {
+            let all = self.endpoints.load();
+            let ejected = all.iter().filter(|e| e.health.is_ejected()).count();
+            if detector.try_eject(&endpoint.health, ejected, all.len()) {
+                tracing::info!(cluster = %self.spec.name, endpoint = %endpoint.addr, "outlier detection ejected an endpoint");
+                self.rebuild_serving();
+            }
+        });
+    }
+
+    /// How connections to the endpoints are made.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
     }
 
     /// The cluster's TCP stream metrics, registered on first use.
@@ -180,7 +253,7 @@ impl Cluster {
         if self.is_dns() {
             self.refresh_dns().await;
         }
-        let endpoints = self.endpoints.load();
+        let endpoints = self.serving();
         match &self.spec.lb {
             lb::LbPolicy::LeastRequest => lb::least_request(&endpoints),
             lb::LbPolicy::RoundRobin => lb::round_robin(&endpoints, &self.cursor),
@@ -249,7 +322,10 @@ impl Cluster {
                 })
                 .collect();
             self.endpoints.store(Arc::new(merged));
-            self.rebuild_ring();
+            match &self.detector {
+                Some(detector) => detector.locked(|| self.rebuild_serving()),
+                None => self.rebuild_serving(),
+            }
         }
         self.refreshing.store(false, Ordering::Release);
     }
@@ -291,6 +367,8 @@ mod tests {
             source,
             lb: Default::default(),
             limits: Default::default(),
+            outlier: None,
+            transport: Default::default(),
         }
     }
 

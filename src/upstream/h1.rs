@@ -1,87 +1,153 @@
-//! HTTP/1.1 upstream connections, kept alive per endpoint. The endpoint is already chosen by the
-//! load balancer, so the pool is keyed by its address alone, and a request's URI stays in the
-//! origin form it is sent in.
+//! HTTP/1.1 upstream connections, kept alive per pool key. The endpoint is already chosen by the
+//! load balancer, so the pool is keyed by its address (and connection settings) alone, and a
+//! request's URI stays in the origin form it is sent in.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
-use super::client::UpstreamError;
+use super::client::{spawn_reaper, Connect, PoolKey, UpstreamError};
 use super::RequestBody;
 
-/// Idle connections kept per endpoint; more are closed when their response ends.
+/// Idle connections kept per key; more are closed when their response ends.
 const MAX_IDLE_PER_ENDPOINT: usize = 256;
+
+type Idle = Arc<Mutex<HashMap<PoolKey, Vec<Pooled>>>>;
 
 #[derive(Default)]
 pub struct H1Pool {
-    idle: Mutex<HashMap<SocketAddr, Vec<SendRequest<RequestBody>>>>,
+    idle: Idle,
+    reaper: OnceLock<()>,
+}
+
+/// A kept-alive connection with what its limits need.
+struct Pooled {
+    sender: SendRequest<RequestBody>,
+    /// Requests it has carried (`maxRequestsPerConnection`).
+    served: u32,
+    /// Since when it has been seen with no request in flight (`idleTimeout`).
+    idle_since: Instant,
+    idle_timeout: Duration,
+    /// 0 = unlimited.
+    max_requests: u32,
 }
 
 impl H1Pool {
     pub async fn send(
         &self,
-        addr: SocketAddr,
+        key: PoolKey,
+        connect: Connect<'_>,
         mut req: Request<RequestBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         // The upstream may have closed a pooled connection while it sat idle; such a request
         // comes back unsent and goes out on the next connection (as hyper-util's client does).
-        while let Some(mut sender) = self.checkout(addr) {
-            match sender.try_send_request(req).await {
-                Ok(response) => return Ok(self.checkin(addr, sender, response)),
+        while let Some(mut pooled) = self.checkout(key) {
+            match pooled.sender.try_send_request(req).await {
+                Ok(response) => return Ok(self.checkin(key, pooled, response)),
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => req = unsent,
                     None => return Err(UpstreamError::Reset),
                 },
             }
         }
-        let mut sender = connect(addr).await?;
-        match sender.try_send_request(req).await {
-            Ok(response) => Ok(self.checkin(addr, sender, response)),
+        let spec = &connect.transport.spec;
+        let mut pooled = Pooled {
+            sender: handshake(connect.open(key.addr).await?, key).await?,
+            served: 0,
+            idle_since: Instant::now(),
+            idle_timeout: spec.idle_timeout,
+            max_requests: spec.max_requests_per_connection,
+        };
+        match pooled.sender.try_send_request(req).await {
+            Ok(response) => {
+                self.start_reaper();
+                Ok(self.checkin(key, pooled, response))
+            }
             Err(_) => Err(UpstreamError::Reset),
         }
     }
 
-    /// A connection ready for a request (LIFO, to keep few connections warm); closed ones go.
-    fn checkout(&self, addr: SocketAddr) -> Option<SendRequest<RequestBody>> {
+    /// A connection ready for a request (LIFO, to keep few connections warm); closed and
+    /// expired ones go.
+    fn checkout(&self, key: PoolKey) -> Option<Pooled> {
         let mut idle = self.idle.lock().ok()?;
-        let list = idle.get_mut(&addr)?;
-        list.retain(|s| !s.is_closed());
-        let i = list.iter().rposition(SendRequest::is_ready)?;
+        let list = idle.get_mut(&key)?;
+        let now = Instant::now();
+        list.retain(|p| !p.sender.is_closed() && !p.expired(now));
+        let i = list.iter().rposition(|p| p.sender.is_ready())?;
         Some(list.swap_remove(i))
     }
 
-    /// Back to the pool at response headers; it is ready again once the body has ended.
+    /// Back to the pool at response headers (it is ready again once the body has ended),
+    /// unless it has carried its `maxRequestsPerConnection`: dropped, it closes after this one.
     fn checkin(
         &self,
-        addr: SocketAddr,
-        sender: SendRequest<RequestBody>,
+        key: PoolKey,
+        mut pooled: Pooled,
         response: Response<Incoming>,
     ) -> Response<Incoming> {
-        if let Ok(mut idle) = self.idle.lock() {
-            let list = idle.entry(addr).or_default();
-            if list.len() < MAX_IDLE_PER_ENDPOINT {
-                list.push(sender);
+        pooled.served += 1;
+        let spent = pooled.max_requests > 0 && pooled.served >= pooled.max_requests;
+        if !spent {
+            if let Ok(mut idle) = self.idle.lock() {
+                let list = idle.entry(key).or_default();
+                if list.len() < MAX_IDLE_PER_ENDPOINT {
+                    pooled.idle_since = Instant::now();
+                    list.push(pooled);
+                }
             }
         }
         response
     }
+
+    /// One task per pool closes connections idle longer than their `idleTimeout`.
+    fn start_reaper(&self) {
+        self.reaper.get_or_init(|| {
+            spawn_reaper(Arc::downgrade(&self.idle), |idle, now| {
+                for list in idle.values_mut() {
+                    list.retain_mut(|p| p.keep(now));
+                }
+                idle.retain(|_, list| !list.is_empty());
+            });
+        });
+    }
 }
 
-async fn connect(addr: SocketAddr) -> Result<SendRequest<RequestBody>, UpstreamError> {
-    let stream = super::client::connect(addr).await?;
+impl Pooled {
+    fn expired(&self, now: Instant) -> bool {
+        self.sender.is_ready() && now.duration_since(self.idle_since) >= self.idle_timeout
+    }
+
+    /// A busy connection's idle time starts again; a closed or expired one goes.
+    fn keep(&mut self, now: Instant) -> bool {
+        if self.sender.is_closed() {
+            return false;
+        }
+        if !self.sender.is_ready() {
+            self.idle_since = now;
+            return true;
+        }
+        !self.expired(now)
+    }
+}
+
+async fn handshake(
+    io: super::Conn,
+    key: PoolKey,
+) -> Result<SendRequest<RequestBody>, UpstreamError> {
     let (sender, connection) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
+        .handshake(TokioIo::new(io))
         .await
         .map_err(|_| UpstreamError::Reset)?;
     tokio::spawn(async move {
         // Upgrades (WebSocket) hand the connection over after a 101.
         if let Err(e) = connection.with_upgrades().await {
-            tracing::debug!(%addr, error = %e, "upstream HTTP/1.1 connection ended");
+            tracing::debug!(addr = %key.addr, error = %e, "upstream HTTP/1.1 connection ended");
         }
     });
     Ok(sender)

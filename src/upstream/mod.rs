@@ -7,14 +7,18 @@ pub mod cluster;
 mod h1;
 mod h2;
 pub mod lb;
+pub mod outlier;
+pub mod transport;
 
 pub use breaker::{Admission, Limits, Overflow};
-pub use client::{UpstreamError, Upstreams};
+pub use client::{TlsFailure, UpstreamError, Upstreams};
 pub use cluster::{
     ActiveRequest, Cluster, ClusterSpec, DnsTarget, Endpoint, EndpointSource, StaticEndpoint,
     UpstreamProtocol,
 };
 pub use lb::{HashOn, LbPolicy};
+pub use outlier::{Observation, OutlierSpec};
+pub use transport::{Conn, Keepalive, TlsMaterial, TlsSpec, TransportSpec};
 
 /// What goes upstream as a request body: the client's stream as it arrives, or bytes buffered
 /// so that a retry (or a mirror) can send them again.
