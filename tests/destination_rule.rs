@@ -985,15 +985,15 @@ const DR_SUBSET_PORT_FASTEST: &str = lb_dr!(
 "
 );
 
-/// Line 11: `outlierDetection` (not applied yet: accepted with a warning); the load balancer
+/// Line 12: `h2UpgradePolicy` (not applied yet: accepted with a warning); the load balancer
 /// changes to a consistentHash on `x-user`, so traffic shows that the rule was applied.
 const DR_CONNECTION_POOL: &str = lb_dr!(
     "  trafficPolicy:
     loadBalancer:
       consistentHash:
         httpHeaderName: x-user
-    outlierDetection:
-      consecutive5xxErrors: 5
+    connectionPool:
+      http: {h2UpgradePolicy: UPGRADE}
 "
 );
 
@@ -1047,12 +1047,12 @@ const INVALID: &[Case] = &[
 ];
 
 const CONNECTION_POOL: Case = Case {
-    name: "outlierDetection",
+    name: "connectionPool.http.h2UpgradePolicy",
     contents: DR_CONNECTION_POOL,
     severity: "warning",
-    line: 11,
-    marker: "outlierDetection:",
-    field: "spec.trafficPolicy.outlierDetection",
+    line: 12,
+    marker: "h2UpgradePolicy: UPGRADE",
+    field: "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy",
     needle: "not applied yet",
 };
 
@@ -1176,14 +1176,14 @@ fn invalid_load_balancers_are_rejected_and_connection_pool_only_warns() {
         ));
     }
 
-    // outlierDetection (not applied yet): a warning, and the rule (its new load balancer) is applied.
+    // h2UpgradePolicy (not applied yet): a warning, and the rule (its new load balancer) is applied.
     let case = &CONNECTION_POOL;
     w.rewrite(DR_FILE, case.contents);
     let dump = w.dump_when(|diags| !matching(diags, &path, case).is_empty());
     let diags = diagnostics(&dump);
     if matching(&diags, &path, case).is_empty() {
         failures.push(format!(
-            "[gateway, outlierDetection] no `{}:{} warning: DestinationRule default/lb: {}: \
+            "[gateway, h2UpgradePolicy] no `{}:{} warning: DestinationRule default/lb: {}: \
              ...not applied yet...`; diagnostics:\n  {}",
             path.display(),
             case.line,
@@ -1194,19 +1194,19 @@ fn invalid_load_balancers_are_rejected_and_connection_pool_only_warns() {
     let ok = file_ok(&dump, &path);
     if ok != Some(Value::Bool(true)) {
         failures.push(format!(
-            "[gateway, outlierDetection] files[] should show {} with ok: true, got {ok:?}",
+            "[gateway, h2UpgradePolicy] files[] should show {} with ok: true, got {ok:?}",
             path.display()
         ));
     }
     let errors: Vec<&String> = diags.iter().filter(|d| d.contains(" error: ")).collect();
     if !errors.is_empty() {
         failures.push(format!(
-            "[gateway, outlierDetection] unexpected errors: {errors:#?}"
+            "[gateway, h2UpgradePolicy] unexpected errors: {errors:#?}"
         ));
     }
     if let Err(e) = hash_in_force(&w) {
         failures.push(format!(
-            "[gateway, outlierDetection] the rule should be applied: {e}"
+            "[gateway, h2UpgradePolicy] the rule should be applied: {e}"
         ));
     }
     if !failures.is_empty() {

@@ -223,12 +223,19 @@ pub struct OpensslServer {
 
 impl OpensslServer {
     pub fn start(cert: &Path, key: &Path) -> OpensslServer {
+        Self::start_with(cert, key, &[])
+    }
+
+    /// [`OpensslServer::start`] with `extra` arguments for `openssl s_server` (e.g.
+    /// `-Verify 1 -CAfile ca.pem` to require a client certificate from that CA).
+    pub fn start_with(cert: &Path, key: &Path, extra: &[&str]) -> OpensslServer {
         let mut child = Command::new("openssl")
             .arg("s_server")
             .args(["-accept", "127.0.0.1:0", "-www", "-cert"])
             .arg(cert)
             .arg("-key")
             .arg(key)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -16,6 +16,7 @@ mod config;
 mod gateway;
 mod policy;
 mod process;
+mod scripted;
 
 pub use backend::{
     dead_port, EchoBackend, OpensslServer, Recorded, RecordingBackend, TcpEcho, TcpServer,
@@ -28,6 +29,7 @@ pub use policy::{
     service_entry_80, short, vs, vs_to, Endpoint, UnderTest, World, EDGE_GATEWAY,
 };
 pub use process::{nc, openssl_s_client, run_bounded, SClientOutput};
+pub use scripted::ScriptedHttp;
 
 use std::future::Future;
 use std::sync::OnceLock;
