@@ -216,14 +216,12 @@ fn tcp_idle_timeout_closes_idle_tcp_streams_of_that_destination() {
     let dir = ConfigDir::new();
     dir.write(
         "l4.yaml",
-        &format!(
-            "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: tcp}}\nspec:\n  \
-             selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: 31400, name: tcp, protocol: TCP}}\n    \
-             hosts: [\"*\"]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: tcp}}\n\
-             spec:\n  hosts: [\"*\"]\n  gateways: [tcp]\n  tcp:\n  - route: [{{destination: {{host: echo.tcp.internal}}}}]\n\
-             ---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: echo}}\n\
-             spec:\n  host: echo.tcp.internal\n  trafficPolicy:\n    connectionPool: {{tcp: {{idleTimeout: 1s}}}}\n"
-        ),
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: tcp}\nspec:\n  \
+             selector: {istio: ingressgateway}\n  servers:\n  - port: {number: 31400, name: tcp, protocol: TCP}\n    \
+             hosts: [\"*\"]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: tcp}\n\
+             spec:\n  hosts: [\"*\"]\n  gateways: [tcp]\n  tcp:\n  - route: [{destination: {host: echo.tcp.internal}}]\n\
+             ---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: echo}\n\
+             spec:\n  host: echo.tcp.internal\n  trafficPolicy:\n    connectionPool: {tcp: {idleTimeout: 1s}}\n",
     );
     dir.write(
         "se.yaml",
