@@ -702,6 +702,54 @@ fn consistent_hash_on_a_cookie_keeps_each_user_on_one_endpoint() {
 }
 
 #[test]
+fn a_hash_cookie_with_a_ttl_is_generated_and_keeps_the_client_on_one_endpoint() {
+    let w = hash_world(
+        "gen-cookie",
+        "      consistentHash:\n        httpCookie:\n          name: user\n          path: /\n          ttl: 60s\n",
+    );
+    let host = "gen-cookie.example.com";
+    let mut problems = Vec::new();
+    for attempt in 0..5 {
+        // A fresh connection: Envoy's generated value hashes the client's address and port.
+        let client = HttpClient::fresh_connections();
+        let first = w.get_with(&client, host, "/", &[]);
+        let set_cookie = first.header("set-cookie").unwrap_or_default().to_string();
+        let value = set_cookie
+            .strip_prefix("user=\"")
+            .and_then(|rest| rest.split_once('"'))
+            .map(|(v, attrs)| (v.to_string(), attrs.to_string()));
+        let Some((value, attrs)) = value else {
+            problems.push(format!(
+                "request {attempt} without the cookie: Set-Cookie {set_cookie:?}"
+            ));
+            continue;
+        };
+        if value.len() != 16 || attrs != "; Max-Age=60; Path=/; HttpOnly" {
+            problems.push(format!("Set-Cookie {set_cookie:?}: expected user=\"<16 hex>\"; Max-Age=60; Path=/; HttpOnly"));
+        }
+        let chosen = version_of(&first);
+        for (i, cookie) in [format!("user=\"{value}\""), format!("a=b; user={value}")]
+            .iter()
+            .cycle()
+            .take(8)
+            .enumerate()
+        {
+            let r = w.get(host, "/", &[("cookie", cookie)]);
+            if version_of(&r) != chosen || r.header("set-cookie").is_some() {
+                problems.push(format!(
+                    "cookie {cookie:?} (request {i}) went to {} (set-cookie {:?}), the generating request to {chosen}",
+                    version_of(&r),
+                    r.header("set-cookie")
+                ));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        w.gw.fail(problems.join("\n"));
+    }
+}
+
+#[test]
 fn consistent_hash_on_the_source_ip_keeps_one_client_on_one_endpoint() {
     let w = hash_world(
         "by-source",
@@ -961,17 +1009,6 @@ const DR_SIMPLE_AND_HASH: &str = lb_dr!(
 "
 );
 
-/// Line 12: a cookie `ttl`, which would make Istio generate the cookie; tollgate only warns.
-const DR_COOKIE_TTL: &str = lb_dr!(
-    "  trafficPolicy:
-    loadBalancer:
-      consistentHash:
-        httpCookie:
-          name: user
-          ttl: 60s
-"
-);
-
 /// Line 14: an unknown `simple` policy deep in a subset's portLevelSettings.
 const DR_SUBSET_PORT_FASTEST: &str = lb_dr!(
     "  subsets:
@@ -1056,17 +1093,6 @@ const CONNECTION_POOL: Case = Case {
     needle: "not applied yet",
 };
 
-/// Checked with `tollgate check` only.
-const COOKIE_TTL: Case = Case {
-    name: "httpCookie.ttl",
-    contents: DR_COOKIE_TTL,
-    severity: "warning",
-    line: 12,
-    marker: "ttl: 60s",
-    field: "spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.ttl",
-    needle: "",
-};
-
 /// The diagnostics for `file` at the case's line and severity, naming its field of
 /// DestinationRule default/lb and containing its needle.
 fn matching<'a>(diags: &'a [String], file: &Path, case: &Case) -> Vec<&'a String> {
@@ -1110,14 +1136,14 @@ fn hash_in_force(w: &World) -> Result<(), String> {
 
 #[test]
 fn invalid_load_balancers_are_rejected_and_connection_pool_only_warns() {
-    for case in INVALID.iter().chain([&CONNECTION_POOL, &COOKIE_TTL]) {
+    for case in INVALID.iter().chain([&CONNECTION_POOL]) {
         assert_marker_line(case.name, case.contents, case.line, case.marker);
     }
     let backends = three("lb");
     let mut failures = Vec::new();
 
     // `tollgate check`.
-    for case in INVALID.iter().chain([&CONNECTION_POOL, &COOKIE_TTL]) {
+    for case in INVALID.iter().chain([&CONNECTION_POOL]) {
         let dir = ConfigDir::new();
         for (name, text) in LB.files(&backends, Some(case.contents.to_string())) {
             dir.write(name, &text);

@@ -117,11 +117,6 @@ fn load_balancer(lb: &LoadBalancerSettings, field: &str, f: &mut Findings) {
             if let Some(ttl) = &cookie.ttl {
                 if let Err(e) = duration::parse(ttl) {
                     f.error(format!("{field}.consistentHash.httpCookie.ttl"), e);
-                } else {
-                    f.warn(
-                        format!("{field}.consistentHash.httpCookie.ttl"),
-                        "the gateway does not generate the cookie yet; requests without it are balanced at random",
-                    );
                 }
             }
         }

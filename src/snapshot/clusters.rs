@@ -16,7 +16,7 @@ use crate::hosts;
 use crate::route::Target;
 use crate::tls::Credentials;
 use crate::upstream::{
-    Cluster, ClusterSpec, DnsTarget, EndpointSource, HashOn, Keepalive, LbPolicy, Limits,
+    Cluster, ClusterSpec, CookieHash, DnsTarget, EndpointSource, HashOn, Keepalive, LbPolicy, Limits,
     OutlierSpec, StaticEndpoint, TlsMaterial, TlsSpec, TransportSpec, UpstreamProtocol,
 };
 
@@ -712,7 +712,14 @@ fn lb_from_model(lb: &LoadBalancerSettings) -> LbPolicy {
         let on = if let Some(h) = &ch.http_header_name {
             HashOn::Header(h.to_ascii_lowercase())
         } else if let Some(c) = &ch.http_cookie {
-            HashOn::Cookie(c.name.clone())
+            HashOn::Cookie(CookieHash {
+                name: c.name.clone(),
+                path: c.path.clone().filter(|p| !p.is_empty()),
+                ttl: c
+                    .ttl
+                    .as_deref()
+                    .and_then(|t| crate::config::duration::parse(t).ok()),
+            })
         } else if let Some(q) = &ch.http_query_parameter_name {
             HashOn::QueryParameter(q.clone())
         } else {

@@ -24,9 +24,19 @@ pub enum LbPolicy {
 pub enum HashOn {
     /// A request header (lower-cased name).
     Header(String),
-    Cookie(String),
+    Cookie(CookieHash),
     SourceIp,
     QueryParameter(String),
+}
+
+/// `consistentHash.httpCookie`: with a `ttl`, a request without the cookie gets one generated,
+/// set on its response, as Envoy does; without, such a request is balanced at random.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct CookieHash {
+    pub name: String,
+    pub path: Option<String>,
+    /// Zero makes a session cookie.
+    pub ttl: Option<std::time::Duration>,
 }
 
 /// Points per unit of weight: fixed, so that adding or removing an endpoint moves only the keys

@@ -16,7 +16,7 @@ pub use cluster::{
     ActiveRequest, Cluster, ClusterSpec, DnsTarget, Endpoint, EndpointSource, StaticEndpoint,
     UpstreamProtocol,
 };
-pub use lb::{HashOn, LbPolicy};
+pub use lb::{CookieHash, HashOn, LbPolicy};
 pub use outlier::{Observation, OutlierSpec};
 pub use transport::{Conn, Keepalive, TlsMaterial, TlsSpec, TransportSpec};
 
