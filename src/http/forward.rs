@@ -286,7 +286,9 @@ async fn attempts(
                     let held = (active, admission);
                     let mut response = finish_response(response, started, downstream_upgrade, held);
                     if let Some(cookie) = set_cookie {
-                        response.headers_mut().append(http::header::SET_COOKIE, cookie);
+                        response
+                            .headers_mut()
+                            .append(http::header::SET_COOKIE, cookie);
                     }
                     return response;
                 }

@@ -16,8 +16,8 @@ use crate::hosts;
 use crate::route::Target;
 use crate::tls::Credentials;
 use crate::upstream::{
-    Cluster, ClusterSpec, CookieHash, DnsTarget, EndpointSource, HashOn, Keepalive, LbPolicy, Limits,
-    OutlierSpec, StaticEndpoint, TlsMaterial, TlsSpec, TransportSpec, UpstreamProtocol,
+    Cluster, ClusterSpec, CookieHash, DnsTarget, EndpointSource, HashOn, Keepalive, LbPolicy,
+    Limits, OutlierSpec, StaticEndpoint, TlsMaterial, TlsSpec, TransportSpec, UpstreamProtocol,
 };
 
 /// Builds clusters on demand while routes compile; reuses the live cluster of the previous
@@ -287,7 +287,7 @@ impl<'a> ClusterBuilder<'a> {
 
     fn tls_spec(&mut self, tls: &Component<'a, ClientTls>, se_sans: &[String]) -> Option<TlsSpec> {
         let mode = tls.value.mode.as_deref().unwrap_or("DISABLE");
-        let material = match mode {
+        let loaded = match mode {
             "SIMPLE" | "MUTUAL" => self.tls_material(tls.value, tls.resource, mode == "MUTUAL"),
             "ISTIO_MUTUAL" => Err((
                 "mesh workload certificates".to_string(),
@@ -295,32 +295,34 @@ impl<'a> ClusterBuilder<'a> {
             )),
             _ => return None,
         };
-        let (source, material) = match material {
-            Ok((source, material)) => (source, Ok(material)),
-            Err((source, problem)) => {
-                if mode != "ISTIO_MUTUAL" {
-                    // ISTIO_MUTUAL is already warned by validation.
-                    let message =
-                        format!("{problem}; connections to this destination fail (503 UF)");
-                    self.diags.push(
-                        Finding::new(Severity::Error, &tls.field, message, None).at(tls.resource),
-                    );
-                }
-                (source, Err(problem))
-            }
-        };
         let sans = if tls.value.subject_alt_names.is_empty() {
             se_sans.to_vec()
         } else {
             tls.value.subject_alt_names.clone()
         };
-        Some(TlsSpec {
+        let (source, material) = match loaded {
+            Ok((source, material)) => (source, Ok(material)),
+            Err((source, problem)) => (source, Err(problem)),
+        };
+        let mut spec = TlsSpec {
             sni: tls.value.sni.clone().filter(|s| !s.is_empty()),
             subject_alt_names: sans,
             insecure_skip_verify: tls.value.insecure_skip_verify == Some(true),
             source,
             material,
-        })
+        };
+        // Loaded material must also make a client configuration (a usable CA, a valid `sni`).
+        if let Err(problem) = spec.check() {
+            // ISTIO_MUTUAL is already warned by validation.
+            if mode != "ISTIO_MUTUAL" {
+                let message = format!("{problem}; connections to this destination fail (503 UF)");
+                self.diags.push(
+                    Finding::new(Severity::Error, &tls.field, message, None).at(tls.resource),
+                );
+            }
+            spec.material = Err(problem);
+        }
+        Some(spec)
     }
 
     /// The certificates of a SIMPLE or MUTUAL origination: from `credentialName`, else from the

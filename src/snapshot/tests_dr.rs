@@ -77,3 +77,61 @@ fn without_a_destination_rule_the_default_is_least_request() {
         LbPolicy::LeastRequest
     );
 }
+
+fn snapshot_with(dr: &str) -> super::Snapshot {
+    let gw = gateway(
+        "gw",
+        "istio: ingressgateway",
+        "  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: ['*']\n",
+    );
+    let vs = routes(&[(80, ""), (81, ""), (80, "one")]);
+    snapshot(&[SE, &gw, &vs, dr].join("---\n"))
+}
+
+const OUTLIER_DR: &str = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: be, namespace: apps}\nspec:\n  host: be\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 2, baseEjectionTime: 5s}\n    portLevelSettings:\n    - port: {number: 81}\n      loadBalancer: {simple: RANDOM}\n  subsets:\n  - name: one\n    labels: {v: one}\n    trafficPolicy:\n      outlierDetection: {consecutiveGatewayErrors: 1, maxEjectionPercent: 100}\n";
+
+#[test]
+fn outlier_detection_composes_with_istio_s_defaults() {
+    use std::time::Duration;
+    let s = snapshot_with(OUTLIER_DR);
+    let spec = |name: &str| s.clusters[name].spec.outlier;
+    let top = spec("outbound|80||be.apps.svc.cluster.local").expect("top-level rule");
+    assert_eq!(
+        (top.consecutive_5xx, top.consecutive_gateway),
+        (2, 0),
+        "gateway errors are off unless set"
+    );
+    assert_eq!(top.base_ejection_time, Duration::from_secs(5));
+    assert_eq!(top.interval, Duration::from_secs(10));
+    assert_eq!(top.max_ejection_percent, 10);
+    assert_eq!(
+        spec("outbound|81||be.apps.svc.cluster.local"),
+        None,
+        "a port-level entry replaces all four components"
+    );
+    // The subset's block replaces the top-level one whole: its unset fields take the defaults.
+    let subset = spec("outbound|80|one|be.apps.svc.cluster.local").expect("subset rule");
+    assert_eq!((subset.consecutive_5xx, subset.consecutive_gateway), (5, 1));
+    assert_eq!(subset.max_ejection_percent, 100);
+    assert_eq!(subset.base_ejection_time, Duration::from_secs(30));
+}
+
+#[test]
+fn upstream_tls_material_that_does_not_load_is_an_error_of_the_rule() {
+    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: be, namespace: apps}\nspec:\n  host: be\n  trafficPolicy:\n    portLevelSettings:\n    - port: {number: 81}\n      tls: {mode: SIMPLE, caCertificates: /nonexistent/ca.pem}\n";
+    let s = snapshot_with(dr);
+    let errors: Vec<_> = s.diagnostics.iter().filter(|d| d.is_error()).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        errors[0].field,
+        "spec.trafficPolicy.portLevelSettings[0].tls"
+    );
+    assert!(
+        errors[0].message.contains("/nonexistent/ca.pem"),
+        "{}",
+        errors[0].message
+    );
+    let tls = |name: &str| s.clusters[name].spec.transport.tls.clone();
+    assert!(tls("outbound|81||be.apps.svc.cluster.local").is_some_and(|t| t.material.is_err()));
+    assert!(tls("outbound|80||be.apps.svc.cluster.local").is_none());
+}

@@ -259,6 +259,14 @@ fn set_keepalive(stream: &TcpStream, ka: &Keepalive) {
     }
 }
 
+impl TlsSpec {
+    /// Whether a client configuration can be built from this spec (for `tollgate check`).
+    pub fn check(&self) -> Result<(), String> {
+        let material = self.material.as_ref().map_err(Clone::clone)?;
+        Origination::new(self, material, false).map(|_| ())
+    }
+}
+
 impl Origination {
     fn new(tls: &TlsSpec, material: &TlsMaterial, http2: bool) -> Result<Self, String> {
         let fixed_sni = match &tls.sni {
