@@ -4,15 +4,16 @@
 //! `Client certificate` followed by the PEM).
 //!
 //! Covered: SIMPLE with `caCertificates`; MUTUAL with `clientCertificate`/`privateKey` against a
-//! server that requires a client certificate (`s_server -Verify 1`), and SIMPLE or a foreign client
-//! certificate refused there; certificate checks (a foreign CA, `subjectAltNames` DNS and URI, auto
-//! SAN validation against the request's Host, a fixed `sni` that checks the chain only,
-//! `insecureSkipVerify`); the SNI sent (the request's Host without its port, or `sni`), observed
-//! with `s_server -servername <name> -servername_fatal`; `credentialName` from a Secret in the
-//! gateway's namespace, a Secret in the rule's namespace and a `<certs-dir>/<name>/` folder;
-//! unusable material (an error on the rule's `spec.trafficPolicy.tls` in the config dump and in
-//! `tollgate check`, 503 `TLS_error` for that destination, the rest of the config serving); plain
-//! text or `mode: DISABLE` to the TLS port failing; and TCP routes originating TLS.
+//! server that requires a client certificate (`s_server -Verify 1`, TLS 1.3 and 1.2), and SIMPLE
+//! or a foreign client certificate refused there; certificate checks (a foreign CA,
+//! `subjectAltNames` DNS and URI, auto SAN validation against the request's Host, a fixed `sni`
+//! that checks the chain only, `insecureSkipVerify`); the SNI sent (the request's Host without its
+//! port, or `sni`), observed with `s_server -servername <name> -servername_fatal`;
+//! `credentialName` from a Secret in the gateway's namespace, a Secret in the rule's namespace and
+//! a `<certs-dir>/<name>/` folder; unusable material (an error on the rule's
+//! `spec.trafficPolicy.tls` in the config dump and in `tollgate check`, 503 `TLS_error` for that
+//! destination, the rest of the config serving); plain text or `mode: DISABLE` to the TLS port
+//! failing; and TCP routes originating TLS (no SNI, chain and `subjectAltNames` checks).
 //!
 //! Certificates are made with rcgen in a temp dir: a CA, a server certificate for
 //! `secure.example.com` (plus the URI SAN `spiffe://example/secure`), a client certificate, and an
@@ -150,10 +151,13 @@ impl Pki {
     }
 
     /// [`Pki::server`] that requires a client certificate signed by `ca.pem` (without
-    /// `-verify_return_error`, s_server would only log a failed verification).
-    fn verifying_server(&self) -> OpensslServer {
+    /// `-verify_return_error`, s_server would only log a failed verification), with `extra`
+    /// arguments.
+    fn verifying_server(&self, extra: &[&str]) -> OpensslServer {
         let ca = self.file("ca.pem").display().to_string();
-        self.server(&["-Verify", "1", "-verify_return_error", "-CAfile", &ca])
+        let mut args = vec!["-Verify", "1", "-verify_return_error", "-CAfile", &ca];
+        args.extend_from_slice(extra);
+        self.server(&args)
     }
 
     /// The base64 body of the client certificate, for finding it in s_server's page.
@@ -316,9 +320,9 @@ fn simple_tls_verifies_the_upstream_with_ca_certificates() {
     let tls = format!("{{mode: SIMPLE, caCertificates: {}}}", pki.yaml("ca.pem"));
     let w = start(&[dest("simple", &server, tls)], &[], &[]);
     let mut failures = run_cases(&w, &[(HOST, "simple", Expect::Page(NO_CLIENT_CERT))]);
-    // The connection really is TLS: s_server's page shows the negotiated protocol.
+    // s_server's page describes the TLS session tollgate made.
     let r = call(&w, HOST, "simple");
-    if r.status == 200 && !r.body.contains("Protocol version") && !r.body.contains("TLSv1") {
+    if r.status == 200 && !r.body.contains("Protocol  : TLSv1.") {
         failures.push(format!("the page shows no TLS session: {}", short(&r.body)));
     }
     report(&w, &failures, &[("plain", &server)]);
@@ -327,7 +331,10 @@ fn simple_tls_verifies_the_upstream_with_ca_certificates() {
 #[test]
 fn mutual_tls_presents_the_client_certificate() {
     let pki = Pki::new();
-    let server = pki.verifying_server();
+    let server = pki.verifying_server(&[]);
+    // With TLS 1.2 the server's refusal is an alert within the handshake; with TLS 1.3 it comes
+    // after the client's Finished, when the request is already on its way.
+    let server12 = pki.verifying_server(&["-tls1_2"]);
     let ca = pki.yaml("ca.pem");
     let mutual = format!(
         "{{mode: MUTUAL, clientCertificate: {}, privateKey: {}, caCertificates: {ca}}}",
@@ -339,15 +346,15 @@ fn mutual_tls_presents_the_client_certificate() {
         pki.yaml("other-client.pem"),
         pki.yaml("other-client.key")
     );
+    let simple = format!("{{mode: SIMPLE, caCertificates: {ca}}}");
     let w = start(
         &[
-            dest("mutual", &server, mutual),
-            dest(
-                "simple",
-                &server,
-                format!("{{mode: SIMPLE, caCertificates: {ca}}}"),
-            ),
-            dest("foreign", &server, foreign),
+            dest("mutual", &server, mutual.clone()),
+            dest("simple", &server, simple.clone()),
+            dest("foreign", &server, foreign.clone()),
+            dest("mutual12", &server12, mutual),
+            dest("simple12", &server12, simple),
+            dest("foreign12", &server12, foreign),
         ],
         &[],
         &[],
@@ -357,21 +364,40 @@ fn mutual_tls_presents_the_client_certificate() {
         &[
             (HOST, "mutual", Expect::Page(CLIENT_CERT)),
             // s_server -Verify 1 refuses a handshake without a client certificate ...
-            (HOST, "simple", Expect::Not200),
+            (HOST, "simple", Expect::Unavailable("")),
             // ... and one whose certificate its CA did not sign.
-            (HOST, "foreign", Expect::Not200),
+            (HOST, "foreign", Expect::Unavailable("")),
+            (HOST, "mutual12", Expect::Page(CLIENT_CERT)),
+            (
+                HOST,
+                "simple12",
+                Expect::Unavailable("SSLV3_ALERT_HANDSHAKE_FAILURE"),
+            ),
+            (HOST, "foreign12", Expect::Unavailable("TLS_error")),
         ],
     );
-    // The certificate s_server saw is the one configured.
-    let r = call(&w, HOST, "mutual");
-    let page: String = r.body.split_whitespace().collect();
-    if r.status == 200 && !page.contains(&pki.client_base64()) {
-        failures.push(format!(
-            "the page does not show client.pem: {}",
-            short(&r.body)
-        ));
+    // The certificate s_server saw is the one configured, on the protocol each server speaks.
+    for (d, protocol) in [("mutual", "TLSv1.3"), ("mutual12", "TLSv1.2")] {
+        let r = call(&w, HOST, d);
+        let page: String = r.body.split_whitespace().collect();
+        if r.status == 200 && !page.contains(&pki.client_base64()) {
+            failures.push(format!(
+                "[x-dest {d}] the page does not show client.pem: {}",
+                short(&r.body)
+            ));
+        }
+        if r.status == 200 && !r.body.contains(&format!("Protocol  : {protocol}")) {
+            failures.push(format!("[x-dest {d}] the session is not {protocol}"));
+        }
     }
-    report(&w, &failures, &[("-Verify 1 -verify_return_error", &server)]);
+    report(
+        &w,
+        &failures,
+        &[
+            ("-Verify 1 -verify_return_error", &server),
+            ("-Verify 1 -verify_return_error -tls1_2", &server12),
+        ],
+    );
 }
 
 #[test]
@@ -511,11 +537,11 @@ fn the_sni_is_the_request_host_unless_sni_is_set() {
             short(&r.body)
         ));
     }
-    // A refused handshake reads as the server's alert.
+    // A refused handshake reads as the server's alert (unrecognized_name), in BoringSSL's words.
     let r = call(&w, OTHER, "auto");
-    if !r.body.contains("SSLV3_ALERT_HANDSHAKE_FAILURE") {
+    if !r.body.contains("TLSV1_ALERT_UNRECOGNIZED_NAME") {
         failures.push(format!(
-            "[Host {OTHER}, x-dest auto] the alert should read SSLV3_ALERT_HANDSHAKE_FAILURE, got \
+            "[Host {OTHER}, x-dest auto] the alert should read TLSV1_ALERT_UNRECOGNIZED_NAME, got \
              {}: {}",
             r.status,
             short(&r.body)
@@ -527,7 +553,7 @@ fn the_sni_is_the_request_host_unless_sni_is_set() {
 #[test]
 fn credential_name_from_secrets_and_the_certs_dir() {
     let pki = Pki::new();
-    let verifying = pki.verifying_server();
+    let verifying = pki.verifying_server(&[]);
     let plain = pki.server(&[]);
     let (crt, key, ca, other_ca) = (
         pki.read("client.pem"),
@@ -633,7 +659,10 @@ fn credential_name_from_secrets_and_the_certs_dir() {
     report(
         &w,
         &failures,
-        &[("-Verify 1 -verify_return_error", &verifying), ("plain", &plain)],
+        &[
+            ("-Verify 1 -verify_return_error", &verifying),
+            ("plain", &plain),
+        ],
     );
 }
 
@@ -882,8 +911,8 @@ fn tcp_routes_originate_tls_too() {
         format!(
             "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: edge}}\nspec:\n  \
              selector: {{istio: ingressgateway}}\n  servers:\n{servers}---\n\
-             apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: edge-tcp}}\n\
-             spec:\n  hosts: [\"*\"]\n  gateways: [edge]\n{tcp}"
+             apiVersion: networking.istio.io/v1\nkind: VirtualService\n\
+             metadata: {{name: edge-tcp}}\nspec:\n  hosts: [\"*\"]\n  gateways: [edge]\n{tcp}"
         ),
     ));
     let config = ConfigDir::new();

@@ -198,12 +198,28 @@ pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
     response
 }
 
+/// BoringSSL's error for an alert received from the upstream (code 0x10000000 + 1000 + alert).
+fn alert_reason(alert: rustls::AlertDescription) -> &'static str {
+    use rustls::AlertDescription::*;
+    match alert {
+        BadCertificate => "remote connection failure, transport failure reason: TLS_error:|268436498:SSL routines:OPENSSL_internal:SSLV3_ALERT_BAD_CERTIFICATE:TLS_error_end",
+        CertificateExpired => "remote connection failure, transport failure reason: TLS_error:|268436501:SSL routines:OPENSSL_internal:SSLV3_ALERT_CERTIFICATE_EXPIRED:TLS_error_end",
+        CertificateUnknown => "remote connection failure, transport failure reason: TLS_error:|268436502:SSL routines:OPENSSL_internal:SSLV3_ALERT_CERTIFICATE_UNKNOWN:TLS_error_end",
+        UnknownCA => "remote connection failure, transport failure reason: TLS_error:|268436504:SSL routines:OPENSSL_internal:TLSV1_ALERT_UNKNOWN_CA:TLS_error_end",
+        ProtocolVersion => "remote connection failure, transport failure reason: TLS_error:|268436526:SSL routines:OPENSSL_internal:TLSV1_ALERT_PROTOCOL_VERSION:TLS_error_end",
+        UnrecognisedName => "remote connection failure, transport failure reason: TLS_error:|268436568:SSL routines:OPENSSL_internal:TLSV1_ALERT_UNRECOGNIZED_NAME:TLS_error_end",
+        CertificateRequired => "remote connection failure, transport failure reason: TLS_error:|268436572:SSL routines:OPENSSL_internal:TLSV1_ALERT_CERTIFICATE_REQUIRED:TLS_error_end",
+        NoApplicationProtocol => "remote connection failure, transport failure reason: TLS_error:|268436576:SSL routines:OPENSSL_internal:TLSV1_ALERT_NO_APPLICATION_PROTOCOL:TLS_error_end",
+        _ => "remote connection failure, transport failure reason: TLS_error:|268436496:SSL routines:OPENSSL_internal:SSLV3_ALERT_HANDSHAKE_FAILURE:TLS_error_end",
+    }
+}
+
 /// Envoy's (BoringSSL's) wording for a failed upstream handshake.
 fn tls_reason(failure: crate::upstream::TlsFailure) -> &'static str {
     use crate::upstream::TlsFailure::*;
     match failure {
         CertificateVerifyFailed => "remote connection failure, transport failure reason: TLS_error:|268435581:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:TLS_error_end",
-        Rejected => "remote connection failure, transport failure reason: TLS_error:|268436496:SSL routines:OPENSSL_internal:SSLV3_ALERT_HANDSHAKE_FAILURE:TLS_error_end",
+        Rejected(alert) => alert_reason(alert),
         Handshake => "remote connection failure, transport failure reason: TLS_error:|268435703:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER:TLS_error_end",
         NoCredential => "remote connection failure, transport failure reason: TLS_error:|the DestinationRule's TLS certificates are unavailable (see tollgate check):TLS_error_end",
     }

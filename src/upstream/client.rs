@@ -30,8 +30,8 @@ pub enum UpstreamError {
 pub enum TlsFailure {
     /// The server's certificate did not verify (chain, name or `subjectAltNames`).
     CertificateVerifyFailed,
-    /// The server ended the handshake with an alert (it wants a client certificate, ...).
-    Rejected,
+    /// The server ended the handshake with this alert (it wants a client certificate, ...).
+    Rejected(rustls::AlertDescription),
     /// The server does not speak TLS.
     Handshake,
     /// The rule's certificates could not be loaded (reported by `tollgate check`).
@@ -42,7 +42,7 @@ impl TlsFailure {
     pub fn of(e: &std::io::Error) -> Self {
         match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
             Some(rustls::Error::InvalidCertificate(_)) => TlsFailure::CertificateVerifyFailed,
-            Some(rustls::Error::AlertReceived(_)) => TlsFailure::Rejected,
+            Some(rustls::Error::AlertReceived(alert)) => TlsFailure::Rejected(*alert),
             _ => TlsFailure::Handshake,
         }
     }
