@@ -22,7 +22,7 @@ use super::{Body, UpstreamBody};
 use crate::policy::{self, Abort, Failure, RetryPolicy, RoutePolicy};
 use crate::route::{Route, StrMatch, Target};
 use crate::upstream::{
-    ActiveRequest, Admission, Cluster, Endpoint, HashOn, Observation, RequestBody, UpstreamError,
+    ActiveRequest, Admission, Cluster, Endpoint, Observation, RequestBody, UpstreamError,
     UpstreamProtocol,
 };
 
@@ -218,7 +218,7 @@ async fn attempts(
     let deadline = policy.timeout.map(|t| Instant::now() + t);
     let (parts, body) = req.into_parts();
     let (hash_key, set_cookie) = match cluster.hash_on() {
-        Some(on) => hash_key(on, &parts, conn.peer),
+        Some(on) => super::hash::hash_key(on, &parts, conn.peer),
         None => (None, None),
     };
     let mirrors = sampled_mirrors(policy);
@@ -402,71 +402,6 @@ async fn pick(
         }
     }
     Some(endpoint)
-}
-
-/// The request's consistent-hash key, if what the policy hashes on is present; for a cookie
-/// with a `ttl` that the request lacks, a generated one and its `Set-Cookie`.
-fn hash_key(
-    on: &HashOn,
-    parts: &Parts,
-    peer: std::net::SocketAddr,
-) -> (Option<u64>, Option<HeaderValue>) {
-    use crate::upstream::lb::stable_hash;
-    let key = match on {
-        HashOn::Header(name) => parts
-            .headers
-            .get(name.as_str())
-            .map(|v| stable_hash(&v.as_bytes())),
-        HashOn::SourceIp => Some(stable_hash(&peer.ip())),
-        HashOn::Cookie(cookie) => match cookie_value(parts, &cookie.name) {
-            Some(value) => Some(stable_hash(&value)),
-            None => return generated_cookie(cookie, peer),
-        },
-        HashOn::QueryParameter(name) => parts.uri.query().and_then(|query| {
-            query
-                .split('&')
-                .filter_map(|pair| pair.split_once('='))
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| stable_hash(&v))
-        }),
-    };
-    (key, None)
-}
-
-/// The value of cookie `name`, without the quotes a generated cookie carries.
-fn cookie_value<'p>(parts: &'p Parts, name: &str) -> Option<&'p str> {
-    parts
-        .headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim_matches('"'))
-}
-
-/// Envoy's generated hash cookie: a hash of the client's address, quoted, with `Max-Age` (none
-/// for a zero ttl: a session cookie), the policy's `Path`, and `HttpOnly`.
-fn generated_cookie(
-    cookie: &crate::upstream::CookieHash,
-    peer: std::net::SocketAddr,
-) -> (Option<u64>, Option<HeaderValue>) {
-    use crate::upstream::lb::stable_hash;
-    let Some(ttl) = cookie.ttl else {
-        return (None, None);
-    };
-    let value = format!("{:016x}", stable_hash(&peer.to_string()));
-    let mut header = format!("{}=\"{value}\"", cookie.name);
-    if !ttl.is_zero() {
-        header.push_str(&format!("; Max-Age={}", ttl.as_secs()));
-    }
-    if let Some(path) = &cookie.path {
-        header.push_str(&format!("; Path={path}"));
-    }
-    header.push_str("; HttpOnly");
-    let key = stable_hash(&value.as_str());
-    (Some(key), HeaderValue::from_str(&header).ok())
 }
 
 /// `mirror`/`mirrors`: a copy of the request (after rewrites, with its buffered body) to each

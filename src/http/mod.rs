@@ -2,6 +2,7 @@
 //! snapshot, and forwarding it through the proxy core.
 
 pub mod forward;
+mod hash;
 pub mod headers;
 pub mod local;
 pub mod path;

@@ -19,7 +19,6 @@ use crate::snapshot::l4::L4Route;
 use crate::state::ProxySettings;
 use crate::upstream::cluster::ActiveRequest;
 use crate::upstream::{Admission, Cluster, Conn, Observation, UpstreamError};
-use tokio_rustls::client::TlsStream;
 
 /// Istio's byte counters are flushed every 5 s while a stream lives, and at its end.
 const METRICS_FLUSH: Duration = Duration::from_secs(5);
@@ -40,38 +39,27 @@ pub async fn forward(
     origin: Origin,
     settings: &ProxySettings,
 ) {
-    let Some((cluster, upstream, _active)) = connect(route, origin).await else {
+    let Some((cluster, mut upstream, _active)) = connect(route, origin).await else {
         return;
-    };
-    let idle = idle_timeout(&cluster, settings.tcp_idle_timeout);
-    let mut upstream = match upstream {
-        Conn::Plain(upstream) => upstream,
-        // TLS originated to the upstream: the bytes change on the way, so they are copied.
-        Conn::Tls(mut upstream) => {
-            if !prefix.is_empty() && upstream.write_all(&prefix).await.is_err() {
-                crate::metrics::record_tcp_rejected("connect_failed");
-                return;
-            }
-            let counts = Counts::default();
-            counts
-                .received
-                .store(prefix.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            drop(prefix);
-            return copy_streams(client, upstream, counts, &cluster, route, origin, idle).await;
-        }
     };
     if !prefix.is_empty() && upstream.write_all(&prefix).await.is_err() {
         crate::metrics::record_tcp_rejected("connect_failed");
         return;
     }
-    let stats = cluster.tcp_stats();
-    stats.opened.increment(1);
-    let started = Instant::now();
     let counts = Counts::default();
     counts
         .received
         .store(prefix.len() as u64, std::sync::atomic::Ordering::Relaxed);
     drop(prefix);
+    let idle = idle_timeout(&cluster, settings.tcp_idle_timeout);
+    let upstream = match upstream {
+        Conn::Plain(upstream) => upstream,
+        // TLS originated to the upstream: the bytes change on the way, so they are copied.
+        tls => return copy_streams(client, tls, counts, &cluster, route, origin, idle).await,
+    };
+    let stats = cluster.tcp_stats();
+    stats.opened.increment(1);
+    let started = Instant::now();
     let mut flushed = Flushed::default();
     let end = relay::relay(
         &client,
@@ -107,9 +95,9 @@ fn idle_timeout(cluster: &Cluster, gateway: Duration) -> Duration {
 
 /// A plain copy both ways, for streams that cannot be spliced (TLS on either side); not the
 /// wire-speed path.
-async fn copy_streams<C, U>(
+async fn copy_streams<C>(
     mut client: C,
-    mut upstream: U,
+    mut upstream: Conn,
     counts: Counts,
     cluster: &Cluster,
     route: &L4Route,
@@ -117,7 +105,6 @@ async fn copy_streams<C, U>(
     idle: Duration,
 ) where
     C: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin + AsTcp,
 {
     let stats = cluster.tcp_stats();
     stats.opened.increment(1);
@@ -147,26 +134,6 @@ async fn copy_streams<C, U>(
     }
     flushed.flush(&counts, stats);
     finish(stats, started, end, route, cluster, origin, &counts);
-}
-
-/// The TCP socket under an upstream stream, for resets.
-trait AsTcp {
-    fn tcp(&self) -> &TcpStream;
-}
-
-impl AsTcp for Conn {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            Conn::Plain(s) => s,
-            Conn::Tls(s) => s.get_ref().0,
-        }
-    }
-}
-
-impl AsTcp for Box<TlsStream<TcpStream>> {
-    fn tcp(&self) -> &TcpStream {
-        self.get_ref().0
-    }
 }
 
 /// Picks the destination and endpoint and connects; `None` (counted, logged) closes the client.

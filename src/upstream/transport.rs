@@ -453,6 +453,16 @@ pub enum Conn {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
+impl Conn {
+    /// The TCP socket under the stream (for resets).
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
 impl AsyncRead for Conn {
     fn poll_read(
         self: Pin<&mut Self>,
