@@ -25,6 +25,7 @@ pub const TCP_RECEIVED_BYTES: &str = "tollgate_tcp_received_bytes_total";
 pub const TCP_SENT_BYTES: &str = "tollgate_tcp_sent_bytes_total";
 pub const TCP_DURATION: &str = "tollgate_tcp_connection_duration_seconds";
 pub const TCP_REJECTED: &str = "tollgate_tcp_connections_rejected_total";
+pub const OUTLIER_EJECTIONS: &str = "tollgate_outlier_ejections_total";
 
 /// Buckets of [`TCP_DURATION`], seconds: a request-sized exchange up to Envoy's one-hour idle timeout.
 const TCP_DURATION_BUCKETS: &[f64] = &[
@@ -105,7 +106,11 @@ fn describe() {
     describe_histogram!(TCP_DURATION, "Opaque TCP stream lifetime, seconds");
     describe_counter!(
         TCP_REJECTED,
-        "Opaque TCP streams closed before reaching an upstream, by reason (no_route, no_cluster, no_healthy_upstream, overflow, connect_failed, connect_timeout)"
+        "Opaque TCP streams closed before reaching an upstream, by reason (no_route, no_cluster, no_healthy_upstream, overflow, connect_failed, connect_timeout, tls_failed)"
+    );
+    describe_counter!(
+        OUTLIER_EJECTIONS,
+        "Endpoints ejected by outlier detection, by destination cluster"
     );
 }
 
@@ -239,6 +244,11 @@ pub fn record_client_hello_failure(reason: &'static str) {
         ],
     );
     SLUGS.increment(reason);
+}
+
+/// An outlier ejection (rare: registered on use).
+pub fn record_outlier_ejection(cluster: &str) {
+    counter!(OUTLIER_EJECTIONS, "destination" => cluster.to_string()).increment(1);
 }
 
 pub fn record_bind_error() {

@@ -86,6 +86,13 @@ fn the_book_rule_ejects_an_endpoint_that_answers_500() {
     );
     assert_eq!(count(&seen, 500), 1, "{seen:?}");
     assert_eq!(count(&seen, 200), 59, "{seen:?}");
+    let (_, metrics) = w.gw.metrics_get("/stats/prometheus");
+    let line =
+        format!("tollgate_outlier_ejections_total{{destination=\"outbound|80||{SE_HOST}\"}} 1");
+    assert!(
+        metrics.lines().any(|l| l == line),
+        "expected `{line}` in the metrics:\n{metrics}"
+    );
 
     // Without the rule, the same endpoint keeps getting its share.
     let bad = ScriptedHttp::start(500);

@@ -213,6 +213,7 @@ impl Cluster {
             let ejected = all.iter().filter(|e| e.health.is_ejected()).count();
             if detector.try_eject(&endpoint.health, ejected, all.len()) {
                 tracing::info!(cluster = %self.spec.name, endpoint = %endpoint.addr, "outlier detection ejected an endpoint");
+                crate::metrics::record_outlier_ejection(&self.spec.name);
                 self.rebuild_serving();
             }
         });
