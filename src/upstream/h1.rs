@@ -72,13 +72,12 @@ impl H1Pool {
         }
     }
 
-    /// A connection ready for a request (LIFO, to keep few connections warm); closed and
-    /// expired ones go.
+    /// A connection ready for a request (LIFO, to keep few connections warm); closed ones go.
+    /// Expiry is the reaper's job: no clock read per request here.
     fn checkout(&self, key: PoolKey) -> Option<Pooled> {
         let mut idle = self.idle.lock().ok()?;
         let list = idle.get_mut(&key)?;
-        let now = Instant::now();
-        list.retain(|p| !p.sender.is_closed() && !p.expired(now));
+        list.retain(|p| !p.sender.is_closed());
         let i = list.iter().rposition(|p| p.sender.is_ready())?;
         Some(list.swap_remove(i))
     }
@@ -119,10 +118,6 @@ impl H1Pool {
 }
 
 impl Pooled {
-    fn expired(&self, now: Instant) -> bool {
-        self.sender.is_ready() && now.duration_since(self.idle_since) >= self.idle_timeout
-    }
-
     /// A busy connection's idle time starts again; a closed or expired one goes.
     fn keep(&mut self, now: Instant) -> bool {
         if self.sender.is_closed() {
@@ -132,7 +127,7 @@ impl Pooled {
             self.idle_since = now;
             return true;
         }
-        !self.expired(now)
+        now.duration_since(self.idle_since) < self.idle_timeout
     }
 }
 
