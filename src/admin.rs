@@ -197,6 +197,7 @@ fn spec_json(spec: &Spec) -> serde_json::Value {
         Spec::DestinationRule(s) => serde_json::to_value(s),
         Spec::ServiceEntry(s) => serde_json::to_value(s),
         Spec::WorkloadEntry(s) => serde_json::to_value(s),
+        Spec::Telemetry(s) => serde_json::to_value(s),
         // Key material never leaves the process: only the secret's type and key names.
         Spec::Secret(s) => {
             Ok(json!({"type": s.secret_type, "keys": s.entries.keys().collect::<Vec<_>>()}))

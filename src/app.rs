@@ -62,6 +62,7 @@ pub async fn serve(args: RunArgs) -> anyhow::Result<()> {
         tcp_copy: args.tcp_copy,
         mirror_shadow_host: args.mirror_shadow_host,
     };
+    start_telemetry(&args)?;
     let shared = Shared::new(settings);
     let listeners = Listeners::new(shared.clone(), args.port_map());
     let ctx = AdminContext {
@@ -80,6 +81,7 @@ pub async fn serve(args: RunArgs) -> anyhow::Result<()> {
     }
     let store = ConfigStore::new(&config_dir, &args.config.namespace);
     let mut options = args.config.options();
+    options.access_log = args.telemetry.access_log.is_some();
     options.resumption = crate::tls::server_config::Resumption::new(!args.no_session_resumption);
     let mut reloader = Reloader::new(store, options, shared.clone(), listeners);
     reloader.reload();
@@ -89,6 +91,30 @@ pub async fn serve(args: RunArgs) -> anyhow::Result<()> {
     shared.start_draining();
     tracing::info!("shutting down");
     Ok(())
+}
+
+/// The gateway's identity for Istio's labels, the metrics upkeep, and the access log writer.
+fn start_telemetry(args: &RunArgs) -> anyhow::Result<()> {
+    use crate::telemetry::{access_log, identity};
+    identity::set(identity::Identity::new(
+        &args.telemetry.workload_name,
+        &args.config.gateway_namespace,
+        &args.telemetry.cluster_id,
+        &args.config.labels,
+    ));
+    let prometheus = crate::metrics::install();
+    // Histogram samples wait in per-series buffers until drained; scrapes drain them too, but an
+    // unscraped gateway must not grow without bound.
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            prometheus.run_upkeep();
+        }
+    });
+    let target = access_log::Target::parse(args.telemetry.access_log.as_deref().unwrap_or("-"));
+    access_log::start(target, args.telemetry.access_log_format)
+        .context("starting the access log writer")
 }
 
 async fn shutdown_signal() {

@@ -64,6 +64,7 @@ impl ConfigArgs {
             cluster_domain: self.cluster_domain.clone(),
             certs_dir: self.certs_dir.clone(),
             resumption: crate::tls::server_config::Resumption::disabled(),
+            access_log: false,
         }
     }
 }
@@ -105,6 +106,26 @@ pub struct RunArgs {
     /// Send mirrored requests with Host `<host>-shadow`, as Istio before 1.28 did (default: Host unchanged).
     #[arg(long)]
     pub mirror_shadow_host: bool,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+/// Who the gateway is in metrics, and where its access log goes.
+#[derive(Debug, Clone, Args)]
+pub struct TelemetryArgs {
+    /// Workload name in Istio's `source_workload` label (Kubernetes: the Deployment's name).
+    #[arg(long, default_value = crate::telemetry::identity::DEFAULT_WORKLOAD, env = "ISTIO_META_WORKLOAD_NAME")]
+    pub workload_name: String,
+    /// Cluster id in Istio's `source_cluster` label.
+    #[arg(long, default_value = crate::telemetry::identity::DEFAULT_CLUSTER, env = "ISTIO_META_CLUSTER_ID")]
+    pub cluster_id: String,
+    /// Write an access log line per request and TCP stream to PATH (`-`: standard output). Off by
+    /// default, as in Istio's default profile; a Telemetry resource can also turn it on or off.
+    #[arg(long, value_name = "PATH|-", env = "TOLLGATE_ACCESS_LOG")]
+    pub access_log: Option<String>,
+    /// Access log encoding: Envoy's default `text` line, or `json`.
+    #[arg(long, default_value = "text", value_parser = parse_log_format, env = "TOLLGATE_ACCESS_LOG_FORMAT")]
+    pub access_log_format: crate::telemetry::access_log::Format,
 }
 
 impl RunArgs {
@@ -160,6 +181,14 @@ fn parse_idle_timeout(value: &str) -> Result<std::time::Duration, String> {
         Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
         Ok(d) => Ok(d),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+fn parse_log_format(value: &str) -> Result<crate::telemetry::access_log::Format, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "text" => Ok(crate::telemetry::access_log::Format::Text),
+        "json" => Ok(crate::telemetry::access_log::Format::Json),
+        other => Err(format!("{other:?} is not text or json")),
     }
 }
 

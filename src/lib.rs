@@ -26,5 +26,6 @@ pub mod reload;
 pub mod route;
 pub mod snapshot;
 pub mod state;
+pub mod telemetry;
 pub mod tls;
 pub mod upstream;

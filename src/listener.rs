@@ -175,12 +175,23 @@ async fn serve(stream: TcpStream, key: ListenKey, peer: SocketAddr, shared: Arc<
     };
     // Long-lived streams (TCP, passthrough) end up in `forward` here, at the top of the task:
     // the TLS and HTTP futures are boxed and gone by then, so an idle stream's task stays small.
-    let (stream, prefix, route) = match protocol {
-        Protocol::Tcp(route) => (stream, Bytes::new(), route),
+    let downstream = crate::telemetry::access_log::Downstream {
+        local: stream.local_addr().ok(),
+        remote: peer,
+        sni: None,
+    };
+    let (stream, prefix, route, origin) = match protocol {
+        Protocol::Tcp(route) => {
+            let origin = Origin {
+                gateway_port: key.port,
+                downstream,
+            };
+            (stream, Bytes::new(), route, origin)
+        }
         Protocol::Tls => {
-            let tls = crate::tls::terminate::serve(stream, key, peer, shared.clone());
+            let tls = crate::tls::terminate::serve(stream, key, downstream, shared.clone());
             match Box::pin(tls).await {
-                Some(passthrough) => (passthrough.stream, passthrough.hello, passthrough.route),
+                Some(p) => (p.stream, p.hello, p.route, p.origin),
                 None => return,
             }
         }
@@ -194,14 +205,11 @@ async fn serve(stream: TcpStream, key: ListenKey, peer: SocketAddr, shared: Arc<
                 scheme: "http",
                 tls_server: None,
                 client_cert: None,
+                downstream,
             };
             Box::pin(crate::http::server::serve(stream, conn)).await;
             return;
         }
-    };
-    let origin = Origin {
-        gateway_port: key.port,
-        peer,
     };
     crate::l4::forward(stream, prefix, &route, origin, &shared.settings).await;
 }

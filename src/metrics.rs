@@ -2,12 +2,13 @@
 
 use std::sync::OnceLock;
 
-use http::StatusCode;
 use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
     Histogram,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::telemetry::istio::{self, Destination, DestinationStats};
 
 pub const HTTP_REQUESTS: &str = "tollgate_http_requests_total";
 pub const DOWNSTREAM_CONNECTIONS: &str = "tollgate_downstream_connections_total";
@@ -19,13 +20,12 @@ pub const CONFIG_LAST_RELOAD_SUCCESS: &str =
 pub const LISTENER_BIND_ERRORS: &str = "tollgate_listener_bind_errors_total";
 pub const TLS_HANDSHAKES: &str = "tollgate_tls_handshakes_total";
 pub const TLS_CLIENT_HELLO_FAILURES: &str = "tollgate_tls_client_hello_failures_total";
-pub const TCP_OPENED: &str = "tollgate_tcp_connections_opened_total";
-pub const TCP_CLOSED: &str = "tollgate_tcp_connections_closed_total";
-pub const TCP_RECEIVED_BYTES: &str = "tollgate_tcp_received_bytes_total";
-pub const TCP_SENT_BYTES: &str = "tollgate_tcp_sent_bytes_total";
 pub const TCP_DURATION: &str = "tollgate_tcp_connection_duration_seconds";
 pub const TCP_REJECTED: &str = "tollgate_tcp_connections_rejected_total";
 pub const OUTLIER_EJECTIONS: &str = "tollgate_outlier_ejections_total";
+pub const UPSTREAM_RETRIES: &str = "tollgate_upstream_retries_total";
+pub const UPSTREAM_OVERFLOWS: &str = "tollgate_upstream_overflows_total";
+pub const UPSTREAM_CONNECT_FAILURES: &str = "tollgate_upstream_connect_failures_total";
 
 /// Buckets of [`TCP_DURATION`], seconds: a request-sized exchange up to Envoy's one-hour idle timeout.
 const TCP_DURATION_BUCKETS: &[f64] = &[
@@ -37,8 +37,22 @@ pub fn install() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full(TCP_DURATION.into()), TCP_DURATION_BUCKETS)
+            let istio = [
+                istio::REQUEST_DURATION,
+                istio::REQUEST_BYTES,
+                istio::RESPONSE_BYTES,
+            ];
+            let recorder = istio
+                .iter()
+                .try_fold(PrometheusBuilder::new(), |builder, name| {
+                    builder.set_buckets_for_metric(Matcher::Full((*name).into()), &istio::BUCKETS)
+                })
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full(TCP_DURATION.into()),
+                        TCP_DURATION_BUCKETS,
+                    )
+                })
                 .map(|builder| builder.build_recorder())
                 .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
             let handle = recorder.handle();
@@ -48,12 +62,34 @@ pub fn install() -> PrometheusHandle {
                 );
             }
             describe();
+            istio::record_build();
             handle
         })
         .clone()
 }
 
 fn describe() {
+    describe_counter!(
+        istio::REQUESTS,
+        "Requests, as Istio counts them (reporter=source)"
+    );
+    describe_histogram!(
+        istio::REQUEST_DURATION,
+        "Request duration, ms: request start to response complete"
+    );
+    describe_histogram!(istio::REQUEST_BYTES, "Request size: head and body, bytes");
+    describe_histogram!(istio::RESPONSE_BYTES, "Response size: head and body, bytes");
+    describe_counter!(istio::TCP_OPENED, "TCP streams opened");
+    describe_counter!(istio::TCP_CLOSED, "TCP streams closed");
+    describe_counter!(
+        istio::TCP_RECEIVED,
+        "Bytes received from downstream on TCP streams, flushed every 5 s and at close"
+    );
+    describe_counter!(
+        istio::TCP_SENT,
+        "Bytes sent to downstream on TCP streams, flushed every 5 s and at close"
+    );
+    describe_gauge!(istio::BUILD, "The proxy's build");
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by status class");
     describe_counter!(
         DOWNSTREAM_CONNECTIONS,
@@ -87,22 +123,6 @@ fn describe() {
         TLS_CLIENT_HELLO_FAILURES,
         "Connections closed before a usable ClientHello, by reason"
     );
-    describe_counter!(
-        TCP_OPENED,
-        "Opaque TCP streams (TCP ports, TLS passthrough, TLS-terminated tcp routes) connected upstream, by destination cluster"
-    );
-    describe_counter!(
-        TCP_CLOSED,
-        "Opaque TCP streams ended, by destination cluster"
-    );
-    describe_counter!(
-        TCP_RECEIVED_BYTES,
-        "Bytes received from downstream on opaque TCP streams, flushed every 5 s and at close"
-    );
-    describe_counter!(
-        TCP_SENT_BYTES,
-        "Bytes sent to downstream on opaque TCP streams, flushed every 5 s and at close"
-    );
     describe_histogram!(TCP_DURATION, "Opaque TCP stream lifetime, seconds");
     describe_counter!(
         TCP_REJECTED,
@@ -112,27 +132,42 @@ fn describe() {
         OUTLIER_EJECTIONS,
         "Endpoints ejected by outlier detection, by destination cluster"
     );
+    describe_counter!(UPSTREAM_RETRIES, "Retries sent, by destination cluster");
+    describe_counter!(
+        UPSTREAM_OVERFLOWS,
+        "Requests, retries and streams refused by the circuit breaker, by destination cluster"
+    );
+    describe_counter!(
+        UPSTREAM_CONNECT_FAILURES,
+        "Upstream connections that failed (refused, timed out, TLS), by destination cluster"
+    );
+    describe_counter!(
+        crate::telemetry::access_log::DROPPED,
+        "Access log entries dropped because the writer fell behind"
+    );
 }
 
-/// One destination cluster's TCP stream metrics, registered once and kept with the cluster.
+/// One destination cluster's metrics, registered on first use and kept with the cluster, so
+/// recording is an atomic add.
 #[derive(Debug)]
-pub struct TcpStats {
-    pub opened: Counter,
-    pub closed: Counter,
-    pub received: Counter,
-    pub sent: Counter,
-    pub duration: Histogram,
+pub struct ClusterStats {
+    /// Istio's standard series for the cluster's service.
+    pub istio: DestinationStats,
+    pub tcp_duration: Histogram,
+    pub retries: Counter,
+    pub overflows: Counter,
+    pub connect_failures: Counter,
 }
 
-impl TcpStats {
-    pub fn new(destination: &str) -> Self {
-        let label = || ("destination", destination.to_string());
-        TcpStats {
-            opened: counter!(TCP_OPENED, &[label()]),
-            closed: counter!(TCP_CLOSED, &[label()]),
-            received: counter!(TCP_RECEIVED_BYTES, &[label()]),
-            sent: counter!(TCP_SENT_BYTES, &[label()]),
-            duration: histogram!(TCP_DURATION, &[label()]),
+impl ClusterStats {
+    pub fn new(cluster: &str, service: &str) -> Self {
+        let label = || ("destination", cluster.to_string());
+        ClusterStats {
+            istio: DestinationStats::new(Destination::of_host(service)),
+            tcp_duration: histogram!(TCP_DURATION, &[label()]),
+            retries: counter!(UPSTREAM_RETRIES, &[label()]),
+            overflows: counter!(UPSTREAM_OVERFLOWS, &[label()]),
+            connect_failures: counter!(UPSTREAM_CONNECT_FAILURES, &[label()]),
         }
     }
 }
@@ -188,13 +223,13 @@ pub fn record_tcp_rejected(reason: &'static str) {
 }
 
 /// Pre-registered per status class: recording is an atomic add, no allocation, no lock.
-pub fn record_http_response(status: StatusCode) {
+pub fn record_http_response(status: u16) {
     static CLASSES: OnceLock<[Counter; 6]> = OnceLock::new();
     let classes = CLASSES.get_or_init(|| {
         ["1xx", "2xx", "3xx", "4xx", "5xx", "other"]
             .map(|class| counter!(HTTP_REQUESTS, "code_class" => class))
     });
-    let index = match status.as_u16() / 100 {
+    let index = match status / 100 {
         c @ 1..=5 => usize::from(c) - 1,
         _ => 5,
     };

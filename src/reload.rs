@@ -56,6 +56,7 @@ impl Reloader {
             previous.generation + 1,
         ));
         self.shared.snapshot.store(snapshot.clone());
+        crate::telemetry::access_log::set_enabled(snapshot.access_logging.enabled);
         self.listeners.reconcile(&snapshot);
         let elapsed = started.elapsed();
         crate::snapshot::retire(previous);

@@ -73,6 +73,9 @@ pub struct VirtualHost {
 pub struct Route {
     /// `<ns>/<virtualservice>` and the rule's position, for logs and explanations.
     pub name: String,
+    /// Envoy's route name, `%ROUTE_NAME%` in access logs: the rule's `name`, with `.<match name>`
+    /// when the match has one; none for unnamed rules.
+    pub log_name: Option<Box<str>>,
     pub matcher: RouteMatch,
     pub action: Action,
     /// Timeout, retries, fault, rewrite and headers of a forwarding rule (shared by its matches).

@@ -1104,19 +1104,28 @@ fn tcp_metrics_count_streams_and_bytes() {
     }
     drop(s);
     let dest = format!("destination=\"{ECHO_DESTINATION}\"");
+    // Istio's series: the service, reported by the gateway as the client side, no flags.
+    let service = "destination_service=\"tcp-echo-service.default.svc.cluster.local\"";
     let (recorded, last) = metrics_when(gw, Duration::from_secs(15), |text| {
-        let m = |name: &str| metric(text, name, &dest);
-        m("tollgate_tcp_connections_opened_total") >= 1.0
-            && m("tollgate_tcp_connections_closed_total") >= 1.0
-            && m("tollgate_tcp_received_bytes_total") >= N as f64
-            && m("tollgate_tcp_sent_bytes_total") >= N as f64
-            && m("tollgate_tcp_connection_duration_seconds_count") >= 1.0
+        let istio = |name: &str| {
+            text.lines()
+                .filter(|l| l.contains(service) && l.contains("request_protocol=\"tcp\""))
+                .filter(|l| l.contains("reporter=\"source\"") && l.contains("response_flags=\"-\""))
+                .map(|l| metric(l, name, service))
+                .sum::<f64>()
+        };
+        istio("istio_tcp_connections_opened_total") >= 1.0
+            && istio("istio_tcp_connections_closed_total") >= 1.0
+            && istio("istio_tcp_received_bytes_total") >= N as f64
+            && istio("istio_tcp_sent_bytes_total") >= N as f64
+            && metric(
+                text,
+                "tollgate_tcp_connection_duration_seconds_count",
+                &dest,
+            ) >= 1.0
     });
     if !recorded {
-        let tcp: Vec<&str> = last
-            .lines()
-            .filter(|l| l.contains("tollgate_tcp_"))
-            .collect();
+        let tcp: Vec<&str> = last.lines().filter(|l| l.contains("_tcp_")).collect();
         gw.fail(format!(
             "after one {N}-byte echo stream to {ECHO_DESTINATION}, expected opened/closed >= 1, \
              received/sent >= {N} and a duration sample; TCP metrics:\n{}",

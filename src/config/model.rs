@@ -537,6 +537,48 @@ pub struct WorkloadEntrySpec {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Telemetry (telemetry.istio.io): access logging is what applies at a gateway
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TelemetrySpec {
+    pub selector: Option<LabelSelector>,
+    pub target_ref: Option<Loose>,
+    pub target_refs: Vec<Loose>,
+    pub access_logging: Vec<AccessLogging>,
+    pub metrics: Vec<Loose>,
+    pub tracing: Vec<Loose>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LabelSelector {
+    pub match_labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AccessLogging {
+    pub providers: Vec<ProviderRef>,
+    pub disabled: Option<bool>,
+    pub filter: Option<AccessLogFilter>,
+    #[serde(rename = "match")]
+    pub match_: Option<Loose>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProviderRef {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AccessLogFilter {
+    pub expression: String,
+}
+
+// ---------------------------------------------------------------------------------------------
 // Kubernetes Secret
 
 /// A `v1` Secret holding TLS material. Values are kept decoded; never serialized or printed
@@ -558,6 +600,13 @@ impl std::fmt::Debug for SecretData {
 
 /// Every field name the model knows, for "did you mean" hints on unknown fields.
 pub const KNOWN_FIELDS: &[&str] = &[
+    "accessLogging",
+    "providers",
+    "disabled",
+    "matchLabels",
+    "targetRef",
+    "targetRefs",
+    "expression",
     "apiVersion",
     "kind",
     "metadata",

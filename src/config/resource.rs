@@ -18,6 +18,7 @@ pub enum Kind {
     DestinationRule,
     ServiceEntry,
     WorkloadEntry,
+    Telemetry,
     Secret,
 }
 
@@ -29,6 +30,7 @@ impl Kind {
             Kind::DestinationRule => "DestinationRule",
             Kind::ServiceEntry => "ServiceEntry",
             Kind::WorkloadEntry => "WorkloadEntry",
+            Kind::Telemetry => "Telemetry",
             Kind::Secret => "Secret",
         }
     }
@@ -47,6 +49,7 @@ pub enum Spec {
     DestinationRule(DestinationRuleSpec),
     ServiceEntry(ServiceEntrySpec),
     WorkloadEntry(WorkloadEntrySpec),
+    Telemetry(TelemetrySpec),
     Secret(SecretData),
 }
 
@@ -58,6 +61,7 @@ impl Spec {
             Spec::DestinationRule(_) => Kind::DestinationRule,
             Spec::ServiceEntry(_) => Kind::ServiceEntry,
             Spec::WorkloadEntry(_) => Kind::WorkloadEntry,
+            Spec::Telemetry(_) => Kind::Telemetry,
             Spec::Secret(_) => Kind::Secret,
         }
     }
@@ -117,6 +121,7 @@ pub enum Classified {
 }
 
 const ISTIO_VERSIONS: &[&str] = &["v1alpha3", "v1beta1", "v1"];
+const TELEMETRY_VERSIONS: &[&str] = &["v1alpha1", "v1"];
 const ENFORCED_SECURITY_KINDS: &[&str] = &[
     "AuthorizationPolicy",
     "RequestAuthentication",
@@ -148,6 +153,9 @@ pub fn classify(doc: &RawDoc, origin: Origin, default_namespace: &str) -> Classi
             "networking.istio.io",
             "Gateway" | "VirtualService" | "DestinationRule" | "ServiceEntry" | "WorkloadEntry",
         ) if ISTIO_VERSIONS.contains(&version) => decode_istio(doc, kind),
+        ("telemetry.istio.io", "Telemetry") if TELEMETRY_VERSIONS.contains(&version) => doc
+            .decode("spec")
+            .map(|d: Decoded<TelemetrySpec>| (Spec::Telemetry(d.value), d.unknown_fields)),
         ("", "Secret") if version == "v1" && is_tls_secret_type(doc.str_field("type")) => {
             decode_secret(doc)
         }
@@ -285,7 +293,7 @@ pub fn claimed_key(doc: &RawDoc, default_namespace: &str) -> Option<ResourceKey>
         .str_field("apiVersion")?
         .rsplit_once('/')
         .map_or("", |(g, _)| g);
-    if !matches!(group, "networking.istio.io" | "") {
+    if !matches!(group, "networking.istio.io" | "telemetry.istio.io" | "") {
         return None;
     }
     let kind = match doc.str_field("kind")? {
@@ -294,6 +302,7 @@ pub fn claimed_key(doc: &RawDoc, default_namespace: &str) -> Option<ResourceKey>
         "DestinationRule" => Kind::DestinationRule,
         "ServiceEntry" => Kind::ServiceEntry,
         "WorkloadEntry" => Kind::WorkloadEntry,
+        "Telemetry" => Kind::Telemetry,
         "Secret" => Kind::Secret,
         _ => return None,
     };

@@ -71,6 +71,7 @@ pub fn validate(resource: &Resource) -> Vec<Finding> {
         Spec::DestinationRule(spec) => destination_rule(spec, &mut f),
         Spec::ServiceEntry(spec) => service_entry(spec, &mut f),
         Spec::WorkloadEntry(spec) => workload_entry(spec, "spec", &mut f),
+        Spec::Telemetry(spec) => telemetry(spec, &mut f),
         Spec::Secret(_) => {}
     }
     f.0
@@ -749,6 +750,39 @@ fn service_ports<'a>(ports: &'a [ServicePort], f: &mut Findings) -> HashSet<&'a 
         }
     }
     names
+}
+
+/// What a gateway does with a Telemetry: access logging through the built-in `envoy` provider.
+fn telemetry(spec: &TelemetrySpec, f: &mut Findings) {
+    if spec.target_ref.is_some() || !spec.target_refs.is_empty() {
+        f.warn("spec.targetRef", "targetRef selects Gateway API resources; tollgate applies this Telemetry by namespace and selector only");
+    }
+    if !spec.metrics.is_empty() {
+        f.warn("spec.metrics", "metrics overrides are accepted but not applied by tollgate: Istio's standard metrics are always reported");
+    }
+    if !spec.tracing.is_empty() {
+        f.warn("spec.tracing", "tracing is accepted but not applied by tollgate: trace headers are propagated, no spans are reported");
+    }
+    for (i, logging) in spec.access_logging.iter().enumerate() {
+        let field = format!("spec.accessLogging[{i}]");
+        for (j, provider) in logging.providers.iter().enumerate() {
+            if provider.name != crate::telemetry::ENVOY_PROVIDER {
+                f.warn(format!("{field}.providers[{j}].name"), format!("provider {:?} is not available at tollgate; only the built-in \"envoy\" file provider (--access-log) is", provider.name));
+            }
+        }
+        if logging.filter.is_some() {
+            f.warn(
+                format!("{field}.filter"),
+                "CEL filters are not evaluated by tollgate: every request and stream is logged",
+            );
+        }
+        if logging.match_.is_some() {
+            f.warn(
+                format!("{field}.match"),
+                "match (client/server mode) is ignored: a gateway logs as the client side",
+            );
+        }
+    }
 }
 
 fn workload_entry(spec: &WorkloadEntrySpec, field: &str, f: &mut Findings) {

@@ -25,6 +25,8 @@ pub const PORT_PLAN: &[(u16, u16)] = &[(80, 8080), (443, 8443), (31400, 31400)];
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut run = args.run;
+    // As Istio's demo profile: access logs on standard output.
+    run.telemetry.access_log.get_or_insert_with(|| "-".into());
     for (gw, listen) in PORT_PLAN {
         if !run.port_map.iter().any(|(g, _)| g == gw) {
             run.port_map.push((*gw, *listen));

@@ -15,12 +15,14 @@ use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use super::exchange::Exchange;
 use super::headers::{self, Downstream, X_ENVOY_ATTEMPT_COUNT, X_ENVOY_UPSTREAM_SERVICE_TIME};
-use super::local::{self, ConnectFailure, LocalReply, SERVER_NAME};
+use super::local::{self, ConnectFailure, Generated, LocalReply, SERVER_NAME};
 use super::proxy::ConnContext;
 use super::{Body, UpstreamBody};
 use crate::policy::{self, Abort, Failure, RetryPolicy, RoutePolicy};
 use crate::route::{Route, StrMatch, Target};
+use crate::telemetry::Flags;
 use crate::upstream::{
     ActiveRequest, Admission, Cluster, Endpoint, Observation, RequestBody, UpstreamError,
     UpstreamProtocol,
@@ -42,6 +44,7 @@ pub async fn forward(
     route: Arc<Route>,
     destination: Option<Arc<policy::DestinationHeaders>>,
     conn: &ConnContext,
+    exchange: &mut Exchange,
 ) -> Response<Body> {
     let policy = &route.policy;
     let destination = destination.as_deref();
@@ -54,12 +57,12 @@ pub async fn forward(
         },
         None => None,
     };
-    let mut response = match inject_fault(policy).await {
+    let mut response = match inject_fault(policy, exchange).await {
         Some(response) => response,
         None => match target {
             Target::Cluster(cluster) => {
                 rewrite(&mut req, &route, destination);
-                let mut response = attempts(req, &cluster, policy, conn).await;
+                let mut response = attempts(req, &cluster, policy, conn, exchange).await;
                 if response.extensions().get::<local::Generated>().is_none() {
                     let route_ops = &policy.response_headers;
                     let dest_ops = destination.map(|d| &d.response);
@@ -137,10 +140,11 @@ fn cors_check(req: &Request<Incoming>, cors: &policy::Cors) -> Cors {
 }
 
 /// `fault`: a delay and/or an abort, each drawn independently for its share of requests.
-async fn inject_fault(policy: &RoutePolicy) -> Option<Response<Body>> {
+async fn inject_fault(policy: &RoutePolicy, exchange: &mut Exchange) -> Option<Response<Body>> {
     let fault = policy.fault.as_ref()?;
     if let Some((delay, percent)) = fault.delay {
         if policy::sampled(percent, fastrand::f64()) {
+            exchange.flags.insert(Flags::DELAY_INJECTED);
             tokio::time::sleep(delay).await;
         }
     }
@@ -149,8 +153,12 @@ async fn inject_fault(policy: &RoutePolicy) -> Option<Response<Body>> {
         return None;
     }
     Some(match abort {
-        Abort::Http(status) => local::text(status, Bytes::from_static(b"fault filter abort")),
-        Abort::Grpc(code) => local::grpc_status(code, "fault filter abort"),
+        Abort::Http(status) => local::reply(
+            status,
+            Bytes::from_static(b"fault filter abort"),
+            Generated::FAULT_ABORT,
+        ),
+        Abort::Grpc(code) => local::grpc_status(code, "fault filter abort", Generated::FAULT_ABORT),
     })
 }
 
@@ -212,6 +220,7 @@ async fn attempts(
     cluster: &Arc<Cluster>,
     policy: &RoutePolicy,
     conn: &ConnContext,
+    exchange: &mut Exchange,
 ) -> Response<Body> {
     let upgrade = headers::is_upgrade(req.headers());
     let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -242,6 +251,7 @@ async fn attempts(
     }
     // The cluster's circuit breaker: overflow is answered at once, never retried.
     let Ok(admission) = cluster.breaker().admit().await else {
+        cluster.stats().overflows.increment(1);
         return LocalReply::Overflow.response();
     };
     let mut retries_left = if replay.is_some() { retry.attempts } else { 0 };
@@ -253,6 +263,7 @@ async fn attempts(
             return LocalReply::NoHealthyUpstream.response();
         };
         previous = Some(endpoint.addr);
+        exchange.upstream_host = Some(endpoint.addr);
         // The head is kept for a retry only while one can follow; the last try takes it.
         let head = if retries_left > 0 {
             copy_parts(&parts)
@@ -272,6 +283,9 @@ async fn attempts(
         let mut retry_admitted = |wanted: bool| {
             if wanted && retries_left > 0 {
                 _retry_in_flight = cluster.breaker().admit_retry();
+                if _retry_in_flight.is_none() {
+                    cluster.stats().overflows.increment(1);
+                }
                 _retry_in_flight.is_some()
             } else {
                 false
@@ -282,9 +296,16 @@ async fn attempts(
         match outcome {
             Outcome::Response(response) => {
                 let grpc = upstream_grpc_status(&response);
-                if !retry_admitted(retry.retries_status(response.status(), grpc)) {
+                let wanted = retry.retries_status(response.status(), grpc);
+                if !retry_admitted(wanted) {
+                    if wanted && retry.attempts > 0 {
+                        exchange.flags.insert(Flags::RETRY_LIMIT_EXCEEDED);
+                    }
+                    let service_time = started.elapsed().as_millis() as u64;
+                    exchange.upstream_service_time = Some(service_time);
                     let held = (active, admission);
-                    let mut response = finish_response(response, started, downstream_upgrade, held);
+                    let mut response =
+                        finish_response(response, service_time, downstream_upgrade, held);
                     if let Some(cookie) = set_cookie {
                         response
                             .headers_mut()
@@ -294,18 +315,22 @@ async fn attempts(
                 }
             }
             Outcome::Failed(err) => {
+                if matches!(err, UpstreamError::Connect(_) | UpstreamError::Tls(_)) {
+                    cluster.stats().connect_failures.increment(1);
+                }
                 if !retry_admitted(retry.retries_failure(failure(err))) {
                     return upstream_error(err).response_after(attempt > 1);
                 }
             }
             Outcome::PerTryTimeout => {
                 if !retry_admitted(retry.retries_failure(Failure::PerTryTimeout)) {
-                    return LocalReply::UpstreamTimeout.response();
+                    return LocalReply::PerTryTimeout.response_after(attempt > 1);
                 }
             }
             Outcome::Timeout => return LocalReply::UpstreamTimeout.response(),
         }
         retries_left -= 1;
+        cluster.stats().retries.increment(1);
         let wake = Instant::now() + retry.backoff(attempt, fastrand::f64());
         match deadline {
             // The route timeout runs out during the back-off: answer when it does, as Envoy.
@@ -555,7 +580,7 @@ fn upstream_parts(
 
 fn finish_response(
     mut response: Response<Incoming>,
-    started: Instant,
+    service_time_ms: u64,
     downstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
     held: (ActiveRequest, Admission),
 ) -> Response<Body> {
@@ -571,7 +596,7 @@ fn finish_response(
     parts.headers.insert(SERVER, SERVER_NAME);
     parts.headers.insert(
         X_ENVOY_UPSTREAM_SERVICE_TIME,
-        HeaderValue::from(started.elapsed().as_millis() as u64),
+        HeaderValue::from(service_time_ms),
     );
     Response::from_parts(parts, Either::Left(UpstreamBody::new(body, held)))
 }

@@ -113,8 +113,18 @@ pub struct Downstream<'a> {
     pub trusted_hops: u32,
 }
 
-/// Request headers towards the upstream: XFF appended, XFP overwritten, a fresh x-request-id
-/// unless trusted proxies vouch for the client's, Envoy-internal headers stripped.
+/// What Envoy's connection manager does to every request on arrival, before routing (so logs and
+/// local replies see it too): the client appended to x-forwarded-for, and a fresh x-request-id
+/// unless trusted proxies vouch for the client's.
+pub fn on_arrival(headers: &mut HeaderMap, peer: &HeaderValue, trusted_hops: u32) {
+    append_forwarded_for(headers, peer);
+    if !(trusted_hops > 0 && headers.contains_key(X_REQUEST_ID)) {
+        headers.insert(X_REQUEST_ID, new_request_id());
+    }
+}
+
+/// Request headers towards the upstream (after [`on_arrival`]): XFP overwritten, Envoy-internal
+/// headers stripped, the gateway's own markers set.
 pub fn prepare_request(headers: &mut HeaderMap, down: &Downstream<'_>) {
     let trusted = down.trusted_hops > 0;
     // Client certificate identity and internal-traffic markers are the gateway's to set, never
@@ -132,14 +142,10 @@ pub fn prepare_request(headers: &mut HeaderMap, down: &Downstream<'_>) {
     if let Some(xfcc) = down.client_cert {
         headers.insert(X_FORWARDED_CLIENT_CERT, xfcc.clone());
     }
-    append_forwarded_for(headers, down.peer);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(down.scheme));
     // Istio turns on attempt counting for gateway routes; retries will count up from here.
     headers.insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from_static("1"));
     headers.insert(X_ENVOY_EXTERNAL_ADDRESS, down.peer.clone());
-    if !(trusted && headers.contains_key(X_REQUEST_ID)) {
-        headers.insert(X_REQUEST_ID, new_request_id());
-    }
 }
 
 fn append_forwarded_for(headers: &mut HeaderMap, peer: &HeaderValue) {
@@ -186,6 +192,7 @@ mod tests {
         h.insert(X_REQUEST_ID, HeaderValue::from_static("client-chosen"));
         h.insert("x-envoy-retry-on", HeaderValue::from_static("5xx"));
         let peer = peer_header("10.1.2.3".parse().unwrap());
+        on_arrival(&mut h, &peer, 0);
         prepare_request(&mut h, &down(&peer));
         assert_eq!(h[X_FORWARDED_FOR], "1.1.1.1,10.1.2.3");
         assert_eq!(h[X_FORWARDED_PROTO], "http");

@@ -1,12 +1,15 @@
 //! Locally generated responses, byte for byte as Envoy sends them on an Istio gateway
 //! (reference §5.1). One place maps each failure to its status and body.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, SERVER};
 use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
 
 use super::Body;
+use crate::telemetry::Flags;
 
 pub const SERVER_NAME: HeaderValue = HeaderValue::from_static("istio-envoy");
 
@@ -27,8 +30,10 @@ pub enum LocalReply {
     UpgradeRequired,
     /// A Host served by another server of the TLS port than the one the SNI chose (421).
     MisdirectedRequest,
-    /// The route timeout (or the last per-try timeout) expired before response headers (504, `UT`).
+    /// The route timeout expired before response headers (504, `UT`).
     UpstreamTimeout,
+    /// The last try's per-try timeout expired (504, `UT`).
+    PerTryTimeout,
     /// The cluster's circuit breaker is full (503, `UO`, `x-envoy-overloaded: true`).
     Overflow,
 }
@@ -43,16 +48,51 @@ pub enum ConnectFailure {
 }
 
 impl LocalReply {
-    pub fn flag(self) -> &'static str {
+    pub fn flag(self) -> Flags {
         match self {
-            LocalReply::NoRoute => "NR",
-            LocalReply::ClusterNotFound => "NC",
-            LocalReply::NoHealthyUpstream => "UH",
-            LocalReply::ConnectFailure(_) => "UF",
-            LocalReply::ConnectionTermination => "UC",
-            LocalReply::UpstreamTimeout => "UT",
-            LocalReply::Overflow => "UO",
-            LocalReply::UpgradeRequired | LocalReply::MisdirectedRequest => "-",
+            LocalReply::NoRoute => Flags::NO_ROUTE,
+            LocalReply::ClusterNotFound => Flags::NO_CLUSTER,
+            LocalReply::NoHealthyUpstream => Flags::NO_HEALTHY_UPSTREAM,
+            LocalReply::ConnectFailure(_) => Flags::UPSTREAM_CONNECTION_FAILURE,
+            LocalReply::ConnectionTermination => Flags::UPSTREAM_CONNECTION_TERMINATION,
+            LocalReply::UpstreamTimeout | LocalReply::PerTryTimeout => Flags::UPSTREAM_TIMEOUT,
+            LocalReply::Overflow => Flags::UPSTREAM_OVERFLOW,
+            LocalReply::UpgradeRequired | LocalReply::MisdirectedRequest => Flags::NONE,
+        }
+    }
+
+    /// Envoy's `%RESPONSE_CODE_DETAILS%` for this reply.
+    fn details(self) -> Cow<'static, str> {
+        let reset = |reason: &str| {
+            Cow::Owned(format!(
+                "upstream_reset_before_response_started{{{}}}",
+                reason
+                    .replace(", transport failure reason: ", ",")
+                    .replace(' ', "_")
+            ))
+        };
+        match self {
+            LocalReply::NoRoute => Cow::Borrowed("route_not_found"),
+            LocalReply::ClusterNotFound => Cow::Borrowed("cluster_not_found"),
+            LocalReply::NoHealthyUpstream => Cow::Borrowed("no_healthy_upstream"),
+            LocalReply::UpgradeRequired => Cow::Borrowed("low_version"),
+            LocalReply::MisdirectedRequest => Cow::Borrowed("misdirected_request"),
+            LocalReply::UpstreamTimeout => Cow::Borrowed("response_timeout"),
+            LocalReply::PerTryTimeout => Cow::Borrowed("upstream_per_try_timeout"),
+            other => match other.status_and_body().1 {
+                Says::Reset(reason) => reset(reason),
+                Says::Fixed(_) => Cow::Borrowed("local_reply"),
+            },
+        }
+    }
+
+    /// Envoy's `%UPSTREAM_TRANSPORT_FAILURE_REASON%`: why the upstream connection failed.
+    fn transport_failure(self) -> Option<&'static str> {
+        match self.status_and_body() {
+            (_, Says::Reset(reason)) => reason
+                .split_once("transport failure reason: ")
+                .map(|(_, why)| why),
+            _ => None,
         }
     }
 
@@ -74,7 +114,7 @@ impl LocalReply {
             LocalReply::ConnectionTermination => (unavailable, Reset("connection termination")),
             LocalReply::UpgradeRequired => (StatusCode::UPGRADE_REQUIRED, Fixed("")),
             LocalReply::MisdirectedRequest => (StatusCode::MISDIRECTED_REQUEST, Fixed("")),
-            LocalReply::UpstreamTimeout => {
+            LocalReply::UpstreamTimeout | LocalReply::PerTryTimeout => {
                 (StatusCode::GATEWAY_TIMEOUT, Fixed("upstream request timeout"))
             }
             LocalReply::Overflow => (unavailable, Reset("overflow")),
@@ -102,7 +142,16 @@ impl LocalReply {
                 ))
             }
         };
-        let mut response = text(status, body);
+        let mut flags = self.flag();
+        if retried {
+            flags.insert(Flags::RETRY_LIMIT_EXCEEDED);
+        }
+        let generated = Generated {
+            flags,
+            details: self.details(),
+            failure: self.transport_failure().map(Cow::Borrowed),
+        };
+        let mut response = reply(status, body, generated);
         if self == LocalReply::Overflow {
             response
                 .headers_mut()
@@ -119,14 +168,38 @@ enum Says {
     Reset(&'static str),
 }
 
-/// Marks a response the gateway generated itself.
-#[derive(Clone, Copy, Debug)]
-pub struct Generated;
+/// Marks a response the gateway generated itself, with what the access log and metrics say of it.
+#[derive(Clone, Debug)]
+pub struct Generated {
+    pub flags: Flags,
+    pub details: Cow<'static, str>,
+    pub failure: Option<Cow<'static, str>>,
+}
 
-/// A local response; non-empty bodies are `text/plain`, as Envoy's.
+impl Generated {
+    /// A configured answer: redirect, direct response, CORS preflight.
+    pub const DIRECT: Generated = Generated {
+        flags: Flags::NONE,
+        details: Cow::Borrowed("direct_response"),
+        failure: None,
+    };
+
+    pub const FAULT_ABORT: Generated = Generated {
+        flags: Flags::FAULT_INJECTED,
+        details: Cow::Borrowed("fault_filter_abort"),
+        failure: None,
+    };
+}
+
+/// A configured local response; non-empty bodies are `text/plain`, as Envoy's.
 pub fn text(status: StatusCode, body: Bytes) -> Response<Body> {
+    reply(status, body, Generated::DIRECT)
+}
+
+/// A local response and what caused it.
+pub fn reply(status: StatusCode, body: Bytes, generated: Generated) -> Response<Body> {
     let mut response = Response::new(Either::Right(Full::new(body.clone())));
-    response.extensions_mut().insert(Generated);
+    response.extensions_mut().insert(generated);
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(SERVER, SERVER_NAME);
@@ -139,7 +212,7 @@ pub fn text(status: StatusCode, body: Bytes) -> Response<Body> {
 
 /// Envoy answers gRPC requests' local errors as trailers-only gRPC responses: HTTP 200 with
 /// `grpc-status` mapped from the HTTP status and `grpc-message` carrying the body.
-pub fn grpc_error(status: StatusCode, body: &[u8]) -> Response<Body> {
+pub fn grpc_error(status: StatusCode, body: &[u8], generated: Generated) -> Response<Body> {
     let code = match status.as_u16() {
         400 => 13,
         401 => 16,
@@ -148,12 +221,12 @@ pub fn grpc_error(status: StatusCode, body: &[u8]) -> Response<Body> {
         429 | 502 | 503 | 504 => 14,
         _ => 2,
     };
-    grpc_status(code, &String::from_utf8_lossy(body))
+    grpc_status(code, &String::from_utf8_lossy(body), generated)
 }
 
 /// A trailers-only gRPC answer with status `code` and, if not empty, `message`.
-pub fn grpc_status(code: u8, message: &str) -> Response<Body> {
-    let mut grpc = text(StatusCode::OK, Bytes::new());
+pub fn grpc_status(code: u8, message: &str, generated: Generated) -> Response<Body> {
+    let mut grpc = reply(StatusCode::OK, Bytes::new(), generated);
     let headers = grpc.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     headers.insert("grpc-status", HeaderValue::from(u16::from(code)));

@@ -1,6 +1,7 @@
 //! The HTTP data path: serving downstream connections, routing each request through the
 //! snapshot, and forwarding it through the proxy core.
 
+pub mod exchange;
 pub mod forward;
 mod hash;
 pub mod headers;

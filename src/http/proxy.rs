@@ -8,9 +8,10 @@ use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
-use super::local::{self, LocalReply};
+use super::exchange::{Exchange, ObservedBody};
+use super::headers::X_REQUEST_ID;
+use super::local::{self, Generated, LocalReply};
 use super::Body;
-use crate::metrics;
 use crate::policy::DestinationHeaders;
 use crate::route::{Action, Redirect, RequestView, Route, RouteTable, Target};
 use crate::snapshot::tls::{TlsAction, TlsListener};
@@ -38,19 +39,30 @@ pub struct ConnContext {
     pub tls_server: Option<TlsSession>,
     /// `x-forwarded-client-cert` for a connection that presented a client certificate.
     pub client_cert: Option<HeaderValue>,
+    /// Addresses and SNI, for the access log.
+    pub downstream: crate::telemetry::access_log::Downstream,
 }
 
-pub async fn handle(req: Request<Incoming>, conn: &ConnContext) -> Response<Body> {
+/// Serves one request: the connection manager's header edits, routing and forwarding, and the
+/// exchange's record, which ends with the response body.
+pub async fn handle(mut req: Request<Incoming>, conn: &ConnContext) -> Response<ObservedBody> {
+    let trusted = conn.shared.settings.num_trusted_proxies;
+    super::headers::on_arrival(req.headers_mut(), &conn.peer_header, trusted);
+    normalize_path(&mut req);
     let grpc = is_grpc(&req);
-    let mut response = route_and_forward(req, conn).await;
-    if grpc
-        && response.status().as_u16() >= 400
-        && response.extensions().get::<local::Generated>().is_some()
-    {
-        response = grpc_local_reply(response).await;
+    let mut exchange = Exchange::start(&req, conn, grpc);
+    let request_id = req.headers().get(X_REQUEST_ID).cloned();
+    let mut response = route_and_forward(req, conn, &mut exchange).await;
+    if response.extensions().get::<Generated>().is_some() {
+        if grpc && response.status().as_u16() >= 400 {
+            response = grpc_local_reply(response).await;
+        }
+        // The request id on the gateway's own answers lets a user find the access log line.
+        if let Some(id) = request_id {
+            response.headers_mut().insert(X_REQUEST_ID, id);
+        }
     }
-    metrics::record_http_response(response.status());
-    response
+    exchange.respond(response)
 }
 
 fn is_grpc(req: &Request<Incoming>) -> bool {
@@ -62,20 +74,28 @@ fn is_grpc(req: &Request<Incoming>) -> bool {
 async fn grpc_local_reply(response: Response<Body>) -> Response<Body> {
     use http_body_util::BodyExt;
     let status = response.status();
+    let generated = response
+        .extensions()
+        .get::<Generated>()
+        .cloned()
+        .unwrap_or(Generated::DIRECT);
     let body = response
         .into_body()
         .collect()
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    local::grpc_error(status, &body)
+    local::grpc_error(status, &body, generated)
 }
 
-async fn route_and_forward(mut req: Request<Incoming>, conn: &ConnContext) -> Response<Body> {
+async fn route_and_forward(
+    req: Request<Incoming>,
+    conn: &ConnContext,
+    exchange: &mut Exchange,
+) -> Response<Body> {
     if matches!(req.version(), Version::HTTP_10 | Version::HTTP_09) {
         return LocalReply::UpgradeRequired.response();
     }
-    normalize_path(&mut req);
     // Each request routes with the snapshot current when it arrives; the decision owns what it
     // needs (the cluster), so the snapshot guard ends before any await.
     let selected = {
@@ -85,14 +105,19 @@ async fn route_and_forward(mut req: Request<Incoming>, conn: &ConnContext) -> Re
             snapshot.listeners.get(&conn.key).map(|l| &l.kind),
             &conn.tls_server,
         ) {
-            (Some(ListenerKind::Http(table)), None) => select(table, &req, conn),
-            (Some(ListenerKind::Tls(tls)), Some(server)) => select_tls(tls, server, &req, conn),
+            (Some(ListenerKind::Http(table)), None) => select(table, &req, conn, exchange),
+            (Some(ListenerKind::Tls(tls)), Some(server)) => {
+                select_tls(tls, server, &req, conn, exchange)
+            }
             _ => Selected::Reply(LocalReply::NoRoute),
         }
     };
     match selected {
         Selected::Forward(target, route, headers) => {
-            super::forward::forward(req, target, route, headers, conn).await
+            if let Target::Cluster(cluster) = &target {
+                exchange.cluster = Some(cluster.clone());
+            }
+            super::forward::forward(req, target, route, headers, conn, exchange).await
         }
         Selected::Reply(reply) => reply.response(),
         Selected::Response(response) => response,
@@ -123,6 +148,7 @@ fn select_tls(
     session: &TlsSession,
     req: &Request<Incoming>,
     conn: &ConnContext,
+    exchange: &mut Exchange,
 ) -> Selected {
     let server = tls
         .servers
@@ -145,11 +171,16 @@ fn select_tls(
     if owner.is_some_and(|o| *o != *session.server) {
         return Selected::Reply(LocalReply::MisdirectedRequest);
     }
-    select(routes, req, conn)
+    select(routes, req, conn, exchange)
 }
 
 /// Pure routing: virtual host, redirect, route, then the weighted target or a direct answer.
-fn select(table: &RouteTable, req: &Request<Incoming>, conn: &ConnContext) -> Selected {
+fn select(
+    table: &RouteTable,
+    req: &Request<Incoming>,
+    conn: &ConnContext,
+    exchange: &mut Exchange,
+) -> Selected {
     let authority = authority(req);
     let Some(vhost) = table.find_vhost(authority) else {
         return Selected::Reply(LocalReply::NoRoute);
@@ -173,6 +204,7 @@ fn select(table: &RouteTable, req: &Request<Incoming>, conn: &ConnContext) -> Se
     let Some(route) = vhost.find_route(&view) else {
         return Selected::Reply(LocalReply::NoRoute);
     };
+    exchange.route = Some(route.clone());
     match &route.action {
         Action::Forward(clusters) => match clusters.pick_with_headers(fastrand::u64(..)) {
             Some((target, headers)) => {

@@ -55,8 +55,15 @@ pub fn compile(load: LoadResult, opts: &Options, previous: &Snapshot, generation
     diag::sort(&mut diagnostics);
     // A VirtualService attached to several servers compiles once per server; report once.
     diagnostics.dedup();
+    let access_logging = crate::telemetry::access_logging(
+        &resources,
+        &opts.gateway_namespace,
+        &opts.labels,
+        opts.access_log,
+    );
     Snapshot {
         generation,
+        access_logging,
         listeners,
         clusters: clusters.built,
         cluster_refs: clusters.refs,

@@ -200,8 +200,13 @@ impl TableBuilder<'_, '_> {
                         .map(|n| format!(".{n}"))
                         .unwrap_or_default()
                 );
+                let log_name = match (&rule.name, m.and_then(|m| m.name.as_ref())) {
+                    (Some(rule), Some(m)) => Some(format!("{rule}.{m}").into()),
+                    (rule, _) => rule.as_deref().map(Into::into),
+                };
                 out.push(Arc::new(Route {
                     name,
+                    log_name,
                     matcher,
                     action: action.clone(),
                     policy: policy.clone(),

@@ -36,6 +36,8 @@ pub struct Options {
     pub certs_dir: std::path::PathBuf,
     /// Session resumption state shared by every TLS configuration across reloads.
     pub resumption: crate::tls::server_config::Resumption,
+    /// `--access-log` was given: logging is on unless a Telemetry resource says otherwise.
+    pub access_log: bool,
 }
 
 impl Default for Options {
@@ -47,6 +49,7 @@ impl Default for Options {
             cluster_domain: "cluster.local".into(),
             certs_dir: "certs".into(),
             resumption: crate::tls::server_config::Resumption::disabled(),
+            access_log: false,
         }
     }
 }
@@ -89,6 +92,8 @@ pub enum ListenerKind {
 
 pub struct Snapshot {
     pub generation: u64,
+    /// Whether access logs are written, as Telemetry resources and `--access-log` decide.
+    pub access_logging: crate::telemetry::AccessLogging,
     pub listeners: BTreeMap<ListenKey, Arc<Listener>>,
     pub clusters: BTreeMap<String, Arc<Cluster>>,
     /// Where each cluster is first referenced (file, line, field), for diagnostics about it.
@@ -117,6 +122,10 @@ impl Snapshot {
     pub fn empty() -> Self {
         Snapshot {
             generation: 0,
+            access_logging: crate::telemetry::AccessLogging {
+                enabled: false,
+                decided_by: "--access-log".into(),
+            },
             listeners: BTreeMap::new(),
             clusters: BTreeMap::new(),
             cluster_refs: BTreeMap::new(),

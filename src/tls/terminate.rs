@@ -21,6 +21,7 @@ use crate::snapshot::l4::L4Route;
 use crate::snapshot::tls::{TlsAction, TlsListener};
 use crate::snapshot::{ListenKey, ListenerKind};
 use crate::state::Shared;
+use crate::telemetry::access_log::Downstream;
 
 /// Envoy's TLS inspector and transport-socket timeouts.
 const PEEK_TIMEOUT: Duration = Duration::from_secs(15);
@@ -34,6 +35,7 @@ pub struct Passthrough {
     pub stream: TcpStream,
     pub hello: Bytes,
     pub route: Arc<L4Route>,
+    pub origin: Origin,
 }
 
 /// Serves a TLS port's connection; a PASSTHROUGH one is handed back to be forwarded, so this
@@ -41,9 +43,10 @@ pub struct Passthrough {
 pub async fn serve(
     mut stream: TcpStream,
     key: ListenKey,
-    peer: SocketAddr,
+    mut downstream: Downstream,
     shared: Arc<Shared>,
 ) -> Option<Passthrough> {
+    let peer = downstream.remote;
     let mut buf = BytesMut::with_capacity(2048);
     let hello = match read_client_hello(&mut stream, &mut buf, PEEK_TIMEOUT).await {
         Ok(hello) => hello,
@@ -53,9 +56,10 @@ pub async fn serve(
             return None;
         }
     };
+    downstream.sni = hello.sni.as_deref().map(Arc::from);
     let origin = Origin {
         gateway_port: key.port,
-        peer,
+        downstream,
     };
     let idle = shared.settings.tcp_idle_timeout;
     let sni = hello.sni.as_deref().unwrap_or("-");
@@ -63,6 +67,7 @@ pub async fn serve(
         Choice::Refuse => {
             tracing::debug!(%peer, gateway_port = key.port, sni, "no server for this SNI");
             crate::metrics::record_tls_handshake("no_matching_server");
+            crate::l4::forward::record_no_route(&origin);
             let _ = stream.write_all(&UNRECOGNIZED_NAME).await;
             let _ = stream.shutdown().await;
         }
@@ -70,6 +75,7 @@ pub async fn serve(
             // A PASSTHROUGH server's host without a tls route: Envoy has no chain and resets.
             tracing::debug!(%peer, gateway_port = key.port, sni, "no tls route for this SNI; connection reset");
             crate::metrics::record_tcp_rejected("no_route");
+            crate::l4::forward::record_no_route(&origin);
             crate::l4::relay::abort(&stream);
         }
         Choice::Passthrough(route) => {
@@ -77,6 +83,7 @@ pub async fn serve(
                 stream,
                 hello: buf.freeze(),
                 route,
+                origin,
             });
         }
         Choice::TerminateTcp(config, route) => {
@@ -101,6 +108,7 @@ pub async fn serve(
                 scheme: "https",
                 tls_server: Some(session),
                 client_cert,
+                downstream: origin.downstream,
             };
             crate::http::server::serve(tls, conn).await;
         }

@@ -109,7 +109,7 @@ pub struct Cluster {
     refreshing: AtomicBool,
     resolved_once: tokio::sync::OnceCell<()>,
     epoch: Instant,
-    tcp_stats: std::sync::OnceLock<crate::metrics::TcpStats>,
+    stats: std::sync::OnceLock<crate::metrics::ClusterStats>,
     /// Round-robin position.
     cursor: std::sync::atomic::AtomicUsize,
     /// Consistent-hash ring over the serving endpoints (hash policies only).
@@ -142,7 +142,7 @@ impl Cluster {
             refreshing: AtomicBool::new(false),
             resolved_once: tokio::sync::OnceCell::new(),
             epoch: Instant::now(),
-            tcp_stats: std::sync::OnceLock::new(),
+            stats: std::sync::OnceLock::new(),
             cursor: std::sync::atomic::AtomicUsize::new(0),
             ring: ArcSwap::from_pointee(lb::Ring::default()),
             breaker: Arc::new(breaker),
@@ -224,10 +224,15 @@ impl Cluster {
         &self.transport
     }
 
-    /// The cluster's TCP stream metrics, registered on first use.
-    pub fn tcp_stats(&self) -> &crate::metrics::TcpStats {
-        self.tcp_stats
-            .get_or_init(|| crate::metrics::TcpStats::new(&self.spec.name))
+    /// The cluster's metrics, registered on first use.
+    pub fn stats(&self) -> &crate::metrics::ClusterStats {
+        self.stats
+            .get_or_init(|| crate::metrics::ClusterStats::new(&self.spec.name, &self.spec.service))
+    }
+
+    /// Istio's standard series for this cluster's service.
+    pub fn istio_stats(&self) -> &crate::telemetry::istio::DestinationStats {
+        &self.stats().istio
     }
 
     pub fn name(&self) -> &str {

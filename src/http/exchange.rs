@@ -1,0 +1,285 @@
+//! One HTTP exchange's record: what Istio's metrics and the access log say about it, gathered as
+//! the request goes (route, cluster, upstream, flags) and written once, when the response has
+//! been sent or the client has gone.
+//!
+//! The record travels with the response body ([`ObservedBody`]); dropping it, wherever that
+//! happens (body sent, client gone mid-body, or the request abandoned before any response),
+//! finishes it. With access logging off nothing is cloned for the log: the cost is a clock read
+//! and a lock-free metric update.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderValue, HOST, USER_AGENT};
+use http::{Method, Request, Response, Version};
+use http_body::{Frame, SizeHint};
+
+use super::headers::{X_FORWARDED_FOR, X_REQUEST_ID};
+use super::local::Generated;
+use super::proxy::ConnContext;
+use super::Body;
+use crate::route::Route;
+use crate::telemetry::access_log::{self, Downstream, Entry, HttpEntry, Upstream};
+use crate::telemetry::istio::{self, HttpKey, HttpSample, Protocol};
+use crate::telemetry::Flags;
+use crate::upstream::Cluster;
+
+/// The request facts only the access log wants, captured on arrival when logging is on.
+struct LogFacts {
+    start: SystemTime,
+    method: Method,
+    path: Option<http::uri::PathAndQuery>,
+    version: Version,
+    forwarded_for: Option<HeaderValue>,
+    user_agent: Option<HeaderValue>,
+    request_id: Option<HeaderValue>,
+    authority: Option<HeaderValue>,
+    downstream: Downstream,
+}
+
+pub struct Exchange {
+    started: Instant,
+    protocol: Protocol,
+    /// The request's head, and its body as declared (content-length; chunked bodies count 0).
+    request_head: u64,
+    request_body: u64,
+    log: Option<Box<LogFacts>>,
+    /// The route that matched, and the cluster the request was sent to.
+    pub route: Option<Arc<Route>>,
+    pub cluster: Option<Arc<Cluster>>,
+    /// The endpoint of the last attempt.
+    pub upstream_host: Option<SocketAddr>,
+    pub upstream_service_time: Option<u64>,
+    pub flags: Flags,
+    details: Cow<'static, str>,
+    upstream_failure: Option<Cow<'static, str>>,
+    /// 0 until response headers are sent.
+    code: u16,
+    grpc_status: Option<u8>,
+    response_bytes: u64,
+    body_sent: u64,
+    complete: bool,
+}
+
+impl Exchange {
+    /// Starts the record of a request that has just arrived (after the connection manager's
+    /// header edits, so the log sees the request id and x-forwarded-for the upstream gets).
+    pub fn start<B>(req: &Request<B>, conn: &ConnContext, grpc: bool) -> Self {
+        Exchange {
+            started: Instant::now(),
+            protocol: if grpc { Protocol::Grpc } else { Protocol::Http },
+            request_head: request_head_bytes(req),
+            request_body: http_body_size(req),
+            log: access_log::enabled().then(|| Box::new(log_facts(req, conn))),
+            route: None,
+            cluster: None,
+            upstream_host: None,
+            upstream_service_time: None,
+            flags: Flags::NONE,
+            details: Cow::Borrowed("via_upstream"),
+            upstream_failure: None,
+            code: 0,
+            grpc_status: None,
+            response_bytes: 0,
+            body_sent: 0,
+            complete: false,
+        }
+    }
+
+    /// Takes the final response's facts and wraps its body so the record ends with it.
+    pub fn respond(mut self, response: Response<Body>) -> Response<ObservedBody> {
+        self.code = response.status().as_u16();
+        if let Some(generated) = response.extensions().get::<Generated>() {
+            self.flags.insert(generated.flags);
+            self.details = generated.details.clone();
+            self.upstream_failure = generated.failure.clone();
+        }
+        if self.protocol == Protocol::Grpc {
+            self.grpc_status = grpc_status(response.headers());
+        }
+        self.response_bytes = response_head_bytes(response.headers());
+        response.map(|inner| ObservedBody {
+            inner,
+            exchange: self,
+        })
+    }
+
+    fn finish(&mut self) {
+        if self.code == 0 || !self.complete {
+            self.flags.insert(Flags::DOWNSTREAM_TERMINATION);
+        }
+        if self.code == 0 {
+            self.details = Cow::Borrowed("downstream_remote_disconnect");
+        }
+        let duration = self.started.elapsed();
+        let key = HttpKey {
+            protocol: self.protocol,
+            code: self.code,
+            grpc_status: self.grpc_status,
+            flags: self.flags,
+        };
+        let sample = HttpSample {
+            duration_ms: duration.as_secs_f64() * 1000.0,
+            request_bytes: self.request_head + self.request_body,
+            response_bytes: self.response_bytes + self.body_sent,
+        };
+        match &self.cluster {
+            Some(cluster) => cluster.istio_stats().record_http(key, sample),
+            None => istio::unknown_destination().record_http(key, sample),
+        }
+        crate::metrics::record_http_response(self.code);
+        if let Some(facts) = self.log.take() {
+            self.log_entry(*facts, duration.as_millis() as u64);
+        }
+    }
+
+    fn log_entry(&mut self, facts: LogFacts, duration_ms: u64) {
+        let entry = HttpEntry {
+            start: facts.start,
+            method: facts.method,
+            path: facts.path,
+            protocol: facts.version,
+            code: self.code,
+            flags: self.flags,
+            details: std::mem::take(&mut self.details),
+            upstream_failure: self.upstream_failure.take(),
+            bytes_received: self.request_body,
+            bytes_sent: self.body_sent,
+            duration_ms,
+            upstream_service_time: self.upstream_service_time,
+            forwarded_for: facts.forwarded_for,
+            user_agent: facts.user_agent,
+            request_id: facts.request_id,
+            authority: facts.authority,
+            upstream: Upstream {
+                host: self.upstream_host,
+                cluster: self.cluster.take(),
+                local: None,
+            },
+            downstream: facts.downstream,
+            route: self.route.take(),
+        };
+        access_log::submit(Entry::Http(Box::new(entry)));
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+fn log_facts<B>(req: &Request<B>, conn: &ConnContext) -> LogFacts {
+    let headers = req.headers();
+    let authority = match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => headers.get(HOST).cloned(),
+    };
+    LogFacts {
+        start: SystemTime::now(),
+        method: req.method().clone(),
+        path: req.uri().path_and_query().cloned(),
+        version: req.version(),
+        forwarded_for: headers.get(X_FORWARDED_FOR).cloned(),
+        user_agent: headers.get(USER_AGENT).cloned(),
+        request_id: headers.get(X_REQUEST_ID).cloned(),
+        authority,
+        downstream: conn.downstream.clone(),
+    }
+}
+
+/// The request body's declared size (content-length); a chunked body counts 0.
+fn http_body_size<B>(req: &Request<B>) -> u64 {
+    req.headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Bytes of the request line and headers as HTTP/1.1 writes them.
+fn request_head_bytes<B>(req: &Request<B>) -> u64 {
+    let line = req.method().as_str().len()
+        + req.uri().path_and_query().map_or(1, |p| p.as_str().len())
+        + " HTTP/1.1\r\n ".len();
+    (line + header_bytes(req.headers())) as u64
+}
+
+fn response_head_bytes(headers: &HeaderMap) -> u64 {
+    ("HTTP/1.1 200 OK\r\n".len() + header_bytes(headers)) as u64
+}
+
+fn header_bytes(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum::<usize>()
+        + 2
+}
+
+fn grpc_status(headers: &HeaderMap) -> Option<u8> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The downstream response body, counting what is sent; the exchange ends when it is dropped.
+pub struct ObservedBody {
+    inner: Body,
+    exchange: Exchange,
+}
+
+impl http_body::Body for ObservedBody {
+    type Data = Bytes;
+    type Error = <Body as http_body::Body>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.exchange.body_sent += data.len() as u64;
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                this.exchange
+                    .flags
+                    .insert(Flags::UPSTREAM_CONNECTION_TERMINATION);
+            }
+            Poll::Ready(None) => this.exchange.complete = true,
+            Poll::Pending => {}
+        }
+        if http_body::Body::is_end_stream(&this.inner) {
+            this.exchange.complete = true;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ObservedBody {
+    fn drop(&mut self) {
+        // hyper stops polling a body that says it has ended; a body dropped unfinished is a
+        // client gone mid-response.
+        if http_body::Body::is_end_stream(&self.inner) {
+            self.exchange.complete = true;
+        }
+    }
+}
