@@ -11,15 +11,10 @@ use crate::listener::Listeners;
 use crate::reload::Reloader;
 use crate::state::{ProxySettings, Shared};
 
-/// Logs to stderr; `RUST_LOG` sets the level (default `info`).
+/// Logs to stderr; `RUST_LOG` sets the initial levels (default `info`), admin `/logging` changes
+/// them live.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
+    crate::logging::init();
 }
 
 /// Builds the runtime with `--workers` threads and serves until SIGTERM or SIGINT.
@@ -69,6 +64,7 @@ pub async fn serve(args: RunArgs) -> anyhow::Result<()> {
         shared: shared.clone(),
         listeners: listeners.clone(),
         prometheus: crate::metrics::install(),
+        shutdown: Arc::new(tokio::sync::Notify::new()),
     };
     for (role, addr) in [
         (Role::Admin, args.admin_addr),
@@ -87,7 +83,11 @@ pub async fn serve(args: RunArgs) -> anyhow::Result<()> {
     reloader.reload();
     shared.set_ready();
     tokio::spawn(reloader.watch(vec![config_dir, args.config.certs_dir.clone()]));
-    shutdown_signal().await;
+    // Admin `/quitquitquit` ends the process the way SIGTERM does.
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = ctx.shutdown.notified() => {}
+    }
     shared.start_draining();
     tracing::info!("shutting down");
     Ok(())

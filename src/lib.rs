@@ -20,6 +20,7 @@ pub mod hosts;
 pub mod http;
 pub mod l4;
 pub mod listener;
+pub mod logging;
 pub mod metrics;
 pub mod policy;
 pub mod reload;

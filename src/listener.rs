@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +31,58 @@ pub struct BindError {
 struct Running {
     address: SocketAddr,
     task: JoinHandle<()>,
+    stats: Arc<ListenerStats>,
+}
+
+/// A listener's open connections: read by the admin API, kept in step with a gauge.
+pub struct ListenerStats {
+    active: AtomicU64,
+    gauge: metrics::Gauge,
+}
+
+impl ListenerStats {
+    fn new(key: ListenKey) -> Arc<Self> {
+        Arc::new(ListenerStats {
+            active: AtomicU64::new(0),
+            gauge: crate::metrics::active_connections_gauge(&listener_name(key)),
+        })
+    }
+
+    pub fn active(&self) -> u64 {
+        self.active.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts one connection until its task ends, however it ends (an atomic add and a gauge update;
+/// no allocation, no lock).
+struct ActiveConnection(Arc<ListenerStats>);
+
+impl ActiveConnection {
+    fn open(stats: &Arc<ListenerStats>) -> Self {
+        stats.active.fetch_add(1, Ordering::Relaxed);
+        stats.gauge.increment(1.0);
+        ActiveConnection(stats.clone())
+    }
+}
+
+impl Drop for ActiveConnection {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+        self.0.gauge.decrement(1.0);
+    }
+}
+
+/// Envoy's listener name: `<bind address>_<gateway port>`, e.g. `0.0.0.0_8443`.
+pub fn listener_name(key: ListenKey) -> String {
+    format!("{}_{}", key.bind, key.port)
+}
+
+/// A running listener as the admin API shows it.
+#[derive(Debug, Clone)]
+pub struct ListenerInfo {
+    pub key: ListenKey,
+    pub address: SocketAddr,
+    pub active_connections: u64,
 }
 
 pub struct Listeners {
@@ -37,6 +90,8 @@ pub struct Listeners {
     port_map: HashMap<u16, u16>,
     running: Mutex<BTreeMap<ListenKey, Running>>,
     errors: Mutex<Vec<BindError>>,
+    /// Set by `/drain_listeners`: no port opens again.
+    drained: AtomicBool,
 }
 
 impl Listeners {
@@ -46,7 +101,42 @@ impl Listeners {
             port_map,
             running: Mutex::new(BTreeMap::new()),
             errors: Mutex::new(Vec::new()),
+            drained: AtomicBool::new(false),
         })
+    }
+
+    /// Running listeners with their bound address and open connections.
+    pub fn describe(&self) -> Vec<ListenerInfo> {
+        let Ok(running) = self.running.lock() else {
+            return Vec::new();
+        };
+        running
+            .iter()
+            .map(|(key, r)| ListenerInfo {
+                key: *key,
+                address: r.address,
+                active_connections: r.stats.active(),
+            })
+            .collect()
+    }
+
+    /// Envoy's `/drain_listeners`: closes every listening socket for good; connections already
+    /// accepted keep being served. Returns once the sockets are closed.
+    pub async fn drain(&self) {
+        self.drained.store(true, Ordering::Release);
+        let stopped = match self.running.lock() {
+            Ok(mut running) => std::mem::take(&mut *running),
+            Err(_) => return,
+        };
+        for (key, r) in stopped {
+            r.task.abort();
+            // The socket closes when the aborted task's future is dropped.
+            let _ = r.task.await;
+            println!(
+                "CLOSED listener gateway_port={} address={}",
+                key.port, r.address
+            );
+        }
     }
 
     /// Bound addresses by gateway listener key.
@@ -64,6 +154,9 @@ impl Listeners {
     /// Opens ports the snapshot has and we don't; closes ports it no longer has. Existing
     /// connections on a closed port finish with the snapshot they hold.
     pub fn reconcile(&self, snapshot: &Snapshot) {
+        if self.drained.load(Ordering::Acquire) {
+            return;
+        }
         let Ok(mut running) = self.running.lock() else {
             return;
         };
@@ -100,8 +193,17 @@ impl Listeners {
                         "LISTEN listener gateway_port={} address={address}",
                         key.port
                     );
-                    let task = tokio::spawn(accept_loop(tcp, key, self.shared.clone()));
-                    running.insert(key, Running { address, task });
+                    let stats = ListenerStats::new(key);
+                    let task =
+                        tokio::spawn(accept_loop(tcp, key, self.shared.clone(), stats.clone()));
+                    running.insert(
+                        key,
+                        Running {
+                            address,
+                            task,
+                            stats,
+                        },
+                    );
                 }
                 Err(e) => {
                     crate::metrics::record_bind_error();
@@ -146,7 +248,12 @@ fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-async fn accept_loop(tcp: TcpListener, key: ListenKey, shared: Arc<Shared>) {
+async fn accept_loop(
+    tcp: TcpListener,
+    key: ListenKey,
+    shared: Arc<Shared>,
+    stats: Arc<ListenerStats>,
+) {
     let connections = crate::metrics::connections_counter(key.port);
     loop {
         let (stream, peer) = match tcp.accept().await {
@@ -160,7 +267,12 @@ async fn accept_loop(tcp: TcpListener, key: ListenKey, shared: Arc<Shared>) {
         };
         let _ = stream.set_nodelay(true);
         connections.increment(1);
-        tokio::spawn(serve(stream, key, peer, shared.clone()));
+        let active = ActiveConnection::open(&stats);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _active = active;
+            serve(stream, key, peer, shared).await;
+        });
     }
 }
 

@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
-    Histogram,
+    Gauge, Histogram,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -26,6 +26,8 @@ pub const OUTLIER_EJECTIONS: &str = "tollgate_outlier_ejections_total";
 pub const UPSTREAM_RETRIES: &str = "tollgate_upstream_retries_total";
 pub const UPSTREAM_OVERFLOWS: &str = "tollgate_upstream_overflows_total";
 pub const UPSTREAM_CONNECT_FAILURES: &str = "tollgate_upstream_connect_failures_total";
+pub const DOWNSTREAM_CONNECTIONS_ACTIVE: &str = "tollgate_downstream_connections_active";
+pub const CERTIFICATE_EXPIRY: &str = "tollgate_certificate_expiry_timestamp_seconds";
 
 /// Buckets of [`TCP_DURATION`], seconds: a request-sized exchange up to Envoy's one-hour idle timeout.
 const TCP_DURATION_BUCKETS: &[f64] = &[
@@ -145,6 +147,14 @@ fn describe() {
         crate::telemetry::access_log::DROPPED,
         "Access log entries dropped because the writer fell behind"
     );
+    describe_gauge!(
+        DOWNSTREAM_CONNECTIONS_ACTIVE,
+        "Downstream connections open, by listener (<bind address>_<gateway port>)"
+    );
+    describe_gauge!(
+        CERTIFICATE_EXPIRY,
+        "notAfter of each loaded server credential's leaf certificate, Unix seconds (a credential no longer loaded keeps its last value until restart)"
+    );
 }
 
 /// One destination cluster's metrics, registered on first use and kept with the cluster, so
@@ -239,6 +249,16 @@ pub fn record_http_response(status: u16) {
 /// Registered once per listener; the accept loop increments the handle.
 pub fn connections_counter(gateway_port: u16) -> Counter {
     counter!(DOWNSTREAM_CONNECTIONS, "gateway_port" => gateway_port.to_string())
+}
+
+/// Registered once per listener; each connection's guard moves the handle up and down.
+pub fn active_connections_gauge(listener: &str) -> Gauge {
+    gauge!(DOWNSTREAM_CONNECTIONS_ACTIVE, "listener" => listener.to_string())
+}
+
+/// After a reload, for each loaded credential (rare: registered on use).
+pub fn record_certificate_expiry(credential: &str, not_after: i64) {
+    gauge!(CERTIFICATE_EXPIRY, "credential" => credential.to_string()).set(not_after as f64);
 }
 
 pub fn record_reload(generation: u64, new_errors: usize, total_errors: usize) {

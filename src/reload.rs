@@ -62,6 +62,7 @@ impl Reloader {
         crate::snapshot::retire(previous);
         let new_errors = self.report(&snapshot);
         crate::metrics::record_reload(snapshot.generation, new_errors, snapshot.error_count());
+        record_certificate_expiries(&snapshot);
         tracing::info!(
             generation = snapshot.generation,
             resources = snapshot.resources.len(),
@@ -133,6 +134,14 @@ impl Reloader {
                 }
             };
         }
+    }
+}
+
+/// Sets the expiry gauge of every credential in force (a credential used by several servers
+/// is set once per server; the values agree).
+fn record_certificate_expiries(snapshot: &Snapshot) {
+    for credential in snapshot.credentials.values().flatten() {
+        crate::metrics::record_certificate_expiry(&credential.name, credential.not_after);
     }
 }
 

@@ -64,6 +64,17 @@ impl Shared {
         self.ready.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
     }
 
+    /// Envoy's server state as `/ready` names it.
+    pub fn state_name(&self) -> &'static str {
+        if self.draining.load(Ordering::Acquire) {
+            "DRAINING"
+        } else if self.ready.load(Ordering::Acquire) {
+            "LIVE"
+        } else {
+            "PRE_INITIALIZING"
+        }
+    }
+
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::Release);
     }

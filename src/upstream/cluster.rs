@@ -67,6 +67,19 @@ pub struct Endpoint {
     active: AtomicU32,
     /// Outlier detection's view of it.
     pub health: EndpointHealth,
+    /// Admin `/clusters` counters, updated by [`Cluster::report`] (relaxed: statistics only).
+    rq_total: AtomicU64,
+    rq_error: AtomicU64,
+    cx_connect_fail: AtomicU64,
+}
+
+/// An endpoint's request counters, for the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct EndpointCounters {
+    pub rq_active: u32,
+    pub rq_total: u64,
+    pub rq_error: u64,
+    pub cx_connect_fail: u64,
 }
 
 impl Endpoint {
@@ -76,6 +89,35 @@ impl Endpoint {
             weight: weight.max(1),
             active: AtomicU32::new(0),
             health: EndpointHealth::default(),
+            rq_total: AtomicU64::new(0),
+            rq_error: AtomicU64::new(0),
+            cx_connect_fail: AtomicU64::new(0),
+        }
+    }
+
+    pub fn counters(&self) -> EndpointCounters {
+        EndpointCounters {
+            rq_active: self.active_requests(),
+            rq_total: self.rq_total.load(Ordering::Relaxed),
+            rq_error: self.rq_error.load(Ordering::Relaxed),
+            cx_connect_fail: self.cx_connect_fail.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts one attempt: every one, those that failed (5xx, connect failure, timeout), and
+    /// connect failures apart.
+    fn count(&self, seen: Observation) {
+        self.rq_total.fetch_add(1, Ordering::Relaxed);
+        let failed = match seen {
+            Observation::Status(code) => code >= 500,
+            Observation::ConnectFailure => {
+                self.cx_connect_fail.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Observation::Timeout => true,
+        };
+        if failed {
+            self.rq_error.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -202,6 +244,7 @@ impl Cluster {
     /// Tells outlier detection how an exchange with `endpoint` went; ejects it when it crosses
     /// a threshold and the ejection budget allows.
     pub fn report(&self, endpoint: &Endpoint, seen: Observation) {
+        endpoint.count(seen);
         let Some(detector) = &self.detector else {
             return;
         };
@@ -217,6 +260,11 @@ impl Cluster {
                 self.rebuild_serving();
             }
         });
+    }
+
+    /// Outlier detection's settings, when the cluster has it.
+    pub fn outlier(&self) -> Option<&OutlierSpec> {
+        self.detector.as_ref().map(|d| &d.spec)
     }
 
     /// How connections to the endpoints are made.
@@ -389,6 +437,23 @@ mod tests {
         let picked = cluster.pick().await.expect("localhost resolves");
         assert!(picked.addr.ip().is_loopback());
         assert_eq!(picked.addr.port(), 8080);
+    }
+
+    #[test]
+    fn report_counts_attempts_errors_and_connect_failures() {
+        let cluster = Cluster::new(spec(EndpointSource::Static(vec![])));
+        let endpoint = Endpoint::new("127.0.0.1:80".parse().unwrap(), 1);
+        for seen in [
+            Observation::Status(200),
+            Observation::Status(404),
+            Observation::Status(503),
+            Observation::ConnectFailure,
+            Observation::Timeout,
+        ] {
+            cluster.report(&endpoint, seen);
+        }
+        let c = endpoint.counters();
+        assert_eq!((c.rq_total, c.rq_error, c.cx_connect_fail), (5, 3, 1));
     }
 
     #[tokio::test]

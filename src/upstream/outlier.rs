@@ -77,11 +77,45 @@ struct Ejection {
     /// Multiplier of the base ejection time: grows with each ejection, decays while healthy.
     backoff: u32,
     last_return: Option<Instant>,
+    /// Ejections so far (admin output).
+    count: u64,
+}
+
+/// An endpoint's ejection state as the admin API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct EjectionStatus {
+    pub ejected: bool,
+    pub ejections: u64,
+    /// Until the next sweep after this, the endpoint stays out; 0 once its time is over.
+    pub remaining_ms: Option<u64>,
 }
 
 impl EndpointHealth {
     pub fn is_ejected(&self) -> bool {
         self.ejection.lock().is_ok_and(|e| e.since.is_some())
+    }
+
+    /// Whether it is ejected, how often it was, and how long it stays out under `spec`.
+    pub fn status(&self, spec: Option<&OutlierSpec>) -> EjectionStatus {
+        let Ok(e) = self.ejection.lock() else {
+            return EjectionStatus {
+                ejected: false,
+                ejections: 0,
+                remaining_ms: None,
+            };
+        };
+        let remaining = match (e.since, spec) {
+            (Some(since), Some(spec)) => {
+                let total = ejection_time(spec.base_ejection_time, e.backoff);
+                Some(total.saturating_sub(since.elapsed()).as_millis() as u64)
+            }
+            _ => None,
+        };
+        EjectionStatus {
+            ejected: e.since.is_some(),
+            ejections: e.count,
+            remaining_ms: remaining,
+        }
     }
 
     /// Counts `seen`; true when it crosses a threshold of `spec` (the caller decides ejection).
@@ -112,6 +146,7 @@ impl EndpointHealth {
             return false;
         }
         e.since = Some(now);
+        e.count += 1;
         let cap = (MAX_EJECTION_TIME.as_millis() / spec.base_ejection_time.as_millis().max(1))
             .max(1) as u32;
         e.backoff = (e.backoff + 1).min(cap);

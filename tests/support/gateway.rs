@@ -306,6 +306,16 @@ impl Gateway {
         self.get("admin", path)
     }
 
+    /// `POST <path>` (empty body) on the admin address; panics (with stderr) if no response.
+    pub fn admin_post(&self, path: &str) -> (u16, String) {
+        let addr = self.addr("admin");
+        let resp = self
+            .client
+            .request("POST", addr, "localhost", path, &[], b"")
+            .unwrap_or_else(|e| self.fail(format!("POST admin {path}: {e}")));
+        (resp.status, resp.body)
+    }
+
     /// `GET <path>` on the health address.
     pub fn health_get(&self, path: &str) -> (u16, String) {
         self.get("health", path)
