@@ -4,6 +4,15 @@
 
 use std::collections::HashMap;
 
+/// Which kind of entry a name matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostMatch {
+    Exact,
+    Wildcard,
+    /// `*`.
+    Any,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct HostMap<T> {
     exact: HashMap<Box<str>, T>,
@@ -50,22 +59,28 @@ impl<T> HostMap<T> {
 
     /// The entry for `name`: exact, then the longest matching wildcard, then `*`.
     pub fn get(&self, name: &str) -> Option<&T> {
+        self.find(name).map(|(v, _)| v)
+    }
+
+    /// As [`Self::get`], saying which kind of entry matched.
+    pub fn find(&self, name: &str) -> Option<(&T, HostMatch)> {
+        let any = || self.any.as_ref().map(|v| (v, HostMatch::Any));
         let mut buf = [0u8; 255];
         let Some(name) = lowercase(name, &mut buf) else {
-            return self.any.as_ref();
+            return any();
         };
         if let Some(v) = self.exact.get(name) {
-            return Some(v);
+            return Some((v, HostMatch::Exact));
         }
         if !self.wildcard.is_empty() {
             // Longest suffix first: `a.b.c.com` tries `.b.c.com`, `.c.com`, `.com`.
             for (i, _) in name.match_indices('.') {
                 if let Some(v) = self.wildcard.get(&name[i..]) {
-                    return Some(v);
+                    return Some((v, HostMatch::Wildcard));
                 }
             }
         }
-        self.any.as_ref()
+        any()
     }
 
     /// The entry for a request without a name (a ClientHello without SNI): only `*` serves it.

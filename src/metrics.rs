@@ -274,13 +274,92 @@ pub fn record_reload(generation: u64, new_errors: usize, total_errors: usize) {
     }
 }
 
-pub fn record_tls_handshake(result: &'static str) {
-    static SLUGS: Slugs = Slugs::new(
-        TLS_HANDSHAKES,
-        "result",
-        &["ok", "no_matching_server", "handshake_error", "timeout"],
-    );
-    SLUGS.increment(result);
+/// How a ClientHello's SNI chose the server (label `sni`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SniOutcome {
+    Exact,
+    Wildcard,
+    /// The `*` server.
+    CatchAll,
+    /// No SNI sent; a `*` server took it.
+    NoSni,
+    /// No server takes this SNI (or its absence).
+    NoMatch,
+}
+
+impl SniOutcome {
+    const ALL: usize = 5;
+
+    fn label(self) -> &'static str {
+        match self {
+            SniOutcome::Exact => "exact",
+            SniOutcome::Wildcard => "wildcard",
+            SniOutcome::CatchAll => "catch_all",
+            SniOutcome::NoSni => "none",
+            SniOutcome::NoMatch => "no_match",
+        }
+    }
+}
+
+/// How a handshake ended (label `result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeResult {
+    Ok,
+    NoMatchingServer,
+    /// MUTUAL: no client certificate, or one that does not verify.
+    ClientCertRejected,
+    ProtocolError,
+    Timeout,
+}
+
+impl HandshakeResult {
+    const ALL: usize = 5;
+
+    fn label(self) -> &'static str {
+        match self {
+            HandshakeResult::Ok => "ok",
+            HandshakeResult::NoMatchingServer => "no_matching_server",
+            HandshakeResult::ClientCertRejected => "client_cert_rejected",
+            HandshakeResult::ProtocolError => "protocol_error",
+            HandshakeResult::Timeout => "timeout",
+        }
+    }
+}
+
+/// One TLS server's handshake counters by SNI outcome and result, each registered on first use:
+/// counting a handshake is an index and an atomic add.
+#[derive(Debug)]
+pub struct HandshakeStats {
+    server: std::sync::Arc<str>,
+    counters: [OnceLock<Counter>; SniOutcome::ALL * HandshakeResult::ALL],
+}
+
+impl HandshakeStats {
+    pub fn new(server: std::sync::Arc<str>) -> Self {
+        HandshakeStats {
+            server,
+            counters: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    /// Handshakes that found no server (`server="none"`).
+    pub fn unmatched() -> std::sync::Arc<HandshakeStats> {
+        static NONE: OnceLock<std::sync::Arc<HandshakeStats>> = OnceLock::new();
+        NONE.get_or_init(|| std::sync::Arc::new(HandshakeStats::new("none".into())))
+            .clone()
+    }
+
+    pub fn server_name(&self) -> &std::sync::Arc<str> {
+        &self.server
+    }
+
+    pub fn record(&self, sni: SniOutcome, result: HandshakeResult) {
+        let slot = &self.counters[sni as usize * HandshakeResult::ALL + result as usize];
+        slot.get_or_init(|| {
+            counter!(TLS_HANDSHAKES, "server" => self.server.to_string(), "sni" => sni.label(), "result" => result.label())
+        })
+        .increment(1);
+    }
 }
 
 pub fn record_client_hello_failure(reason: &'static str) {

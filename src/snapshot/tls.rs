@@ -31,6 +31,8 @@ pub struct TlsServer {
     /// Envoy's route-table name for the server; stable across reloads.
     pub name: Arc<str>,
     pub action: TlsAction,
+    /// Its handshake counters (`tollgate_tls_handshakes_total{server=name}`).
+    pub handshakes: Arc<crate::metrics::HandshakeStats>,
 }
 
 #[derive(Debug)]
@@ -82,7 +84,12 @@ impl TlsListener {
         mut on_duplicate: impl FnMut(usize, &str, &str),
     ) {
         let index = self.servers.len();
-        self.servers.push(TlsServer { name, action });
+        let handshakes = Arc::new(crate::metrics::HandshakeStats::new(name.clone()));
+        self.servers.push(TlsServer {
+            name,
+            action,
+            handshakes,
+        });
         for (k, host) in hosts.enumerate() {
             let host = host.to_ascii_lowercase();
             match self.sni.insert(&host, index) {

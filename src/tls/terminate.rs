@@ -17,6 +17,7 @@ use super::client_hello::{read_client_hello, ClientHelloInfo};
 use super::prefixed::Prefixed;
 use crate::http::proxy::{ConnContext, TlsSession};
 use crate::l4::Origin;
+use crate::metrics::{HandshakeResult, HandshakeStats, SniOutcome};
 use crate::snapshot::l4::L4Route;
 use crate::snapshot::tls::{TlsAction, TlsListener};
 use crate::snapshot::{ListenKey, ListenerKind};
@@ -63,10 +64,11 @@ pub async fn serve(
     };
     let idle = shared.settings.tcp_idle_timeout;
     let sni = hello.sni.as_deref().unwrap_or("-");
-    match choose(&shared, key, &hello) {
+    let (choice, counted) = choose(&shared, key, &hello);
+    match choice {
         Choice::Refuse => {
             tracing::debug!(%peer, gateway_port = key.port, sni, "no server for this SNI");
-            crate::metrics::record_tls_handshake("no_matching_server");
+            counted.record(HandshakeResult::NoMatchingServer);
             crate::l4::forward::record_no_route(&origin);
             let _ = stream.write_all(&UNRECOGNIZED_NAME).await;
             let _ = stream.shutdown().await;
@@ -87,12 +89,12 @@ pub async fn serve(
             });
         }
         Choice::TerminateTcp(config, route) => {
-            if let Some(tls) = handshake(config, buf, stream, peer, &route.name).await {
+            if let Some(tls) = handshake(config, buf, stream, peer, &counted).await {
                 crate::l4::forward_stream(tls, &route, origin, idle).await;
             }
         }
         Choice::Https(config, session) => {
-            let tls = handshake(config, buf, stream, peer, &session.server).await?;
+            let tls = handshake(config, buf, stream, peer, &counted).await?;
             let peer_header = crate::http::headers::peer_header(peer.ip());
             let client_cert = tls
                 .get_ref()
@@ -116,30 +118,58 @@ pub async fn serve(
     None
 }
 
-/// Completes the handshake with `config`, replaying the peeked bytes; failures are counted.
+/// Completes the handshake with `config`, replaying the peeked bytes; every outcome is counted.
 async fn handshake(
     config: Arc<rustls::ServerConfig>,
     peeked: BytesMut,
     stream: TcpStream,
     peer: SocketAddr,
-    server: &str,
+    counted: &Counted,
 ) -> Option<TlsStream<Prefixed<TcpStream>>> {
     let io = Prefixed::new(peeked.freeze(), stream);
+    let server: &str = counted.stats.server_name();
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(io)).await {
         Ok(Ok(tls)) => {
-            crate::metrics::record_tls_handshake("ok");
+            counted.record(HandshakeResult::Ok);
             Some(tls)
         }
         Ok(Err(e)) => {
-            crate::metrics::record_tls_handshake("handshake_error");
+            counted.record(failure_kind(&e));
             tracing::debug!(%peer, server, error = %e, "TLS handshake failed");
             None
         }
         Err(_) => {
-            crate::metrics::record_tls_handshake("timeout");
+            counted.record(HandshakeResult::Timeout);
             tracing::debug!(%peer, server, "TLS handshake timed out");
             None
         }
+    }
+}
+
+/// A client certificate that is missing or does not verify, or anything else.
+fn failure_kind(e: &std::io::Error) -> HandshakeResult {
+    let rustls_error = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match rustls_error {
+        Some(
+            rustls::Error::NoCertificatesPresented
+            | rustls::Error::InvalidCertificate(_)
+            | rustls::Error::InvalidCertRevocationList(_),
+        ) => HandshakeResult::ClientCertRejected,
+        _ => HandshakeResult::ProtocolError,
+    }
+}
+
+/// Where a connection's handshake is counted: its server, and how the SNI chose it.
+struct Counted {
+    stats: Arc<HandshakeStats>,
+    sni: SniOutcome,
+}
+
+impl Counted {
+    fn record(&self, result: HandshakeResult) {
+        self.stats.record(self.sni, result);
     }
 }
 
@@ -154,16 +184,24 @@ enum Choice {
     Refuse,
 }
 
-fn choose(shared: &Shared, key: ListenKey, hello: &ClientHelloInfo) -> Choice {
+fn choose(shared: &Shared, key: ListenKey, hello: &ClientHelloInfo) -> (Choice, Counted) {
+    let unmatched = || Counted {
+        stats: HandshakeStats::unmatched(),
+        sni: SniOutcome::NoMatch,
+    };
     let snapshot = shared.snapshot.load();
     let Some(ListenerKind::Tls(listener)) = snapshot.listeners.get(&key).map(|l| &l.kind) else {
-        return Choice::Refuse;
+        return (Choice::Refuse, unmatched());
     };
-    let Some(&index) = select(listener, hello.sni.as_deref()) else {
-        return Choice::Refuse;
+    let Some((&index, how)) = select_how(listener, hello.sni.as_deref()) else {
+        return (Choice::Refuse, unmatched());
     };
     let server = &listener.servers[index];
-    match &server.action {
+    let counted = Counted {
+        stats: server.handshakes.clone(),
+        sni: how,
+    };
+    let choice = match &server.action {
         TlsAction::Https {
             config,
             fingerprint,
@@ -181,7 +219,24 @@ fn choose(shared: &Shared, key: ListenKey, hello: &ClientHelloInfo) -> Choice {
         TlsAction::Passthrough(route) => Choice::Passthrough(route.clone()),
         TlsAction::NoRoute => Choice::Close,
         TlsAction::Unavailable => Choice::Refuse,
-    }
+    };
+    (choice, counted)
+}
+
+/// As [`select`], with how the SNI matched.
+fn select_how<'l>(listener: &'l TlsListener, sni: Option<&str>) -> Option<(&'l usize, SniOutcome)> {
+    use crate::hostmap::HostMatch;
+    let Some(name) = sni else {
+        return listener.sni.get_nameless().map(|i| (i, SniOutcome::NoSni));
+    };
+    listener.sni.find(name).map(|(i, how)| {
+        let outcome = match how {
+            HostMatch::Exact => SniOutcome::Exact,
+            HostMatch::Wildcard => SniOutcome::Wildcard,
+            HostMatch::Any => SniOutcome::CatchAll,
+        };
+        (i, outcome)
+    })
 }
 
 /// Exact SNI, then the longest wildcard, then a `*` server; no SNI only reaches a `*` server.
