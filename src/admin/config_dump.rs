@@ -13,6 +13,7 @@ pub fn config_dump(snapshot: &Snapshot, listeners: &Listeners) -> serde_json::Va
     let addresses = listeners.addresses();
     json!({
         "generation": snapshot.generation,
+        "access_logging": snapshot.access_logging,
         "files": snapshot.files,
         "diagnostics": snapshot.diagnostics.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
         "bind_errors": listeners.bind_errors(),
