@@ -98,6 +98,11 @@ fn route(role: Role, req: &Request<Incoming>, ctx: &AdminContext) -> AdminRespon
                 serde_json::to_string_pretty(&dump).unwrap_or_default(),
             )
         }
+        (Role::Admin, &Method::GET, "/debug/route") => {
+            let (status, content_type, body) =
+                crate::explain::debug_route(&ctx.shared, req.uri().query());
+            reply(status, content_type, body)
+        }
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",
