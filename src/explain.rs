@@ -11,7 +11,7 @@ mod text;
 use http::{HeaderMap, Method};
 use serde::Serialize;
 
-use crate::snapshot::tls::{TlsAction, TlsListener};
+use crate::snapshot::tls::{TlsAction, TlsListener, TlsServer};
 use crate::snapshot::{Listener, ListenerKind, ServerClass, Snapshot};
 
 pub use command::run;
@@ -325,39 +325,15 @@ fn pick_listener<'s>(
     snapshot: &'s Snapshot,
     query: &Query,
 ) -> Result<(&'s Listener, String), Outcome> {
-    let on_port = |port: u16| {
-        snapshot
-            .listeners
-            .values()
-            .map(|l| &**l)
-            .find(|l| l.key.port == port)
-    };
     let wants_tls = query.scheme.as_deref() == Some("https")
         || (query.scheme.is_none() && query.sni.as_deref().is_some_and(|s| !s.is_empty()));
     let (found, port, chosen) = match query.port {
-        Some(port) => (on_port(port), port, format!("port {port} as given")),
-        None => {
-            let (default, class) = if wants_tls {
-                (443, ServerClass::Tls)
-            } else {
-                (80, ServerClass::Http)
-            };
-            let of_class: Vec<_> = snapshot
-                .listeners
-                .values()
-                .map(|l| &**l)
-                .filter(|l| l.class == class)
-                .collect();
-            match (on_port(default), of_class.as_slice()) {
-                (Some(l), _) => (Some(l), default, format!("default port {default}")),
-                (None, [only]) => (
-                    Some(*only),
-                    only.key.port,
-                    format!("the only {class:?} listener (no port {default})").to_lowercase(),
-                ),
-                _ => (None, default, format!("default port {default}")),
-            }
-        }
+        Some(port) => (
+            on_port(snapshot, port),
+            port,
+            format!("port {port} as given"),
+        ),
+        None => default_listener(snapshot, wants_tls),
     };
     let Some(listener) = found else {
         let ports: Vec<String> = snapshot
@@ -377,6 +353,35 @@ fn pick_listener<'s>(
         return Err(refused(listener.key.port, "nothing on it can serve"));
     }
     Ok((listener, chosen))
+}
+
+fn on_port(snapshot: &Snapshot, port: u16) -> Option<&Listener> {
+    let mut all = snapshot.listeners.values().map(|l| &**l);
+    all.find(|l| l.key.port == port)
+}
+
+/// Without a port: the scheme's default port, else the only listener of the scheme's class.
+fn default_listener(snapshot: &Snapshot, wants_tls: bool) -> (Option<&Listener>, u16, String) {
+    let (default, class) = if wants_tls {
+        (443, ServerClass::Tls)
+    } else {
+        (80, ServerClass::Http)
+    };
+    let of_class: Vec<&Listener> = snapshot
+        .listeners
+        .values()
+        .map(|l| &**l)
+        .filter(|l| l.class == class)
+        .collect();
+    match (on_port(snapshot, default), of_class.as_slice()) {
+        (Some(l), _) => (Some(l), default, format!("default port {default}")),
+        (None, [only]) => (
+            Some(*only),
+            only.key.port,
+            format!("the only {class:?} listener (no port {default})").to_lowercase(),
+        ),
+        _ => (None, default, format!("default port {default}")),
+    }
 }
 
 fn listener_step<'s>(ex: &mut Explanation, listener: &'s Listener, chosen: String) -> &'s Listener {
@@ -434,25 +439,42 @@ fn tls_step(ex: &mut Explanation, tls: &TlsListener, query: &Query) -> Outcome {
             .collect(),
     };
     let Some(index) = chosen else {
-        let hosts: Vec<String> = servers.iter().map(|(h, _)| h.clone()).collect();
         ex.tls = Some(info);
-        let port = ex.listener.as_ref().map_or(0, |l| l.port);
-        let sni = sni
-            .as_deref()
-            .map_or("(none)".to_string(), |s| s.to_string());
-        return Outcome::new(
-            OutcomeKind::TlsHandshakeFailure,
-            format!(
-                "TLS handshake fails: SNI {sni} matches no server on port {port} (servers: {})",
-                list_or_none(&hosts)
-            ),
-        );
+        return no_server(ex, &servers, sni.as_deref());
     };
     let server = &tls.servers[index];
     info.server = Some(server.name.to_string());
     info.matched_by = Some(matched_by(&servers, index, sni.as_deref()));
     info.mode = Some(mode(&server.action));
     ex.tls = Some(info);
+    server_action(ex, tls, server, query)
+}
+
+/// No server takes the SNI: Envoy has no filter chain, tollgate sends `unrecognized_name`.
+fn no_server(ex: &Explanation, servers: &[(String, usize)], sni: Option<&str>) -> Outcome {
+    let hosts: Vec<String> = servers.iter().map(|(h, _)| h.clone()).collect();
+    let port = ex.listener.as_ref().map_or(0, |l| l.port);
+    let what = match sni {
+        Some(sni) => format!("SNI {sni} matches no server"),
+        // Only a `*` server takes a hello without SNI (IP-literal URLs send none).
+        None => "no SNI sent and no * server".to_string(),
+    };
+    Outcome::new(
+        OutcomeKind::TlsHandshakeFailure,
+        format!(
+            "TLS handshake fails: {what} on port {port} (servers: {})",
+            list_or_none(&hosts)
+        ),
+    )
+}
+
+/// What the selected server does with the connection (and, on HTTPS, the request).
+fn server_action(
+    ex: &mut Explanation,
+    tls: &TlsListener,
+    server: &TlsServer,
+    query: &Query,
+) -> Outcome {
     match &server.action {
         TlsAction::Https { routes, .. } => {
             let owner = tls.host_owner(&query.authority);
@@ -481,7 +503,7 @@ fn tls_step(ex: &mut Explanation, tls: &TlsListener, query: &Query) -> Outcome {
     }
 }
 
-fn misdirected(authority: &str, owner: &crate::snapshot::tls::TlsServer) -> Outcome {
+fn misdirected(authority: &str, owner: &TlsServer) -> Outcome {
     Outcome::reply(
         OutcomeKind::MisdirectedRequest,
         crate::http::local::LocalReply::MisdirectedRequest,

@@ -298,3 +298,27 @@ fn text_form_numbers_the_steps() {
         "{text}"
     );
 }
+
+#[test]
+fn no_sni_reaches_only_a_star_server() {
+    let mut q = get("127.0.0.1", "/");
+    q.scheme = Some("https".into());
+    let ex = explain(&snapshot(HTTPS), &q);
+    assert_eq!(ex.request.sni, None);
+    assert_eq!(
+        ex.outcome.message,
+        "TLS handshake fails: no SNI sent and no * server on port 443 (servers: *.b.test, a.test, pass.test)"
+    );
+    let star = HTTPS.replacen("hosts: [a.test]", "hosts: [\"*\"]", 1);
+    let ex = explain(&snapshot(&star), &q);
+    let tls = ex.tls.as_ref().unwrap();
+    assert_eq!(
+        tls.matched_by.as_deref(),
+        Some("catch-all * (no SNI sent)"),
+        "{ex}"
+    );
+    assert_eq!(
+        tls.server.as_deref(),
+        Some("https.443.https.gw.istio-system")
+    );
+}

@@ -47,10 +47,7 @@ impl Explanation {
                     "TLS server: SNI {sni} → {server} ({why}), {}",
                     t.mode.unwrap_or("-")
                 ),
-                _ => format!(
-                    "TLS server: SNI {sni} matches none of {}",
-                    t.servers.join(", ")
-                ),
+                _ => format!("TLS server: SNI {sni} matches no server"),
             });
         }
         if let Some(table) = &self.route_table {
