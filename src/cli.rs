@@ -30,6 +30,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Run the gateway on the bundled gateway-configs/ and certs/ with built-in demo backends.
     Demo(DemoArgs),
+    /// Explain how the gateway would route one request (listener, TLS server, route, endpoints).
+    Explain(ExplainArgs),
 }
 
 /// Where configuration comes from and how it is interpreted.
@@ -141,6 +143,35 @@ pub struct CheckArgs {
     /// Skip the DNS lookups that check whether destinations resolve.
     #[arg(long)]
     pub no_dns: bool,
+}
+
+/// `tollgate explain [config flags] URL [-H 'k: v']... [-X METHOD] [--sni NAME] [--port N] [--json]`.
+#[derive(Debug, Clone, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The request, e.g. `https://shop.example.com/cart?x=1`; its port is the Gateway port.
+    pub url: String,
+    /// A request header, as with curl (`-H 'x-user: jason'`; `Host:` overrides the URL's); repeatable.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// Request method.
+    #[arg(
+        short = 'X',
+        long = "request",
+        value_name = "METHOD",
+        default_value = "GET"
+    )]
+    pub method: String,
+    /// SNI to send (default: the URL's host; `--sni ''` sends none).
+    #[arg(long)]
+    pub sni: Option<String>,
+    /// Gateway port the request arrives on (default: the URL's port, else 80 or 443).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Print the explanation as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]

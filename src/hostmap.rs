@@ -83,6 +83,15 @@ impl<T> HostMap<T> {
         any()
     }
 
+    /// Every name (`a.com`, `*.a.com`, `*`) with its value, in no particular order; for
+    /// explanations and diagnostics.
+    pub fn entries(&self) -> impl Iterator<Item = (String, &T)> {
+        let exact = self.exact.iter().map(|(k, v)| (k.to_string(), v));
+        let wildcard = self.wildcard.iter().map(|(k, v)| (format!("*{k}"), v));
+        let any = self.any.iter().map(|v| ("*".to_string(), v));
+        exact.chain(wildcard).chain(any)
+    }
+
     /// The entry for a request without a name (a ClientHello without SNI): only `*` serves it.
     pub fn get_nameless(&self) -> Option<&T> {
         self.any.as_ref()

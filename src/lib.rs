@@ -15,6 +15,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod explain;
 pub mod hostmap;
 pub mod hosts;
 pub mod http;

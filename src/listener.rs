@@ -225,7 +225,7 @@ impl Listeners {
 
 /// A port opens when something on it can serve: plain HTTP, a TLS port with a server that
 /// terminates or passes through, a TCP port with a route (as in Istio, reference §1.11).
-fn servable(listener: &Listener) -> bool {
+pub(crate) fn servable(listener: &Listener) -> bool {
     match &listener.kind {
         ListenerKind::Http(_) => true,
         ListenerKind::Tls(tls) => tls.serves_anything(),

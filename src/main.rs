@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         None => tollgate::app::run(cli.run),
         Some(Command::Run(args)) => tollgate::app::run(args),
         Some(Command::Check(args)) => return tollgate::check::run(&args),
+        Some(Command::Explain(args)) => return tollgate::explain::run(&args),
         Some(Command::Demo(args)) => tollgate::demo::run(args),
     };
     match result {

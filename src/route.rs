@@ -196,6 +196,21 @@ impl WeightedClusters {
         (i < self.targets.len()).then_some(i)
     }
 
+    /// Each target with its own weight (not cumulative) and the total, for explanations.
+    pub fn weighted_targets(&self) -> (Vec<(u64, &Target)>, u64) {
+        let mut previous = 0;
+        let list = self
+            .targets
+            .iter()
+            .map(|(cumulative, t)| {
+                let w = cumulative - previous;
+                previous = *cumulative;
+                (w, t)
+            })
+            .collect();
+        (list, self.total)
+    }
+
     pub fn targets(&self) -> impl Iterator<Item = &Target> {
         self.targets.iter().map(|(_, t)| t)
     }
@@ -304,6 +319,110 @@ impl RouteMatch {
             && self.without_headers.is_empty()
             && self.query.is_empty()
             && self.uri.as_ref().is_none_or(|u| u.matcher.is_catch_all())
+    }
+}
+
+impl StrMatch {
+    /// The condition in words: `exact "v1"`, `prefix /api`, `regex v[0-9]+`, `present`.
+    pub fn describe(&self) -> String {
+        match self {
+            StrMatch::Exact(e) => format!("exact {e:?}"),
+            StrMatch::Prefix(p) => format!("prefix {p}"),
+            StrMatch::Regex(r) => {
+                let full = r.as_str();
+                // Shown as written: compile_regex wraps the pattern for a full-string match.
+                let pattern = full
+                    .strip_prefix("^(?:")
+                    .and_then(|p| p.strip_suffix(")$"))
+                    .unwrap_or(full);
+                format!("regex {pattern}")
+            }
+            StrMatch::Present => "present".to_string(),
+        }
+    }
+}
+
+impl RouteMatch {
+    /// The first condition `req` fails, in words (`None` exactly when [`Self::matches`] holds).
+    pub fn mismatch(&self, req: &RequestView<'_>) -> Option<String> {
+        self.mismatches(req).into_iter().next()
+    }
+
+    /// Every condition `req` fails, in the order [`Self::matches`] checks them; for
+    /// explanations, not for the data path (it allocates).
+    pub fn mismatches(&self, req: &RequestView<'_>) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(uri) = &self.uri {
+            let ok = if uri.ignore_case {
+                uri.matcher.matches_ignore_case(req.path)
+            } else {
+                uri.matcher.matches(req.path)
+            };
+            if !ok {
+                let case = if uri.ignore_case {
+                    " (ignoring case)"
+                } else {
+                    ""
+                };
+                out.push(format!(
+                    "uri {}{case} does not match {}",
+                    uri.matcher.describe(),
+                    req.path
+                ));
+            }
+        }
+        let simple = [
+            ("method", &self.method, req.method.as_str()),
+            ("scheme", &self.scheme, req.scheme),
+            ("authority", &self.authority, req.authority),
+        ];
+        for (what, m, value) in simple {
+            if let Some(m) = m.as_ref().filter(|m| !m.matches(value)) {
+                out.push(format!("{what} {} does not match {value:?}", m.describe()));
+            }
+        }
+        for (name, m) in &self.headers {
+            if !header_matches(req.headers, name, m) {
+                out.push(header_mismatch(req.headers, name, m));
+            }
+        }
+        for (name, m) in &self.without_headers {
+            if header_matches(req.headers, name, m) {
+                out.push(format!(
+                    "withoutHeaders {name} {} matches, so the route does not apply",
+                    m.describe()
+                ));
+            }
+        }
+        for (name, m) in &self.query {
+            match query_param(req.query, name) {
+                None => out.push(format!("query param {name} {} missing", m.describe())),
+                Some(v) if !m.matches(v) => out.push(format!(
+                    "query param {name} {} does not match {v:?}",
+                    m.describe()
+                )),
+                Some(_) => {}
+            }
+        }
+        out
+    }
+}
+
+/// Why `name` fails `m`: absent, or its (joined) value does not match.
+fn header_mismatch(headers: &HeaderMap, name: &http::HeaderName, m: &StrMatch) -> String {
+    let values: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap_or("<not text>"))
+        .collect();
+    if values.is_empty() {
+        format!("header {name} {} missing", m.describe())
+    } else {
+        format!(
+            "header {name} {} does not match {:?}",
+            m.describe(),
+            values.join(",")
+        )
     }
 }
 
@@ -422,6 +541,78 @@ mod tests {
         assert!(re.matches("/v12"));
         assert!(!re.matches("/v12/x"), "regex is a full match");
         assert!(StrMatch::Prefix("/API".into()).matches_ignore_case("/api/x"));
+    }
+
+    #[test]
+    fn mismatches_agree_with_matches_and_say_why() {
+        let m = RouteMatch {
+            uri: Some(UriMatch {
+                matcher: StrMatch::Prefix("/API".into()),
+                ignore_case: true,
+            }),
+            method: Some(StrMatch::Exact("POST".into())),
+            headers: vec![(
+                http::HeaderName::from_static("x-v"),
+                StrMatch::Regex(compile_regex("v[0-9]").unwrap()),
+            )],
+            without_headers: vec![(http::HeaderName::from_static("x-debug"), StrMatch::Present)],
+            query: vec![("k".into(), StrMatch::Present)],
+            ..Default::default()
+        };
+        let mut headers = HeaderMap::new();
+        headers.append("x-v", "v1".parse().unwrap());
+        headers.append("x-v", "v2".parse().unwrap());
+        fn view<'a>(
+            path: &'a str,
+            query: Option<&'a str>,
+            method: &'a Method,
+            headers: &'a HeaderMap,
+        ) -> RequestView<'a> {
+            RequestView {
+                path,
+                query,
+                method,
+                scheme: "http",
+                authority: "a",
+                headers,
+            }
+        }
+        let empty = HeaderMap::new();
+        let cases: [(RequestView<'_>, &[&str]); 3] = [
+            (
+                view("/api/x", Some("k"), &Method::POST, &empty),
+                &["header x-v regex v[0-9] missing"],
+            ),
+            (
+                view("/web", None, &Method::GET, &headers),
+                &[
+                    "uri prefix /API (ignoring case) does not match /web",
+                    "method exact \"POST\" does not match \"GET\"",
+                    "header x-v regex v[0-9] does not match \"v1,v2\"",
+                    "query param k present missing",
+                ],
+            ),
+            (
+                view("/api", Some("k=1"), &Method::POST, &empty),
+                &["header x-v regex v[0-9] missing"],
+            ),
+        ];
+        for (req, want) in cases {
+            assert_eq!(m.mismatches(&req), want);
+            assert_eq!(m.matches(&req), want.is_empty());
+        }
+        let mut ok = HeaderMap::new();
+        ok.insert("x-v", "v3".parse().unwrap());
+        let req = view("/Api", Some("k="), &Method::POST, &ok);
+        assert!(m.matches(&req) && m.mismatch(&req).is_none());
+        let mut ok = ok.clone();
+        ok.insert("x-debug", "1".parse().unwrap());
+        let req = view("/Api", Some("k="), &Method::POST, &ok);
+        assert!(!m.matches(&req));
+        assert_eq!(
+            m.mismatch(&req).as_deref(),
+            Some("withoutHeaders x-debug present matches, so the route does not apply")
+        );
     }
 
     #[test]

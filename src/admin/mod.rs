@@ -109,6 +109,11 @@ const ENDPOINTS: &[(&str, bool, &str)] = &[
         "effective resources, listeners, clusters, per-file status",
     ),
     (
+        "/debug/route",
+        false,
+        "how a request would be routed: ?host=&path=&method=&port=&sni=&header=k:v",
+    ),
+    (
         "/drain_listeners",
         true,
         "close every gateway listener; open connections stay served",
@@ -147,6 +152,11 @@ async fn route(role: Role, req: &Request<Incoming>, ctx: &AdminContext) -> Admin
     match (role, path) {
         (Role::Health, "/healthz/ready") if req.method() == Method::GET => lifecycle::ready(ctx),
         (Role::Metrics, "/stats/prometheus") if req.method() == Method::GET => prometheus(ctx),
+        (Role::Admin, "/debug/route") if req.method() == Method::GET => {
+            let (status, content_type, body) =
+                crate::explain::debug_route(&ctx.shared, req.uri().query());
+            reply(status, content_type, body)
+        }
         (Role::Admin, _) => admin(req.method(), path, &query, ctx).await,
         _ => text(StatusCode::NOT_FOUND, format!("no such endpoint: {path}\n")),
     }

@@ -166,8 +166,7 @@ fn select_tls(
     if *fingerprint != session.fingerprint {
         return Selected::Reply(LocalReply::MisdirectedRequest);
     }
-    let host = crate::route::strip_port(authority(req));
-    let owner = crate::tls::terminate::select(tls, Some(host)).map(|&i| &*tls.servers[i].name);
+    let owner = tls.host_owner(authority(req)).map(|s| &*s.name);
     if owner.is_some_and(|o| *o != *session.server) {
         return Selected::Reply(LocalReply::MisdirectedRequest);
     }
@@ -239,13 +238,18 @@ fn authority(req: &Request<Incoming>) -> &str {
 /// of the Host header is dropped (it is the plain-HTTP port, often a NodePort) unless
 /// `--https-redirect-port` names one.
 fn https_redirect(req: &Request<Incoming>, authority: &str, port: Option<u16>) -> Response<Body> {
-    let host = crate::route::strip_port(authority);
     let path = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
-    let location = match port {
+    let location = https_redirect_location(authority, path, port);
+    local::redirect(StatusCode::MOVED_PERMANENTLY, &location)
+}
+
+/// The Location of an `httpsRedirect` (shared with `tollgate explain`).
+pub(crate) fn https_redirect_location(authority: &str, path: &str, port: Option<u16>) -> String {
+    let host = crate::route::strip_port(authority);
+    match port {
         Some(p) if p != 443 => format!("https://{host}:{p}{path}"),
         _ => format!("https://{host}{path}"),
-    };
-    local::redirect(StatusCode::MOVED_PERMANENTLY, &location)
+    }
 }
 
 /// VirtualService `redirect` (reference §2.6).
@@ -256,6 +260,21 @@ fn route_redirect(
     path_and_query: &str,
     gateway_port: u16,
 ) -> Response<Body> {
+    let location = redirect_location(r, scheme, authority, path_and_query, gateway_port);
+    local::redirect(
+        StatusCode::from_u16(r.code).unwrap_or(StatusCode::MOVED_PERMANENTLY),
+        &location,
+    )
+}
+
+/// The Location of a VirtualService `redirect` (shared with `tollgate explain`).
+pub(crate) fn redirect_location(
+    r: &Redirect,
+    scheme: &str,
+    authority: &str,
+    path_and_query: &str,
+    gateway_port: u16,
+) -> String {
     let new_scheme = r.scheme.as_deref().unwrap_or(scheme);
     let host = crate::route::strip_port(authority);
     let old_port = authority[host.len()..]
@@ -282,12 +301,8 @@ fn route_redirect(
         },
         None => path_and_query.to_string(),
     };
-    let location = match port {
+    match port {
         Some(p) => format!("{new_scheme}://{host}:{p}{path}"),
         None => format!("{new_scheme}://{host}{path}"),
-    };
-    local::redirect(
-        StatusCode::from_u16(r.code).unwrap_or(StatusCode::MOVED_PERMANENTLY),
-        &location,
-    )
+    }
 }

@@ -118,13 +118,10 @@ impl Rejected {
 }
 
 /// A stream refused before any route: an SNI no server takes, or a PASSTHROUGH host without a
-/// `tls` route (Envoy's listener-level `NR` line).
+/// `tls` route. Envoy logs a listener-level `NR` line; no filter chain ran, so Istio's stats
+/// filter never saw the connection and no `istio_*` series counts it.
 pub fn record_no_route(origin: &Origin) {
-    let record = Record::start();
-    let series = istio::unknown_destination().tcp(Flags::NO_ROUTE);
-    series.opened.increment(1);
-    series.closed.increment(1);
-    record.log(origin, Flags::NO_ROUTE, None, Upstream::default(), None);
+    Record::start().log(origin, Flags::NO_ROUTE, None, Upstream::default(), None);
 }
 
 /// Forwards a client socket along `route`, after sending `prefix` (bytes already read from it,

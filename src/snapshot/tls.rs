@@ -74,6 +74,13 @@ impl TlsListener {
         })
     }
 
+    /// The server that owns a request's Host (port ignored), as SNI selection would pick it: a
+    /// request on another server's connection gets 421.
+    pub fn host_owner(&self, authority: &str) -> Option<&TlsServer> {
+        let host = crate::route::strip_port(authority);
+        crate::tls::terminate::select(self, Some(host)).map(|&i| &self.servers[i])
+    }
+
     /// Adds a server for `hosts`; a host an earlier server or chain already claimed stays theirs,
     /// and `on_duplicate(position, host, owner)` is told.
     fn add<'h>(

@@ -296,6 +296,20 @@ impl Cluster {
         self.endpoints.load_full()
     }
 
+    /// The endpoints balancing picks from now (outlier-ejected ones left out, unless in panic),
+    /// read without sweeping; for explanations.
+    pub fn serving_endpoints(&self) -> Arc<Vec<Arc<Endpoint>>> {
+        match &self.detector {
+            Some(_) => self.serving.load_full(),
+            None => self.endpoints.load_full(),
+        }
+    }
+
+    /// Whether a DNS cluster has been resolved at least once (its endpoints are known).
+    pub fn dns_resolved(&self) -> bool {
+        self.resolved_once.initialized()
+    }
+
     /// Picks an endpoint with the cluster's balancer; resolves DNS first if never resolved.
     pub async fn pick(self: &Arc<Self>) -> Option<Arc<Endpoint>> {
         self.pick_for(None).await
