@@ -504,3 +504,52 @@ fn istio_standard_metrics_match_the_traffic_sent() {
     }
     assert_eq!(exact(&admin, "istio_tcp_sent_bytes_total", &tcp), tcp_total);
 }
+
+/// A TLS connection whose SNI matches no server never reaches a filter chain in Envoy (reference
+/// §1.9: counted only in the listener stat `no_filter_chain_match`), so Istio's stats filter,
+/// which lives in the chain, records nothing: no `istio_tcp_*` series. Tollgate must not invent
+/// a `destination_service="unknown"`, `response_flags="NR"` TCP series for it (it would show up
+/// as an "unknown" row in the Mesh dashboard's TCP Workloads and an "unknown" node in Kiali).
+#[test]
+fn sni_misses_feed_no_istio_series() {
+    let w = IstioWorld::start();
+    // One SNI miss on the terminating HTTPS port, one on the passthrough port.
+    for port in [w.https.port(), w.pass.port()] {
+        let out = openssl_s_client(port, &["-servername", "nobody.test"])
+            .unwrap_or_else(|| w.gw.fail("openssl s_client -servername nobody.test hung"));
+        if out.success || !out.subject().is_empty() {
+            w.gw.fail(format!(
+                "SNI nobody.test on port {port}: the handshake must fail:\n{}",
+                out.text()
+            ));
+        }
+    }
+    // The misses are counted where tollgate counts them...
+    let e = scrape_when(&w, |e| {
+        e.sum(
+            "tollgate_tls_handshakes_total",
+            &[("result", "no_matching_server")],
+        ) >= 2.0
+    });
+    assert_eq!(
+        e.sum(
+            "tollgate_tls_handshakes_total",
+            &[("result", "no_matching_server")]
+        ),
+        2.0,
+        "{}",
+        e.dump("tollgate_tls")
+    );
+    // ...and in no Istio series.
+    let istio: Vec<String> = e
+        .samples
+        .iter()
+        .filter(|s| s.name.starts_with("istio_") && s.name != "istio_build")
+        .map(|s| s.to_string())
+        .collect();
+    assert!(
+        istio.is_empty(),
+        "SNI misses (no filter chain in Envoy) must not produce Istio series; got:\n{}",
+        istio.join("\n")
+    );
+}
