@@ -179,11 +179,7 @@ fn with_le(labels: &[(String, String)], le: &str) -> Vec<(String, String)> {
 /// Checks a histogram family for one label set: the buckets are exactly Envoy's, in order,
 /// cumulative, `+Inf` = `_count` = `count`; returns `_sum`.
 fn histogram(e: &Exposition, family: &str, labels: &[(String, String)], count: usize) -> f64 {
-    assert_eq!(
-        e.type_of(family),
-        Some("histogram"),
-        "# TYPE of {family}"
-    );
+    assert_eq!(e.type_of(family), Some("histogram"), "# TYPE of {family}");
     let want: Vec<(&str, &str)> = labels
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -289,8 +285,11 @@ fn istio_standard_metrics_match_the_traffic_sent() {
     }
     for _ in 0..N_NOT_TLS {
         // Plain HTTP on the TLS port: no ClientHello.
-        let _ = nc(w.pass.port(), b"GET / HTTP/1.1\r\nHost: pass.example.com\r\n\r\n")
-            .unwrap_or_else(|| w.gw.fail("nc to the TLS port hung"));
+        let _ = nc(
+            w.pass.port(),
+            b"GET / HTTP/1.1\r\nHost: pass.example.com\r\n\r\n",
+        )
+        .unwrap_or_else(|| w.gw.fail("nc to the TLS port hung"));
     }
 
     // --- Scrape once everything has been recorded (HTTP at stream end, TCP at close).
@@ -337,7 +336,8 @@ fn istio_standard_metrics_match_the_traffic_sent() {
     for (labels, count) in &expected_requests {
         let got = exact(&e, "istio_requests_total", labels);
         assert_eq!(
-            got, *count as f64,
+            got,
+            *count as f64,
             "istio_requests_total{labels:?}\nall series:\n{}",
             e.dump("istio_requests_total")
         );
@@ -359,7 +359,10 @@ fn istio_standard_metrics_match_the_traffic_sent() {
         let req = histogram(&e, "istio_request_bytes", labels, *count);
         assert!(req > 0.0, "istio_request_bytes_sum for {labels:?} is {req}");
         let resp = histogram(&e, "istio_response_bytes", labels, *count);
-        assert!(resp > 0.0, "istio_response_bytes_sum for {labels:?} is {resp}");
+        assert!(
+            resp > 0.0,
+            "istio_response_bytes_sum for {labels:?} is {resp}"
+        );
     }
     let req_sum = exact(&e, "istio_request_bytes_sum", &web_ok);
     assert!(
@@ -374,7 +377,10 @@ fn istio_standard_metrics_match_the_traffic_sent() {
     );
     // The upstream answered the 200s: they took some time.
     let duration_sum = exact(&e, "istio_request_duration_milliseconds_sum", &web_ok);
-    assert!(duration_sum > 0.0, "duration sum of the 200s: {duration_sum}");
+    assert!(
+        duration_sum > 0.0,
+        "duration sum of the 200s: {duration_sum}"
+    );
 
     // --- TCP: streams opened and closed, bytes flushed at close.
     for name in [
@@ -386,8 +392,14 @@ fn istio_standard_metrics_match_the_traffic_sent() {
         assert_eq!(e.type_of(name), Some("counter"), "# TYPE of {name}");
     }
     let tcp_total = (N_TCP * TCP_BYTES) as f64;
-    assert_eq!(exact(&e, "istio_tcp_connections_opened_total", &tcp), N_TCP as f64);
-    assert_eq!(exact(&e, "istio_tcp_connections_closed_total", &tcp), N_TCP as f64);
+    assert_eq!(
+        exact(&e, "istio_tcp_connections_opened_total", &tcp),
+        N_TCP as f64
+    );
+    assert_eq!(
+        exact(&e, "istio_tcp_connections_closed_total", &tcp),
+        N_TCP as f64
+    );
     assert_eq!(
         exact(&e, "istio_tcp_received_bytes_total", &tcp),
         tcp_total,
@@ -398,8 +410,14 @@ fn istio_standard_metrics_match_the_traffic_sent() {
         tcp_total,
         "bytes sent to the TCP clients"
     );
-    assert_eq!(exact(&e, "istio_tcp_connections_opened_total", &pass), N_PASS as f64);
-    assert_eq!(exact(&e, "istio_tcp_connections_closed_total", &pass), N_PASS as f64);
+    assert_eq!(
+        exact(&e, "istio_tcp_connections_opened_total", &pass),
+        N_PASS as f64
+    );
+    assert_eq!(
+        exact(&e, "istio_tcp_connections_closed_total", &pass),
+        N_PASS as f64
+    );
     let pass_sent = exact(&e, "istio_tcp_sent_bytes_total", &pass);
     assert!(
         pass_sent >= pass_body as f64,

@@ -323,7 +323,16 @@ impl PrometheusServer {
     /// An instant query; returns `data.result` (a vector's elements, or `[t, v]` for a scalar)
     /// or Prometheus's error.
     pub fn query(&self, expr: &str) -> Result<serde_json::Value, String> {
-        let path = format!("/api/v1/query?query={}", url_encode(expr));
+        self.query_path(expr, format!("/api/v1/query?query={}", url_encode(expr)))
+    }
+
+    /// [`PrometheusServer::query`] evaluated at `time` (Unix seconds).
+    pub fn query_at(&self, expr: &str, time: f64) -> Result<serde_json::Value, String> {
+        let path = format!("/api/v1/query?query={}&time={time:.3}", url_encode(expr));
+        self.query_path(expr, path)
+    }
+
+    fn query_path(&self, expr: &str, path: String) -> Result<serde_json::Value, String> {
         let resp = self
             .client
             .get(self.addr, "127.0.0.1", &path, &[])
@@ -343,8 +352,12 @@ impl PrometheusServer {
     pub fn query_vector(
         &self,
         expr: &str,
+        time: Option<f64>,
     ) -> Result<Vec<(serde_json::Map<String, serde_json::Value>, f64)>, String> {
-        let result = self.query(expr)?;
+        let result = match time {
+            Some(t) => self.query_at(expr, t)?,
+            None => self.query(expr)?,
+        };
         let parse = |v: &serde_json::Value| -> Result<f64, String> {
             let s = v[1]
                 .as_str()
@@ -665,12 +678,14 @@ impl IstioWorld {
             _ => self.gw.metrics_get("/stats/prometheus"),
         };
         if status != 200 {
-            self.gw
-                .fail(format!("{which} /stats/prometheus answered {status}: {body}"));
+            self.gw.fail(format!(
+                "{which} /stats/prometheus answered {status}: {body}"
+            ));
         }
         Exposition::parse(&body).unwrap_or_else(|e| {
-            self.gw
-                .fail(format!("{which} /stats/prometheus is not valid exposition: {e}"))
+            self.gw.fail(format!(
+                "{which} /stats/prometheus is not valid exposition: {e}"
+            ))
         })
     }
 }
