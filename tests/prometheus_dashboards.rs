@@ -326,7 +326,7 @@ fn now() -> f64 {
         .as_secs_f64()
 }
 
-type Row = (serde_json::Map<String, Value>, f64);
+type Row = QueryRow;
 
 fn label<'a>(row: &'a Row, name: &str) -> &'a str {
     row.0.get(name).and_then(Value::as_str).unwrap_or("")

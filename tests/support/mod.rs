@@ -31,7 +31,7 @@ pub use policy::{
 };
 pub use process::{nc, openssl_s_client, run_bounded, SClientOutput};
 pub use prometheus::{
-    prometheus_binary, url_encode, Exposition, IstioWorld, PrometheusServer, Sample,
+    prometheus_binary, url_encode, Exposition, IstioWorld, PrometheusServer, QueryRow, Sample,
 };
 /// The scenario's names (identity flags, services, hosts).
 pub mod istio_world {

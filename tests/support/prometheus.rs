@@ -239,6 +239,9 @@ pub fn url_encode(s: &str) -> String {
     out
 }
 
+/// One element of a query's vector result: its labels and value.
+pub type QueryRow = (serde_json::Map<String, serde_json::Value>, f64);
+
 /// A real Prometheus on 127.0.0.1 scraping `targets` every second as job `tollgate`
 /// (path `/stats/prometheus`), with its TSDB in a temp dir. Killed and reaped on drop.
 pub struct PrometheusServer {
@@ -349,11 +352,7 @@ impl PrometheusServer {
     }
 
     /// The vector elements of `expr` as `(labels, value)`; a scalar is one element, no labels.
-    pub fn query_vector(
-        &self,
-        expr: &str,
-        time: Option<f64>,
-    ) -> Result<Vec<(serde_json::Map<String, serde_json::Value>, f64)>, String> {
+    pub fn query_vector(&self, expr: &str, time: Option<f64>) -> Result<Vec<QueryRow>, String> {
         let result = match time {
             Some(t) => self.query_at(expr, t)?,
             None => self.query(expr)?,
