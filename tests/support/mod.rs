@@ -16,6 +16,7 @@ mod config;
 mod gateway;
 mod policy;
 mod process;
+mod prometheus;
 mod scripted;
 
 pub use backend::{
@@ -29,6 +30,16 @@ pub use policy::{
     service_entry_80, short, vs, vs_to, Endpoint, UnderTest, World, EDGE_GATEWAY,
 };
 pub use process::{nc, openssl_s_client, run_bounded, SClientOutput};
+pub use prometheus::{
+    prometheus_binary, url_encode, Exposition, IstioWorld, PrometheusServer, QueryRow, Sample,
+};
+/// The scenario's names (identity flags, services, hosts).
+pub mod istio_world {
+    pub use super::prometheus::{
+        APP, APP_VERSION, CLUSTER_ID, DEAD_SERVICE, EMPTY_SERVICE, HTTPS_HOST, HTTP_HOST,
+        PASS_HOST, PASS_SERVICE, TCP_SERVICE, WEB_SERVICE, WORKLOAD, WORKLOAD_NAMESPACE,
+    };
+}
 pub use scripted::ScriptedHttp;
 
 use std::future::Future;
