@@ -44,6 +44,8 @@ struct LogFacts {
 
 pub struct Exchange {
     started: Instant,
+    /// The request id, copied inline so that error answers can carry it without a clone.
+    request_id: InlineId,
     protocol: Protocol,
     /// The request's head, and its body as declared (content-length; chunked bodies count 0).
     request_head: u64,
@@ -72,6 +74,7 @@ impl Exchange {
     pub fn start<B>(req: &Request<B>, conn: &ConnContext, grpc: bool) -> Self {
         Exchange {
             started: Instant::now(),
+            request_id: InlineId::of(req.headers().get(X_REQUEST_ID)),
             protocol: if grpc { Protocol::Grpc } else { Protocol::Http },
             request_head: request_head_bytes(req),
             request_body: http_body_size(req),
@@ -89,6 +92,18 @@ impl Exchange {
             body_sent: 0,
             complete: false,
         }
+    }
+
+    /// The route that matched; kept only for the access log's `%ROUTE_NAME%`.
+    pub fn matched(&mut self, route: &Arc<Route>) {
+        if self.log.is_some() {
+            self.route = Some(route.clone());
+        }
+    }
+
+    /// The request's id as a header value, for the gateway's own answers.
+    pub fn request_id(&self) -> Option<HeaderValue> {
+        self.request_id.header()
     }
 
     /// Takes the final response's facts and wraps its body so the record ends with it.
@@ -204,9 +219,11 @@ fn http_body_size<B>(req: &Request<B>) -> u64 {
 
 /// Bytes of the request line and headers as HTTP/1.1 writes them.
 fn request_head_bytes<B>(req: &Request<B>) -> u64 {
+    // `METHOD SP path SP HTTP/1.1 CRLF`
     let line = req.method().as_str().len()
         + req.uri().path_and_query().map_or(1, |p| p.as_str().len())
-        + " HTTP/1.1\r\n ".len();
+        + " HTTP/1.1\r\n".len()
+        + 1;
     (line + header_bytes(req.headers())) as u64
 }
 
@@ -227,6 +244,33 @@ fn grpc_status(headers: &HeaderMap) -> Option<u8> {
         .get("grpc-status")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
+}
+
+/// A request id of up to 64 bytes (a UUID has 36), held without allocating.
+struct InlineId {
+    len: u8,
+    bytes: [u8; 64],
+}
+
+impl InlineId {
+    fn of(value: Option<&HeaderValue>) -> Self {
+        let mut id = InlineId {
+            len: 0,
+            bytes: [0; 64],
+        };
+        if let Some(v) = value.filter(|v| v.len() <= id.bytes.len()) {
+            id.bytes[..v.len()].copy_from_slice(v.as_bytes());
+            id.len = v.len() as u8;
+        }
+        id
+    }
+
+    fn header(&self) -> Option<HeaderValue> {
+        let bytes = &self.bytes[..usize::from(self.len)];
+        (!bytes.is_empty())
+            .then(|| HeaderValue::from_bytes(bytes).ok())
+            .flatten()
+    }
 }
 
 /// The downstream response body, counting what is sent; the exchange ends when it is dropped.

@@ -51,14 +51,13 @@ pub async fn handle(mut req: Request<Incoming>, conn: &ConnContext) -> Response<
     normalize_path(&mut req);
     let grpc = is_grpc(&req);
     let mut exchange = Exchange::start(&req, conn, grpc);
-    let request_id = req.headers().get(X_REQUEST_ID).cloned();
     let mut response = route_and_forward(req, conn, &mut exchange).await;
     if response.extensions().get::<Generated>().is_some() {
         if grpc && response.status().as_u16() >= 400 {
             response = grpc_local_reply(response).await;
         }
         // The request id on the gateway's own answers lets a user find the access log line.
-        if let Some(id) = request_id {
+        if let Some(id) = exchange.request_id() {
             response.headers_mut().insert(X_REQUEST_ID, id);
         }
     }
@@ -203,7 +202,7 @@ fn select(
     let Some(route) = vhost.find_route(&view) else {
         return Selected::Reply(LocalReply::NoRoute);
     };
-    exchange.route = Some(route.clone());
+    exchange.matched(route);
     match &route.action {
         Action::Forward(clusters) => match clusters.pick_with_headers(fastrand::u64(..)) {
             Some((target, headers)) => {

@@ -1,15 +1,17 @@
 //! Envoy's access log (reference §5.4): one line per HTTP request or TCP stream, in Istio's
 //! default TEXT format or its JSON encoding.
 //!
-//! The data path only hands a finished entry to a bounded queue (`try_send`: no lock, no wait);
-//! a writer thread formats and writes. A slow or stuck sink fills the queue, and entries that do
-//! not fit are dropped and counted, so logging never slows a request.
+//! The data path only hands a finished entry to a bounded queue (`try_send`: no lock, no wait,
+//! and no wake-up: the writer is never blocked in `recv`); a writer thread wakes every
+//! [`FLUSH_EVERY`], or when the queue fills to [`WAKE_AT`], and formats and writes everything
+//! waiting in large batches. A slow or stuck sink fills the queue, and entries that do not fit are
+//! dropped and counted, so logging never slows a request.
 
 use std::borrow::Cow;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
@@ -20,8 +22,12 @@ use serde::Serialize;
 use super::flags::Flags;
 
 /// Entries waiting for the writer; beyond this they are dropped (and counted).
-const QUEUE: usize = 4096;
-/// The writer batches up to this many bytes per write.
+const QUEUE: usize = 16 * 1024;
+/// How often the writer drains the queue (Envoy flushes its access log buffer every second).
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+/// The request whose entry makes this many wait wakes the writer early (once per burst).
+const WAKE_AT: usize = QUEUE / 4;
+/// The writer writes in chunks of about this many bytes.
 const BATCH_BYTES: usize = 64 * 1024;
 
 pub const DROPPED: &str = "tollgate_access_log_dropped_total";
@@ -109,6 +115,9 @@ pub enum Entry {
 
 struct Sink {
     queue: SyncSender<Entry>,
+    /// Entries queued and not yet taken by the writer.
+    pending: Arc<AtomicUsize>,
+    writer: std::thread::Thread,
     dropped: metrics::Counter,
 }
 
@@ -118,11 +127,15 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 /// Starts the writer for `target` (once per process); logging stays off until [`set_enabled`].
 pub fn start(target: Target, format: Format) -> std::io::Result<()> {
     let (queue, entries) = mpsc::sync_channel(QUEUE);
-    std::thread::Builder::new()
+    let pending = Arc::new(AtomicUsize::new(0));
+    let taken = pending.clone();
+    let writer = std::thread::Builder::new()
         .name("tollgate-access-log".into())
-        .spawn(move || write_loop(&target, format, &entries))?;
+        .spawn(move || write_loop(&target, format, &entries, &taken))?;
     let _ = SINK.set(Sink {
         queue,
+        pending,
+        writer: writer.thread().clone(),
         dropped: metrics::counter!(DROPPED),
     });
     Ok(())
@@ -149,12 +162,17 @@ pub fn submit(entry: Entry) {
     let Some(sink) = SINK.get() else {
         return;
     };
-    if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = sink.queue.try_send(entry) {
-        sink.dropped.increment(1);
+    match sink.queue.try_send(entry) {
+        Ok(()) => {
+            if sink.pending.fetch_add(1, Ordering::Relaxed) + 1 == WAKE_AT {
+                sink.writer.unpark();
+            }
+        }
+        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => sink.dropped.increment(1),
     }
 }
 
-fn write_loop(target: &Target, format: Format, entries: &Receiver<Entry>) {
+fn write_loop(target: &Target, format: Format, entries: &Receiver<Entry>, pending: &AtomicUsize) {
     // Opened here, not at start: a FIFO with no reader blocks only this thread.
     let mut out: Box<dyn Write> = match target {
         Target::Stdout => Box::new(std::io::stdout()),
@@ -170,20 +188,28 @@ fn write_loop(target: &Target, format: Format, entries: &Receiver<Entry>) {
             }
         },
     };
-    let mut buf = Vec::with_capacity(BATCH_BYTES);
-    while let Ok(first) = entries.recv() {
-        write_entry(&mut buf, format, &first);
-        while buf.len() < BATCH_BYTES {
-            match entries.try_recv() {
-                Ok(next) => write_entry(&mut buf, format, &next),
-                Err(_) => break,
+    let mut buf = Vec::with_capacity(BATCH_BYTES + 4096);
+    loop {
+        std::thread::park_timeout(FLUSH_EVERY);
+        while let Ok(entry) = entries.try_recv() {
+            pending.fetch_sub(1, Ordering::Relaxed);
+            write_entry(&mut buf, format, &entry);
+            if buf.len() >= BATCH_BYTES {
+                write_out(&mut out, &mut buf);
             }
         }
-        if let Err(e) = out.write_all(&buf).and_then(|()| out.flush()) {
-            tracing::warn!(error = %e, "access log write failed");
-        }
-        buf.clear();
+        write_out(&mut out, &mut buf);
     }
+}
+
+fn write_out(out: &mut Box<dyn Write>, buf: &mut Vec<u8>) {
+    if buf.is_empty() {
+        return;
+    }
+    if let Err(e) = out.write_all(buf).and_then(|()| out.flush()) {
+        tracing::warn!(error = %e, "access log write failed");
+    }
+    buf.clear();
 }
 
 pub fn write_entry(buf: &mut Vec<u8>, format: Format, entry: &Entry) {
