@@ -498,15 +498,36 @@ fn a_stuck_log_sink_never_holds_requests_up() {
     // Nobody ever reads the FIFO: the writer blocks opening it, the queue fills, and entries
     // beyond it must be dropped (and counted), never waited for.
     let w = http_world(&["--access-log", fifo.to_str().unwrap()]);
-    const REQUESTS: usize = 5_000;
-    for i in 0..REQUESTS {
-        let r = w.get("a.example.com", "/stuck", &[]);
-        if r.status != 200 {
-            w.gw.fail(format!(
-                "request {i} with a stuck access log: {} {}",
-                r.status, r.body
-            ));
-        }
+    // More requests than the queue holds (16384), from 4 keep-alive clients at once.
+    const CLIENTS: usize = 4;
+    const PER_CLIENT: usize = 5_000;
+    const REQUESTS: usize = CLIENTS * PER_CLIENT;
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                scope.spawn(|| {
+                    let client = HttpClient::new();
+                    (0..PER_CLIENT)
+                        .map(|_| client.get(w.addr, "a.example.com", "/stuck", &[]))
+                        .filter_map(|r| match r {
+                            Ok(r) if r.status == 200 => None,
+                            Ok(r) => Some(format!("{} {}", r.status, r.body)),
+                            Err(e) => Some(e),
+                        })
+                        .take(3)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    if !failures.is_empty() {
+        w.gw.fail(format!(
+            "requests failed with a stuck access log: {failures:?}"
+        ));
     }
     let dropped = poll(Duration::from_secs(10), || {
         let text = w.gw.metrics_get("/stats/prometheus").1;
