@@ -16,7 +16,7 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, HOST, USER_AGENT};
-use http::{Method, Request, Response, Version};
+use http::{Request, Response};
 use http_body::{Frame, SizeHint};
 
 use super::headers::{X_FORWARDED_FOR, X_REQUEST_ID};
@@ -24,33 +24,21 @@ use super::local::Generated;
 use super::proxy::ConnContext;
 use super::Body;
 use crate::route::Route;
-use crate::telemetry::access_log::{self, Downstream, Entry, HttpEntry, Upstream};
+use crate::telemetry::access_log::{self, Entry, HttpEntry, RequestId, Upstream};
 use crate::telemetry::istio::{self, HttpKey, HttpSample, Protocol};
 use crate::telemetry::Flags;
 use crate::upstream::Cluster;
 
-/// The request facts only the access log wants, captured on arrival when logging is on.
-struct LogFacts {
-    start: SystemTime,
-    method: Method,
-    path: Option<http::uri::PathAndQuery>,
-    version: Version,
-    forwarded_for: Option<HeaderValue>,
-    user_agent: Option<HeaderValue>,
-    request_id: Option<HeaderValue>,
-    authority: Option<HeaderValue>,
-    downstream: Downstream,
-}
-
 pub struct Exchange {
     started: Instant,
     /// The request id, copied inline so that error answers can carry it without a clone.
-    request_id: InlineId,
+    request_id: RequestId,
     protocol: Protocol,
     /// The request's head, and its body as declared (content-length; chunked bodies count 0).
     request_head: u64,
     request_body: u64,
-    log: Option<Box<LogFacts>>,
+    /// The access log entry, started on arrival when logging is on (one allocation).
+    log: Option<Box<HttpEntry>>,
     /// The route that matched, and the cluster the request was sent to.
     pub route: Option<Arc<Route>>,
     pub cluster: Option<Arc<Cluster>>,
@@ -74,11 +62,11 @@ impl Exchange {
     pub fn start<B>(req: &Request<B>, conn: &ConnContext, grpc: bool) -> Self {
         Exchange {
             started: Instant::now(),
-            request_id: InlineId::of(req.headers().get(X_REQUEST_ID)),
+            request_id: RequestId::of(req.headers().get(X_REQUEST_ID)),
             protocol: if grpc { Protocol::Grpc } else { Protocol::Http },
             request_head: request_head_bytes(req),
             request_body: http_body_size(req),
-            log: access_log::enabled().then(|| Box::new(log_facts(req, conn))),
+            log: access_log::enabled().then(|| arrival_entry(req, conn)),
             route: None,
             cluster: None,
             upstream_host: None,
@@ -148,38 +136,28 @@ impl Exchange {
             None => istio::unknown_destination().record_http(key, sample),
         }
         crate::metrics::record_http_response(self.code);
-        if let Some(facts) = self.log.take() {
-            self.log_entry(*facts, duration.as_millis() as u64);
+        if let Some(mut entry) = self.log.take() {
+            self.complete_entry(&mut entry, duration.as_millis() as u64);
+            access_log::submit(Entry::Http(entry));
         }
     }
 
-    fn log_entry(&mut self, facts: LogFacts, duration_ms: u64) {
-        let entry = HttpEntry {
-            start: facts.start,
-            method: facts.method,
-            path: facts.path,
-            protocol: facts.version,
-            code: self.code,
-            flags: self.flags,
-            details: std::mem::take(&mut self.details),
-            upstream_failure: self.upstream_failure.take(),
-            bytes_received: self.request_body,
-            bytes_sent: self.body_sent,
-            duration_ms,
-            upstream_service_time: self.upstream_service_time,
-            forwarded_for: facts.forwarded_for,
-            user_agent: facts.user_agent,
-            request_id: facts.request_id,
-            authority: facts.authority,
-            upstream: Upstream {
-                host: self.upstream_host,
-                cluster: self.cluster.take(),
-                local: None,
-            },
-            downstream: facts.downstream,
-            route: self.route.take(),
+    /// What the exchange learnt after arrival.
+    fn complete_entry(&mut self, entry: &mut HttpEntry, duration_ms: u64) {
+        entry.code = self.code;
+        entry.flags = self.flags;
+        entry.details = std::mem::take(&mut self.details);
+        entry.upstream_failure = self.upstream_failure.take();
+        entry.bytes_received = self.request_body;
+        entry.bytes_sent = self.body_sent;
+        entry.duration_ms = duration_ms;
+        entry.upstream_service_time = self.upstream_service_time;
+        entry.upstream = Upstream {
+            host: self.upstream_host,
+            cluster: self.cluster.take(),
+            local: None,
         };
-        access_log::submit(Entry::Http(Box::new(entry)));
+        entry.route = self.route.take();
     }
 }
 
@@ -189,23 +167,34 @@ impl Drop for Exchange {
     }
 }
 
-fn log_facts<B>(req: &Request<B>, conn: &ConnContext) -> LogFacts {
+/// The access log entry as far as the request's arrival tells it.
+fn arrival_entry<B>(req: &Request<B>, conn: &ConnContext) -> Box<HttpEntry> {
     let headers = req.headers();
     let authority = match req.uri().authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => headers.get(HOST).cloned(),
     };
-    LogFacts {
+    Box::new(HttpEntry {
         start: SystemTime::now(),
         method: req.method().clone(),
         path: req.uri().path_and_query().cloned(),
-        version: req.version(),
+        protocol: req.version(),
+        code: 0,
+        flags: Flags::NONE,
+        details: Cow::Borrowed("-"),
+        upstream_failure: None,
+        bytes_received: 0,
+        bytes_sent: 0,
+        duration_ms: 0,
+        upstream_service_time: None,
         forwarded_for: headers.get(X_FORWARDED_FOR).cloned(),
         user_agent: headers.get(USER_AGENT).cloned(),
-        request_id: headers.get(X_REQUEST_ID).cloned(),
+        request_id: RequestId::of(headers.get(X_REQUEST_ID)),
         authority,
+        upstream: Upstream::default(),
         downstream: conn.downstream.clone(),
-    }
+        route: None,
+    })
 }
 
 /// The request body's declared size (content-length); a chunked body counts 0.
@@ -244,33 +233,6 @@ fn grpc_status(headers: &HeaderMap) -> Option<u8> {
         .get("grpc-status")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
-}
-
-/// A request id of up to 64 bytes (a UUID has 36), held without allocating.
-struct InlineId {
-    len: u8,
-    bytes: [u8; 64],
-}
-
-impl InlineId {
-    fn of(value: Option<&HeaderValue>) -> Self {
-        let mut id = InlineId {
-            len: 0,
-            bytes: [0; 64],
-        };
-        if let Some(v) = value.filter(|v| v.len() <= id.bytes.len()) {
-            id.bytes[..v.len()].copy_from_slice(v.as_bytes());
-            id.len = v.len() as u8;
-        }
-        id
-    }
-
-    fn header(&self) -> Option<HeaderValue> {
-        let bytes = &self.bytes[..usize::from(self.len)];
-        (!bytes.is_empty())
-            .then(|| HeaderValue::from_bytes(bytes).ok())
-            .flatten()
-    }
 }
 
 /// The downstream response body, counting what is sent; the exchange ends when it is dropped.
