@@ -262,25 +262,12 @@ fn json_encoding_uses_envoys_keys() {
     assert!(nr["upstream_host"].is_null());
 }
 
-/// A self-signed certificate for `host` in `dir`: (cert path, key path).
-fn self_signed(dir: &Path, host: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec![host.to_string()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let (c, k) = (dir.join("pass.crt"), dir.join("pass.key"));
-    std::fs::write(&c, cert.pem()).unwrap();
-    std::fs::write(&k, key.serialize_pem()).unwrap();
-    (c, k)
-}
-
 #[test]
 fn tcp_and_passthrough_streams_get_a_line_each() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("access.log");
     let echo = TcpEcho::start();
-    let (cert, key) = self_signed(tmp.path(), "pass.example.com");
+    let (cert, key) = self_signed(tmp.path(), "pass", "pass.example.com");
     let tls_backend = OpensslServer::start(&cert, &key);
     let config = ConfigDir::new();
     config.write(

@@ -149,20 +149,11 @@ pub async fn forward(
         .store(prefix.len() as u64, std::sync::atomic::Ordering::Relaxed);
     drop(prefix);
     let idle = idle_timeout(&cluster, settings.tcp_idle_timeout);
+    let stream = Stream::new(record, &cluster, route, &origin, &held, &upstream);
     let upstream = match upstream {
         Conn::Plain(upstream) => upstream,
         // TLS originated to the upstream: the bytes change on the way, so they are copied.
-        tls => {
-            let stream = Stream {
-                record,
-                cluster: &cluster,
-                route,
-                origin: &origin,
-                upstream_host: held.0 .0.addr,
-                upstream_local: tls.tcp().local_addr().ok(),
-            };
-            return copy_streams(client, tls, counts, stream, idle).await;
-        }
+        tls => return copy_streams(client, tls, counts, stream, idle).await,
     };
     let series = cluster.istio_stats().tcp(Flags::NONE);
     series.opened.increment(1);
@@ -178,14 +169,6 @@ pub async fn forward(
     )
     .await;
     flushed.flush(&counts, &series);
-    let stream = Stream {
-        record,
-        cluster: &cluster,
-        route,
-        origin: &origin,
-        upstream_host: held.0 .0.addr,
-        upstream_local: upstream.local_addr().ok(),
-    };
     stream.finish(&series, end, &counts);
 }
 
@@ -201,15 +184,7 @@ where
     };
     let idle = idle_timeout(&cluster, idle);
     let counts = Counts::default();
-    let upstream_local = upstream.tcp().local_addr().ok();
-    let stream = Stream {
-        record,
-        cluster: &cluster,
-        route,
-        origin: &origin,
-        upstream_host: held.0 .0.addr,
-        upstream_local,
-    };
+    let stream = Stream::new(record, &cluster, route, &origin, &held, &upstream);
     copy_streams(client, upstream, counts, stream, idle).await;
 }
 
@@ -342,7 +317,25 @@ impl Flushed {
     }
 }
 
-impl Stream<'_> {
+impl<'a> Stream<'a> {
+    fn new(
+        record: Record,
+        cluster: &'a Arc<Cluster>,
+        route: &'a L4Route,
+        origin: &'a Origin,
+        held: &(ActiveRequest, Admission),
+        upstream: &Conn,
+    ) -> Self {
+        Stream {
+            record,
+            cluster,
+            route,
+            origin,
+            upstream_host: held.0 .0.addr,
+            upstream_local: upstream.tcp().local_addr().ok(),
+        }
+    }
+
     fn finish(self, series: &TcpSeries, end: End, counts: &Counts) {
         let duration = self.record.started.elapsed();
         series.closed.increment(1);

@@ -237,3 +237,15 @@ pub fn l4_service_entry(
     }
     y
 }
+
+/// Writes a self-signed certificate for `host` as `<dir>/<name>/tls.crt` and `tls.key`.
+pub fn self_signed(dir: &Path, name: &str, host: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let certified = rcgen::generate_simple_self_signed(vec![host.to_string()])
+        .expect("generate a self-signed certificate");
+    let folder = dir.join(name);
+    std::fs::create_dir_all(&folder).expect("create credential folder");
+    let (crt, key) = (folder.join("tls.crt"), folder.join("tls.key"));
+    std::fs::write(&crt, certified.cert.pem()).expect("write tls.crt");
+    std::fs::write(&key, certified.key_pair.serialize_pem()).expect("write tls.key");
+    (crt, key)
+}

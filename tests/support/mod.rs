@@ -23,7 +23,9 @@ pub use backend::{
     dead_port, EchoBackend, OpensslServer, Recorded, RecordingBackend, TcpEcho, TcpServer,
 };
 pub use client::{curl, curl_https, CurlOutput, HttpClient, Response};
-pub use config::{https_gateway, l4_service_entry, service_entry, yaml_str, ConfigDir};
+pub use config::{
+    https_gateway, l4_service_entry, self_signed, service_entry, yaml_str, ConfigDir,
+};
 pub use gateway::{check, CheckOutput, Gateway};
 pub use policy::{
     adapt, assert_marker_line, diagnostics, echo_endpoint, file_ok, fixture, not_ok_files, rule,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::{poll, HttpClient};
+use super::{poll, self_signed, HttpClient};
 
 /// One sample line of the text exposition format.
 #[derive(Debug, Clone, PartialEq)]
@@ -497,18 +497,6 @@ pub struct IstioWorld {
     _s_server: super::OpensslServer,
     _certs: (TempDir, TempDir),
     _config: super::ConfigDir,
-}
-
-/// Writes a self-signed certificate for `host` as `<dir>/<name>/tls.crt` and `tls.key`.
-fn self_signed(dir: &Path, name: &str, host: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    let certified = rcgen::generate_simple_self_signed(vec![host.to_string()])
-        .expect("generate a self-signed certificate");
-    let folder = dir.join(name);
-    std::fs::create_dir_all(&folder).expect("create credential folder");
-    let (crt, key) = (folder.join("tls.crt"), folder.join("tls.key"));
-    std::fs::write(&crt, certified.cert.pem()).expect("write tls.crt");
-    std::fs::write(&key, certified.key_pair.serialize_pem()).expect("write tls.key");
-    (crt, key)
 }
 
 impl IstioWorld {
