@@ -5,8 +5,9 @@
 #   catalog-credential/            catalog.istioinaction.io
 #   mtls-credential/               mtls.istioinaction.io, plus ca.crt to verify clients (MUTUAL)
 #   clients/webapp/                a client certificate for MUTUAL
-#   passthrough-backend/           the demo's own TLS backend behind PASSTHROUGH (tollgate never
-#                                  holds this key: the backend terminates TLS itself)
+#   simple-tls-service-1/, -2/     the demo's TLS backends behind PASSTHROUGH, for
+#                                  simple-sni-1/-2.istioinaction.io (tollgate never holds these
+#                                  keys: the backends terminate TLS themselves)
 # Usage: certs/generate.sh   (needs openssl; overwrites the files above)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -35,6 +36,8 @@ leaf webapp-credential webapp.istioinaction.io "DNS:webapp.istioinaction.io,DNS:
 leaf catalog-credential catalog.istioinaction.io "DNS:catalog.istioinaction.io" serverAuth
 leaf mtls-credential mtls.istioinaction.io "DNS:mtls.istioinaction.io" serverAuth
 cp ca/ca.crt mtls-credential/ca.crt
-leaf passthrough-backend passthrough.istioinaction.io "DNS:passthrough.istioinaction.io" serverAuth
+for n in 1 2; do
+    leaf "simple-tls-service-$n" "simple-sni-$n.istioinaction.io" "DNS:simple-sni-$n.istioinaction.io" serverAuth
+done
 leaf clients/webapp webapp-client "DNS:webapp-client.istioinaction.io,URI:spiffe://istioinaction/webapp" clientAuth
 echo "demo credentials written under $(pwd)"

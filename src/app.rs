@@ -88,9 +88,29 @@ pub async fn serve(args: RunArgs) -> anyhow::Result<()> {
         _ = shutdown_signal() => {}
         _ = ctx.shutdown.notified() => {}
     }
-    shared.start_draining();
-    tracing::info!("shutting down");
+    drain(&shared, &ctx.listeners, args.drain_timeout).await;
     Ok(())
+}
+
+/// Graceful shutdown: readiness fails and open HTTP connections are told to close after the
+/// request in flight (`Connection: close`, HTTP/2 GOAWAY); then the listeners close, so new
+/// connections are refused; then open connections get `timeout` to finish. Whatever is still
+/// open after it (a long TCP stream, a slow request) is cut when the process exits.
+async fn drain(shared: &Shared, listeners: &Listeners, timeout: std::time::Duration) {
+    shared.start_draining();
+    shared.drain.start();
+    listeners.drain().await;
+    let open = listeners.open_connections();
+    tracing::info!(open_connections = open, timeout = ?timeout, "shutting down: draining");
+    let left = listeners.wait_closed(timeout).await;
+    if left > 0 {
+        tracing::warn!(
+            open_connections = left,
+            "drain timeout: closing the connections still open"
+        );
+    }
+    crate::telemetry::access_log::flush();
+    tracing::info!("shut down");
 }
 
 /// The gateway's identity for Istio's labels, the metrics upkeep, and the access log writer.

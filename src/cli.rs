@@ -32,6 +32,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Explain how the gateway would route one request (listener, TLS server, route, endpoints).
     Explain(ExplainArgs),
+    /// Probe a running gateway's readiness (for container health checks): exit 0 when ready.
+    Health(HealthArgs),
 }
 
 /// Where configuration comes from and how it is interpreted.
@@ -108,6 +110,10 @@ pub struct RunArgs {
     /// Send mirrored requests with Host `<host>-shadow`, as Istio before 1.28 did (default: Host unchanged).
     #[arg(long)]
     pub mirror_shadow_host: bool,
+    /// On SIGTERM: readiness fails, listeners close, and open connections get this long to finish
+    /// their requests before the process exits.
+    #[arg(long, default_value = "5s", env = "TOLLGATE_DRAIN_TIMEOUT", value_parser = parse_duration)]
+    pub drain_timeout: std::time::Duration,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
 }
@@ -174,6 +180,17 @@ pub struct ExplainArgs {
     pub json: bool,
 }
 
+/// `tollgate health [--url URL] [--timeout D]`.
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// The readiness endpoint to probe.
+    #[arg(long, default_value = "http://127.0.0.1:15021/healthz/ready")]
+    pub url: http::Uri,
+    /// Give up (and report unhealthy) after this long.
+    #[arg(long, default_value = "2s", value_parser = parse_idle_timeout)]
+    pub timeout: std::time::Duration,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
     #[command(flatten)]
@@ -213,6 +230,10 @@ fn parse_idle_timeout(value: &str) -> Result<std::time::Duration, String> {
         Ok(d) => Ok(d),
         Err(e) => Err(e.to_string()),
     }
+}
+
+fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(value).map_err(|e| e.to_string())
 }
 
 fn parse_log_format(value: &str) -> Result<crate::telemetry::access_log::Format, String> {

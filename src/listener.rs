@@ -37,13 +37,16 @@ struct Running {
 /// A listener's open connections: read by the admin API, kept in step with a gauge.
 pub struct ListenerStats {
     active: AtomicU64,
+    /// Open connections of every listener, closed ones included (what a drain waits for).
+    all: Arc<AtomicU64>,
     gauge: metrics::Gauge,
 }
 
 impl ListenerStats {
-    fn new(key: ListenKey) -> Arc<Self> {
+    fn new(key: ListenKey, all: Arc<AtomicU64>) -> Arc<Self> {
         Arc::new(ListenerStats {
             active: AtomicU64::new(0),
+            all,
             gauge: crate::metrics::active_connections_gauge(&listener_name(key)),
         })
     }
@@ -60,6 +63,7 @@ struct ActiveConnection(Arc<ListenerStats>);
 impl ActiveConnection {
     fn open(stats: &Arc<ListenerStats>) -> Self {
         stats.active.fetch_add(1, Ordering::Relaxed);
+        stats.all.fetch_add(1, Ordering::Relaxed);
         stats.gauge.increment(1.0);
         ActiveConnection(stats.clone())
     }
@@ -68,6 +72,7 @@ impl ActiveConnection {
 impl Drop for ActiveConnection {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::Relaxed);
+        self.0.all.fetch_sub(1, Ordering::Relaxed);
         self.0.gauge.decrement(1.0);
     }
 }
@@ -92,6 +97,8 @@ pub struct Listeners {
     errors: Mutex<Vec<BindError>>,
     /// Set by `/drain_listeners`: no port opens again.
     drained: AtomicBool,
+    /// Downstream connections open on any listener, running or closed.
+    open: Arc<AtomicU64>,
 }
 
 impl Listeners {
@@ -102,7 +109,23 @@ impl Listeners {
             running: Mutex::new(BTreeMap::new()),
             errors: Mutex::new(Vec::new()),
             drained: AtomicBool::new(false),
+            open: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Downstream connections still open, on running and closed listeners alike.
+    pub fn open_connections(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every downstream connection has closed, or `timeout` has passed; returns
+    /// how many are still open.
+    pub async fn wait_closed(&self, timeout: Duration) -> u64 {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.open_connections() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.open_connections()
     }
 
     /// Running listeners with their bound address and open connections.
@@ -193,7 +216,7 @@ impl Listeners {
                         "LISTEN listener gateway_port={} address={address}",
                         key.port
                     );
-                    let stats = ListenerStats::new(key);
+                    let stats = ListenerStats::new(key, self.open.clone());
                     let task =
                         tokio::spawn(accept_loop(tcp, key, self.shared.clone(), stats.clone()));
                     running.insert(

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => tollgate::app::run(args),
         Some(Command::Check(args)) => return tollgate::check::run(&args),
         Some(Command::Explain(args)) => return tollgate::explain::run(&args),
+        Some(Command::Health(args)) => return tollgate::health::run(&args),
         Some(Command::Demo(args)) => tollgate::demo::run(args),
     };
     match result {

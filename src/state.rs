@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::drain::DrainSignal;
 use crate::snapshot::Snapshot;
 use crate::upstream::Upstreams;
 
@@ -45,7 +46,11 @@ pub struct Shared {
     pub upstreams: Upstreams,
     pub settings: ProxySettings,
     ready: AtomicBool,
+    /// Readiness fails from here on (shutdown, `/drain_listeners`).
     draining: AtomicBool,
+    /// Tells open connections to finish their requests and close (shutdown,
+    /// `/drain_listeners?graceful`).
+    pub drain: DrainSignal,
 }
 
 impl Shared {
@@ -56,6 +61,7 @@ impl Shared {
             settings,
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            drain: DrainSignal::default(),
         })
     }
 

@@ -432,6 +432,18 @@ fn drain_listeners_closes_gateway_ports_and_keeps_open_connections() {
         200,
         "an open connection keeps being served"
     );
+
+    // `?graceful` also asks open connections to close: the idle one is closed by the gateway.
+    assert_eq!(
+        w.gw.admin_post("/drain_listeners?graceful"),
+        (200, "OK\n".into())
+    );
+    let mut rest = Vec::new();
+    let closed = reader.read_to_end(&mut rest);
+    assert!(
+        matches!(closed, Ok(0)),
+        "the idle connection is closed after a graceful drain: {closed:?} {rest:?}"
+    );
 }
 
 #[test]

@@ -109,16 +109,20 @@ fn the_readme_tour_works_on_the_bundled_demo() {
         (301, Some("https://secure.istioinaction.io/login"))
     );
 
-    // PASSTHROUGH on the same port: the backend's own certificate, which no Gateway holds.
-    let passthrough = curl(&[
-        "--cacert",
-        "certs/ca/ca.crt",
-        "--resolve",
-        &resolve("passthrough.istioinaction.io", https),
-        &format!("https://passthrough.istioinaction.io:{https}/"),
-    ]);
-    assert_eq!(served(&passthrough).0, "passthrough-backend");
-    assert_certificate_for("passthrough.istioinaction.io");
+    // PASSTHROUGH on the same port, two SNI hosts: each backend's own certificate, which no
+    // Gateway holds.
+    for n in 1..=2 {
+        let host = format!("simple-sni-{n}.istioinaction.io");
+        let passthrough = curl(&[
+            "--cacert",
+            "certs/ca/ca.crt",
+            "--resolve",
+            &resolve(&host, https),
+            &format!("https://{host}:{https}/"),
+        ]);
+        assert_eq!(served(&passthrough).0, format!("simple-tls-service-{n}"));
+        assert_certificate_for(&host);
+    }
 
     // The raw TCP port, as `telnet localhost 31400` would use it.
     let tcp = gw.listener(31400);

@@ -1,4 +1,5 @@
-//! `/ready` (and the health role's `/healthz/ready`), `/drain_listeners`, `/quitquitquit`.
+//! `/ready` (and the health role's `/healthz/ready` and `/healthz/live`), `/drain_listeners`,
+//! `/quitquitquit`.
 
 use std::time::Duration;
 
@@ -20,10 +21,21 @@ pub(super) fn ready(ctx: &AdminContext) -> AdminResponse {
     text(status, format!("{state}\n"))
 }
 
+/// Liveness: 200 while the process serves its admin addresses, draining included (a liveness
+/// probe must not restart a pod that is finishing its requests).
+pub(super) fn live() -> AdminResponse {
+    text(StatusCode::OK, "OK\n".into())
+}
+
 /// Closes every gateway listening socket (answering once they are closed) and reports
-/// `DRAINING`, so a load balancer takes the pod out while open connections finish.
-pub(super) async fn drain_listeners(ctx: &AdminContext) -> AdminResponse {
+/// `DRAINING`, so a load balancer takes the pod out while open connections finish. As in Envoy,
+/// open connections keep being served unless `?graceful` asks them to close after their request
+/// in flight.
+pub(super) async fn drain_listeners(ctx: &AdminContext, graceful: bool) -> AdminResponse {
     ctx.shared.start_draining();
+    if graceful {
+        ctx.shared.drain.start();
+    }
     ctx.listeners.drain().await;
     tracing::info!("listeners drained on admin request");
     text(StatusCode::OK, "OK\n".into())

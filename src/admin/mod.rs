@@ -116,7 +116,7 @@ const ENDPOINTS: &[(&str, bool, &str)] = &[
     (
         "/drain_listeners",
         true,
-        "close every gateway listener; open connections stay served",
+        "close every gateway listener; open connections stay served (?graceful: they close after their request)",
     ),
     (
         "/listeners",
@@ -151,6 +151,7 @@ async fn route(role: Role, req: &Request<Incoming>, ctx: &AdminContext) -> Admin
     let query = Query::parse(req.uri().query().unwrap_or(""));
     match (role, path) {
         (Role::Health, "/healthz/ready") if req.method() == Method::GET => lifecycle::ready(ctx),
+        (Role::Health, "/healthz/live") if req.method() == Method::GET => lifecycle::live(),
         (Role::Metrics, "/stats/prometheus") if req.method() == Method::GET => prometheus(ctx),
         (Role::Admin, "/debug/route") if req.method() == Method::GET => {
             let (status, content_type, body) =
@@ -189,7 +190,7 @@ async fn admin(method: &Method, path: &str, query: &Query, ctx: &AdminContext) -
         "/clusters" => clusters::clusters(ctx, query),
         "/certs" => json(StatusCode::OK, &certificates(&ctx.shared.snapshot.load())),
         "/logging" => logging::logging(query),
-        "/drain_listeners" => lifecycle::drain_listeners(ctx).await,
+        "/drain_listeners" => lifecycle::drain_listeners(ctx, query.has("graceful")).await,
         "/quitquitquit" => lifecycle::quit(ctx),
         _ => not_found(path),
     }

@@ -57,6 +57,19 @@ pub fn parse_documents(text: &str) -> Result<Vec<RawDoc>, SyntaxError> {
     Ok(docs)
 }
 
+/// Every non-empty document of `text` as a JSON value: for tools and tests that read YAML which
+/// is not Istio configuration (compose files, Kubernetes manifests) without naming serde_yaml.
+pub fn json_documents(text: &str) -> Result<Vec<serde_json::Value>, SyntaxError> {
+    let mut docs = Vec::new();
+    for de in serde_yaml::Deserializer::from_str(text) {
+        let value = serde_json::Value::deserialize(de).map_err(syntax_error)?;
+        if !value.is_null() {
+            docs.push(value);
+        }
+    }
+    Ok(docs)
+}
+
 fn syntax_error(err: serde_yaml::Error) -> SyntaxError {
     let line = err.location().map_or(1, |l| l.line() as u32);
     SyntaxError {

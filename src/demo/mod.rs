@@ -17,9 +17,12 @@ pub const HTTP_BACKENDS: &[(&str, &str, u16)] = &[
 ];
 /// The TCP echo backend behind Gateway port 31400.
 pub const TCP_ECHO_PORT: u16 = 9090;
-/// The HTTPS echo behind the PASSTHROUGH host: it terminates TLS itself, with
-/// `certs/passthrough-backend/`.
-pub const TLS_BACKEND_PORT: u16 = 9443;
+/// The HTTPS echoes behind the PASSTHROUGH hosts `simple-sni-1/-2.istioinaction.io`: each
+/// terminates TLS itself, with its own `certs/<service>/` credential.
+pub const TLS_BACKENDS: &[(&str, u16)] = &[
+    ("simple-tls-service-1", 9443),
+    ("simple-tls-service-2", 9444),
+];
 /// One port plan everywhere: Gateway 80 on 8080, 443 on 8443, 31400 on 31400.
 pub const PORT_PLAN: &[(u16, u16)] = &[(80, 8080), (443, 8443), (31400, 31400)];
 
@@ -51,17 +54,19 @@ async fn start_backends(certs_dir: &std::path::Path) -> anyhow::Result<()> {
     }
     let listener = bind(TCP_ECHO_PORT, "tcp-echo").await?;
     tokio::spawn(echo::serve_tcp_echo(listener));
-    let config = tls_backend_config(&certs_dir.join("passthrough-backend"))?;
-    let listener = bind(TLS_BACKEND_PORT, "passthrough-backend").await?;
-    let id = EchoIdentity {
-        service: "passthrough-backend".into(),
-        version: "v1".into(),
-    };
-    tokio::spawn(echo::serve_https_echo(listener, id, config));
+    for (service, port) in TLS_BACKENDS {
+        let config = tls_backend_config(&certs_dir.join(service))?;
+        let listener = bind(*port, service).await?;
+        let id = EchoIdentity {
+            service: (*service).to_string(),
+            version: "v1".into(),
+        };
+        tokio::spawn(echo::serve_https_echo(listener, id, config));
+    }
     Ok(())
 }
 
-/// The passthrough backend's own TLS configuration (tollgate's listeners never see this key).
+/// A passthrough backend's own TLS configuration (tollgate's listeners never see this key).
 fn tls_backend_config(
     dir: &std::path::Path,
 ) -> anyhow::Result<std::sync::Arc<rustls::ServerConfig>> {
@@ -99,15 +104,15 @@ fn print_tour(run: &crate::cli::RunArgs) {
         _ => run.admin_addr.to_string(),
     };
     println!(
-        "\ntollgate demo: backends webapp v1, catalog v1 and v2 (HTTP echo), tcp-echo, passthrough-backend (HTTPS echo). Try:\n\
+        "\ntollgate demo: backends webapp v1, catalog v1 and v2 (HTTP echo), tcp-echo, simple-tls-service-1 and -2 (HTTPS echo). Try:\n\
          \x20 curl --resolve webapp.istioinaction.io:{http}:127.0.0.1 http://webapp.istioinaction.io:{http}/hello\n\
          \x20 curl -H 'x-dark-launch: v2' --resolve catalog.istioinaction.io:{http}:127.0.0.1 http://catalog.istioinaction.io:{http}/items\n\
          \x20 curl --cacert certs/ca/ca.crt --resolve webapp.istioinaction.io:{https}:127.0.0.1 https://webapp.istioinaction.io:{https}/\n\
          \x20 curl --cacert certs/ca/ca.crt --cert certs/clients/webapp/tls.crt --key certs/clients/webapp/tls.key \\\n\
          \x20      --resolve mtls.istioinaction.io:{https}:127.0.0.1 https://mtls.istioinaction.io:{https}/\n\
          \x20 curl -i --resolve secure.istioinaction.io:{http}:127.0.0.1 http://secure.istioinaction.io:{http}/login\n\
-         \x20 curl --cacert certs/ca/ca.crt --resolve passthrough.istioinaction.io:{https}:127.0.0.1 https://passthrough.istioinaction.io:{https}/\n\
-         \x20 openssl s_client -connect 127.0.0.1:{https} -servername passthrough.istioinaction.io </dev/null | grep subject\n\
+         \x20 curl --cacert certs/ca/ca.crt --resolve simple-sni-1.istioinaction.io:{https}:127.0.0.1 https://simple-sni-1.istioinaction.io:{https}/\n\
+         \x20 openssl s_client -connect 127.0.0.1:{https} -servername simple-sni-2.istioinaction.io </dev/null | grep subject\n\
          \x20 telnet localhost {tcp}   (or: nc 127.0.0.1 {tcp}; type a line, it comes back)\n\
          \x20 curl -s http://{admin}/config_dump\n"
     );

@@ -24,7 +24,7 @@ use super::local::Generated;
 use super::proxy::ConnContext;
 use super::Body;
 use crate::route::Route;
-use crate::telemetry::access_log::{self, Entry, HttpEntry, RequestId, Upstream};
+use crate::telemetry::access_log::{self, Entry, HttpEntry, RequestId, RequestStrings, Upstream};
 use crate::telemetry::istio::{self, HttpKey, HttpSample, Protocol};
 use crate::telemetry::Flags;
 use crate::upstream::Cluster;
@@ -170,14 +170,21 @@ impl Drop for Exchange {
 /// The access log entry as far as the request's arrival tells it.
 fn arrival_entry<B>(req: &Request<B>, conn: &ConnContext) -> Box<HttpEntry> {
     let headers = req.headers();
+    let header = |name| headers.get(name).map_or(&b""[..], HeaderValue::as_bytes);
     let authority = match req.uri().authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => headers.get(HOST).cloned(),
+        Some(a) => a.as_str().as_bytes(),
+        None => header(HOST),
     };
+    let path = req.uri().path_and_query().map_or("", |p| p.as_str());
     Box::new(HttpEntry {
         start: SystemTime::now(),
         method: req.method().clone(),
-        path: req.uri().path_and_query().cloned(),
+        request: RequestStrings::new(
+            path.as_bytes(),
+            header(X_FORWARDED_FOR),
+            header(USER_AGENT),
+            authority,
+        ),
         protocol: req.version(),
         code: 0,
         flags: Flags::NONE,
@@ -187,10 +194,7 @@ fn arrival_entry<B>(req: &Request<B>, conn: &ConnContext) -> Box<HttpEntry> {
         bytes_sent: 0,
         duration_ms: 0,
         upstream_service_time: None,
-        forwarded_for: headers.get(X_FORWARDED_FOR).cloned(),
-        user_agent: headers.get(USER_AGENT).cloned(),
         request_id: RequestId::of(headers.get(X_REQUEST_ID)),
-        authority,
         upstream: Upstream::default(),
         downstream: conn.downstream.clone(),
         route: None,

@@ -21,6 +21,7 @@ pub async fn serve<I>(io: I, conn: ConnContext)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let shared = conn.shared.clone();
     let conn = Arc::new(conn);
     let service = service_fn(move |req| {
         let conn = conn.clone();
@@ -38,10 +39,19 @@ where
         .timer(TokioTimer::new())
         .max_concurrent_streams(100)
         .max_header_list_size(MAX_HEADER_BYTES as u32);
-    if let Err(e) = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), service)
-        .await
-    {
+    let serving = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(serving);
+    let result = tokio::select! {
+        biased;
+        result = serving.as_mut() => result,
+        () = shared.drain.drained() => {
+            // HTTP/1.1: close after the request in flight (or now, if idle); HTTP/2: GOAWAY,
+            // then finish the open streams.
+            serving.as_mut().graceful_shutdown();
+            serving.await
+        }
+    };
+    if let Err(e) = result {
         tracing::debug!(error = %e, "downstream connection ended with an error");
     }
 }

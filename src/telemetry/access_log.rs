@@ -60,8 +60,9 @@ impl Target {
 pub struct HttpEntry {
     pub start: SystemTime,
     pub method: Method,
-    /// The path as routed (after normalization, before any rewrite), query included.
-    pub path: Option<http::uri::PathAndQuery>,
+    /// Path (as routed: after normalization, before any rewrite; query included),
+    /// `x-forwarded-for`, `user-agent` and authority.
+    pub request: RequestStrings,
     pub protocol: Version,
     pub code: u16,
     pub flags: Flags,
@@ -71,10 +72,7 @@ pub struct HttpEntry {
     pub bytes_sent: u64,
     pub duration_ms: u64,
     pub upstream_service_time: Option<u64>,
-    pub forwarded_for: Option<HeaderValue>,
-    pub user_agent: Option<HeaderValue>,
     pub request_id: RequestId,
-    pub authority: Option<HeaderValue>,
     pub upstream: Upstream,
     pub downstream: Downstream,
     pub route: Option<Arc<crate::route::Route>>,
@@ -91,6 +89,50 @@ pub struct TcpEntry {
     pub duration_ms: u64,
     pub upstream: Upstream,
     pub downstream: Downstream,
+}
+
+/// The request's strings a log line shows, copied into one buffer. Holding hyper's header values
+/// instead would share each connection's read buffer until the writer ran, and hyper would have
+/// to allocate a fresh buffer for every next request on the connection.
+#[derive(Debug, Default)]
+pub struct RequestStrings {
+    bytes: Vec<u8>,
+    /// Where each of path, x-forwarded-for, user-agent and authority ends in `bytes`.
+    ends: [u32; 4],
+}
+
+impl RequestStrings {
+    pub fn new(path: &[u8], forwarded_for: &[u8], user_agent: &[u8], authority: &[u8]) -> Self {
+        let fields = [path, forwarded_for, user_agent, authority];
+        let mut bytes = Vec::with_capacity(fields.iter().map(|f| f.len()).sum());
+        let mut ends = [0; 4];
+        for (end, field) in ends.iter_mut().zip(fields) {
+            bytes.extend_from_slice(field);
+            *end = bytes.len() as u32;
+        }
+        RequestStrings { bytes, ends }
+    }
+
+    fn field(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.bytes[start..self.ends[i] as usize]
+    }
+
+    pub fn path(&self) -> &[u8] {
+        self.field(0)
+    }
+
+    pub fn forwarded_for(&self) -> &[u8] {
+        self.field(1)
+    }
+
+    pub fn user_agent(&self) -> &[u8] {
+        self.field(2)
+    }
+
+    pub fn authority(&self) -> &[u8] {
+        self.field(3)
+    }
 }
 
 /// A request id of up to 64 bytes (a UUID has 36), held inline: copying it costs no allocation,
@@ -158,6 +200,8 @@ struct Sink {
     queue: SyncSender<Entry>,
     /// Entries queued and not yet taken by the writer.
     pending: Arc<AtomicUsize>,
+    /// Counts the writer's rounds (drain the queue, write): [`flush`] waits for two.
+    rounds: Arc<AtomicUsize>,
     writer: std::thread::Thread,
     dropped: metrics::Counter,
 }
@@ -169,13 +213,15 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 pub fn start(target: Target, format: Format) -> std::io::Result<()> {
     let (queue, entries) = mpsc::sync_channel(QUEUE);
     let pending = Arc::new(AtomicUsize::new(0));
-    let taken = pending.clone();
+    let rounds = Arc::new(AtomicUsize::new(0));
+    let (taken, done) = (pending.clone(), rounds.clone());
     let writer = std::thread::Builder::new()
         .name("tollgate-access-log".into())
-        .spawn(move || write_loop(&target, format, &entries, &taken))?;
+        .spawn(move || write_loop(&target, format, &entries, &taken, &done))?;
     let _ = SINK.set(Sink {
         queue,
         pending,
+        rounds,
         writer: writer.thread().clone(),
         dropped: metrics::counter!(DROPPED),
     });
@@ -213,7 +259,27 @@ pub fn submit(entry: Entry) {
     }
 }
 
-fn write_loop(target: &Target, format: Format, entries: &Receiver<Entry>, pending: &AtomicUsize) {
+/// Writes out what is queued (at shutdown), waiting at most a second.
+pub fn flush() {
+    let Some(sink) = SINK.get() else {
+        return;
+    };
+    // The round under way may have passed the newest entries by; the one after has not.
+    let wanted = sink.rounds.load(Ordering::Acquire) + 2;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while sink.rounds.load(Ordering::Acquire) < wanted && std::time::Instant::now() < deadline {
+        sink.writer.unpark();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+fn write_loop(
+    target: &Target,
+    format: Format,
+    entries: &Receiver<Entry>,
+    pending: &AtomicUsize,
+    rounds: &AtomicUsize,
+) {
     // Opened here, not at start: a FIFO with no reader blocks only this thread.
     let mut out: Box<dyn Write> = match target {
         Target::Stdout => Box::new(std::io::stdout()),
@@ -230,16 +296,18 @@ fn write_loop(target: &Target, format: Format, entries: &Receiver<Entry>, pendin
         },
     };
     let mut buf = Vec::with_capacity(BATCH_BYTES + 4096);
+    let mut lines = LineFormatter::new(format);
     loop {
         std::thread::park_timeout(FLUSH_EVERY);
         while let Ok(entry) = entries.try_recv() {
             pending.fetch_sub(1, Ordering::Relaxed);
-            write_entry(&mut buf, format, &entry);
+            lines.write(&mut buf, &entry);
             if buf.len() >= BATCH_BYTES {
                 write_out(&mut out, &mut buf);
             }
         }
         write_out(&mut out, &mut buf);
+        rounds.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -253,35 +321,163 @@ fn write_out(out: &mut Box<dyn Write>, buf: &mut Vec<u8>) {
     buf.clear();
 }
 
-pub fn write_entry(buf: &mut Vec<u8>, format: Format, entry: &Entry) {
-    match (format, entry) {
-        (Format::Text, Entry::Http(e)) => text_http(buf, e),
-        (Format::Text, Entry::Tcp(e)) => text_tcp(buf, e),
-        (Format::Json, entry) => {
-            let json = match entry {
-                Entry::Http(e) => json_http(e),
-                Entry::Tcp(e) => json_tcp(e),
-            };
-            let _ = serde_json::to_writer(&mut *buf, &json);
-            buf.push(b'\n');
+/// Formats entries into log lines. Text lines are written byte by byte, without `fmt`: the
+/// writer formats every request, and `fmt`'s padding machinery cost more than the rest of the
+/// line together. The date is formatted once per second.
+pub struct LineFormatter {
+    format: Format,
+    clock: DateCache,
+}
+
+impl LineFormatter {
+    pub fn new(format: Format) -> Self {
+        LineFormatter {
+            format,
+            clock: DateCache::default(),
         }
+    }
+
+    pub fn write(&mut self, buf: &mut Vec<u8>, entry: &Entry) {
+        match (self.format, entry) {
+            (Format::Text, Entry::Http(e)) => self.text_http(buf, e),
+            (Format::Text, Entry::Tcp(e)) => self.text_tcp(buf, e),
+            (Format::Json, entry) => {
+                let json = match entry {
+                    Entry::Http(e) => json_http(e),
+                    Entry::Tcp(e) => json_tcp(e),
+                };
+                let _ = serde_json::to_writer(&mut *buf, &json);
+                buf.push(b'\n');
+            }
+        }
+    }
+
+    /// Envoy's default TEXT format (Istio's `accessLogFormat` unset), field for field.
+    fn text_http(&mut self, buf: &mut Vec<u8>, e: &HttpEntry) {
+        buf.push(b'[');
+        self.clock.write(buf, e.start);
+        buf.extend_from_slice(b"] \"");
+        buf.extend_from_slice(e.method.as_str().as_bytes());
+        buf.push(b' ');
+        bytes_or_dash(buf, e.request.path());
+        buf.push(b' ');
+        buf.extend_from_slice(protocol(e.protocol).as_bytes());
+        buf.extend_from_slice(b"\" ");
+        number(buf, u64::from(e.code));
+        buf.push(b' ');
+        flags(buf, e.flags);
+        buf.push(b' ');
+        details(buf, Some(&e.details));
+        buf.extend_from_slice(b" - \"");
+        details(buf, e.upstream_failure.as_deref());
+        buf.extend_from_slice(b"\" ");
+        counters(buf, e.bytes_received, e.bytes_sent, e.duration_ms);
+        match e.upstream_service_time {
+            Some(ms) => number(buf, ms),
+            None => buf.push(b'-'),
+        }
+        buf.extend_from_slice(b" \"");
+        bytes_or_dash(buf, e.request.forwarded_for());
+        buf.extend_from_slice(b"\" \"");
+        bytes_or_dash(buf, e.request.user_agent());
+        buf.extend_from_slice(b"\" \"");
+        bytes_or_dash(buf, e.request_id.as_bytes());
+        buf.extend_from_slice(b"\" \"");
+        bytes_or_dash(buf, e.request.authority());
+        let route = e.route.as_ref().and_then(|r| r.log_name.as_deref());
+        tail(buf, &e.upstream, &e.downstream, route);
+    }
+
+    /// A TCP stream's line: the HTTP fields are `-`, the code 0.
+    fn text_tcp(&mut self, buf: &mut Vec<u8>, e: &TcpEntry) {
+        buf.push(b'[');
+        self.clock.write(buf, e.start);
+        buf.extend_from_slice(b"] \"- - -\" 0 ");
+        flags(buf, e.flags);
+        buf.extend_from_slice(b" - - \"");
+        details(buf, e.upstream_failure.as_deref());
+        buf.extend_from_slice(b"\" ");
+        counters(buf, e.bytes_received, e.bytes_sent, e.duration_ms);
+        buf.extend_from_slice(b"- \"-\" \"-\" \"-\" \"-");
+        // Envoy's TCP proxy has no route name.
+        tail(buf, &e.upstream, &e.downstream, None);
     }
 }
 
-/// `-` for an absent value, as Envoy prints it.
-struct Or<T>(Option<T>);
+/// `%START_TIME%` as Envoy prints it (`2026-01-02T03:04:05.678Z`), the part up to the second
+/// formatted once per second.
+#[derive(Default)]
+struct DateCache {
+    second: u64,
+    /// `2026-01-02T03:04:05.`
+    prefix: Vec<u8>,
+}
 
-impl<T: std::fmt::Display> std::fmt::Display for Or<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Some(v) => v.fmt(f),
-            None => f.write_str("-"),
+impl DateCache {
+    fn write(&mut self, buf: &mut Vec<u8>, at: SystemTime) {
+        let since_epoch = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let second = since_epoch.as_secs();
+        if self.prefix.is_empty() || second != self.second {
+            let whole = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(second);
+            self.prefix.clear();
+            let _ = write!(self.prefix, "{}", humantime::format_rfc3339_seconds(whole));
+            self.prefix.pop(); // the `Z`
+            self.prefix.push(b'.');
+            self.second = second;
         }
+        buf.extend_from_slice(&self.prefix);
+        let millis = since_epoch.subsec_millis();
+        let digits = [millis / 100, millis / 10 % 10, millis % 10].map(|d| b'0' + d as u8);
+        buf.extend_from_slice(&digits);
+        buf.push(b'Z');
     }
 }
 
-fn header(buf: &mut Vec<u8>, value: Option<&HeaderValue>) {
-    bytes_or_dash(buf, value.map_or(&[], |v| v.as_bytes()));
+fn number(buf: &mut Vec<u8>, n: u64) {
+    buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// `%BYTES_RECEIVED% %BYTES_SENT% %DURATION% `
+fn counters(buf: &mut Vec<u8>, received: u64, sent: u64, duration_ms: u64) {
+    for n in [received, sent, duration_ms] {
+        number(buf, n);
+        buf.push(b' ');
+    }
+}
+
+fn flags(buf: &mut Vec<u8>, flags: Flags) {
+    if flags.is_empty() {
+        buf.push(b'-');
+        return;
+    }
+    for (i, name) in flags.names().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        buf.extend_from_slice(name.as_bytes());
+    }
+}
+
+/// An address, or `-`; IPv4 written by hand, the common case on the hot path.
+fn address(buf: &mut Vec<u8>, addr: Option<SocketAddr>) {
+    match addr {
+        None => buf.push(b'-'),
+        Some(SocketAddr::V4(v4)) => {
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf.push(b'.');
+                }
+                number(buf, u64::from(octet));
+            }
+            buf.push(b':');
+            number(buf, u64::from(v4.port()));
+        }
+        Some(v6) => {
+            let _ = write!(buf, "{v6}");
+        }
+    }
 }
 
 fn bytes_or_dash(buf: &mut Vec<u8>, value: &[u8]) {
@@ -310,78 +506,27 @@ fn protocol(version: Version) -> &'static str {
     }
 }
 
-fn start_time(start: SystemTime) -> humantime::Rfc3339Timestamp {
-    humantime::format_rfc3339_millis(start)
-}
-
-/// Envoy's default TEXT format (Istio's `accessLogFormat` unset), field for field.
-fn text_http(buf: &mut Vec<u8>, e: &HttpEntry) {
-    let path = e.path.as_ref().map(|p| p.as_str());
-    let _ = write!(
-        buf,
-        "[{}] \"{} {} {}\" {} {} ",
-        start_time(e.start),
-        e.method,
-        Or(path),
-        protocol(e.protocol),
-        e.code,
-        e.flags
-    );
-    details(buf, Some(&e.details));
-    buf.extend_from_slice(b" - \"");
-    details(buf, e.upstream_failure.as_deref());
-    let _ = write!(
-        buf,
-        "\" {} {} {} {} \"",
-        e.bytes_received,
-        e.bytes_sent,
-        e.duration_ms,
-        Or(e.upstream_service_time)
-    );
-    header(buf, e.forwarded_for.as_ref());
-    buf.extend_from_slice(b"\" \"");
-    header(buf, e.user_agent.as_ref());
-    buf.extend_from_slice(b"\" \"");
-    bytes_or_dash(buf, e.request_id.as_bytes());
-    buf.extend_from_slice(b"\" \"");
-    header(buf, e.authority.as_ref());
-    let route = e.route.as_ref().and_then(|r| r.log_name.as_deref());
-    tail(buf, &e.upstream, &e.downstream, route);
-}
-
-/// A TCP stream's line: the HTTP fields are `-`, the code 0.
-fn text_tcp(buf: &mut Vec<u8>, e: &TcpEntry) {
-    let _ = write!(
-        buf,
-        "[{}] \"- - -\" 0 {} - - \"",
-        start_time(e.start),
-        e.flags
-    );
-    details(buf, e.upstream_failure.as_deref());
-    let _ = write!(
-        buf,
-        "\" {} {} {} - \"-\" \"-\" \"-\" \"-",
-        e.bytes_received, e.bytes_sent, e.duration_ms
-    );
-    // Envoy's TCP proxy has no route name.
-    tail(buf, &e.upstream, &e.downstream, None);
-}
-
 /// `"%UPSTREAM_HOST%" %UPSTREAM_CLUSTER_RAW% %UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS%
 /// %DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME% %ROUTE_NAME%`, after an open quote.
 fn tail(buf: &mut Vec<u8>, up: &Upstream, down: &Downstream, route: Option<&str>) {
-    let cluster = up.cluster.as_ref().map(|c| c.name());
-    let _ = writeln!(
+    buf.extend_from_slice(b"\" \"");
+    address(buf, up.host);
+    buf.extend_from_slice(b"\" ");
+    bytes_or_dash(
         buf,
-        "\" \"{}\" {} {} {} {} {} {}",
-        Or(up.host),
-        Or(cluster),
-        Or(up.local),
-        Or(down.local),
-        down.remote,
-        Or(down.sni.as_deref()),
-        Or(route)
+        up.cluster.as_ref().map_or(b"", |c| c.name().as_bytes()),
     );
+    buf.push(b' ');
+    address(buf, up.local);
+    buf.push(b' ');
+    address(buf, down.local);
+    buf.push(b' ');
+    address(buf, Some(down.remote));
+    buf.push(b' ');
+    bytes_or_dash(buf, down.sni.as_deref().map_or(b"", str::as_bytes));
+    buf.push(b' ');
+    bytes_or_dash(buf, route.map_or(b"", str::as_bytes));
+    buf.push(b'\n');
 }
 
 /// Istio's JSON encoding: the same fields under Envoy's keys; unset values are null.
@@ -390,7 +535,7 @@ struct JsonEntry<'a> {
     start_time: String,
     route_name: Option<&'a str>,
     method: Option<&'a str>,
-    path: Option<&'a str>,
+    path: Option<Cow<'a, str>>,
     protocol: Option<&'static str>,
     response_code: u16,
     response_flags: String,
@@ -413,8 +558,9 @@ struct JsonEntry<'a> {
     upstream_transport_failure_reason: Option<String>,
 }
 
-fn lossy(value: Option<&HeaderValue>) -> Option<Cow<'_, str>> {
-    value.map(|v| String::from_utf8_lossy(v.as_bytes()))
+/// A logged string for JSON: `null` when absent or empty, as the text line's `-`.
+fn lossy(value: &[u8]) -> Option<Cow<'_, str>> {
+    (!value.is_empty()).then(|| String::from_utf8_lossy(value))
 }
 
 fn underscored(value: &str) -> String {
@@ -432,17 +578,15 @@ fn json_http(e: &HttpEntry) -> JsonEntry<'_> {
     );
     json.route_name = e.route.as_ref().and_then(|r| r.log_name.as_deref());
     json.method = Some(e.method.as_str());
-    json.path = e.path.as_ref().map(|p| p.as_str());
+    json.path = lossy(e.request.path());
     json.protocol = Some(protocol(e.protocol));
     json.response_code = e.code;
     json.response_code_details = Some(underscored(&e.details));
     json.upstream_service_time = e.upstream_service_time;
-    json.x_forwarded_for = lossy(e.forwarded_for.as_ref());
-    json.user_agent = lossy(e.user_agent.as_ref());
-    json.request_id = Some(e.request_id.as_bytes())
-        .filter(|id| !id.is_empty())
-        .map(String::from_utf8_lossy);
-    json.authority = lossy(e.authority.as_ref());
+    json.x_forwarded_for = lossy(e.request.forwarded_for());
+    json.user_agent = lossy(e.request.user_agent());
+    json.request_id = lossy(e.request_id.as_bytes());
+    json.authority = lossy(e.request.authority());
     json
 }
 
@@ -466,7 +610,7 @@ fn json_common<'a>(
     down: &'a Downstream,
 ) -> JsonEntry<'a> {
     JsonEntry {
-        start_time: start_time(start).to_string(),
+        start_time: humantime::format_rfc3339_millis(start).to_string(),
         route_name: None,
         method: None,
         path: None,
@@ -501,7 +645,7 @@ mod tests {
         HttpEntry {
             start: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_767_323_045_678),
             method: Method::GET,
-            path: Some(http::uri::PathAndQuery::from_static("/x?y=1")),
+            request: RequestStrings::new(b"/x?y=1", b"10.0.0.9", b"curl/8.5.0", b"foo.example.com"),
             protocol: Version::HTTP_11,
             code: 404,
             flags: Flags::NO_ROUTE,
@@ -511,10 +655,7 @@ mod tests {
             bytes_sent: 0,
             duration_ms: 0,
             upstream_service_time: None,
-            forwarded_for: Some(HeaderValue::from_static("10.0.0.9")),
-            user_agent: Some(HeaderValue::from_static("curl/8.5.0")),
             request_id: RequestId::of(Some(&HeaderValue::from_static("5c0e"))),
-            authority: Some(HeaderValue::from_static("foo.example.com")),
             upstream: Upstream::default(),
             downstream: Downstream {
                 local: Some("10.1.2.3:8080".parse().unwrap()),
@@ -528,10 +669,65 @@ mod tests {
     #[test]
     fn text_matches_the_reference_example() {
         let mut buf = Vec::new();
-        write_entry(&mut buf, Format::Text, &Entry::Http(Box::new(entry())));
+        LineFormatter::new(Format::Text).write(&mut buf, &Entry::Http(Box::new(entry())));
         assert_eq!(
             String::from_utf8(buf).unwrap(),
             "[2026-01-02T03:04:05.678Z] \"GET /x?y=1 HTTP/1.1\" 404 NR route_not_found - \"-\" 0 0 0 - \"10.0.0.9\" \"curl/8.5.0\" \"5c0e\" \"foo.example.com\" \"-\" - - 10.1.2.3:8080 10.0.0.9:51514 - -\n"
+        );
+    }
+
+    #[test]
+    fn date_cache_follows_the_clock_across_seconds() {
+        let mut lines = LineFormatter::new(Format::Text);
+        let mut stamps = Vec::new();
+        for ms in [
+            1_767_323_045_678,
+            1_767_323_045_999,
+            1_767_323_046_007,
+            1_767_323_045_001,
+        ] {
+            let mut e = entry();
+            e.start = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+            let mut buf = Vec::new();
+            lines.write(&mut buf, &Entry::Http(Box::new(e)));
+            stamps.push(String::from_utf8(buf[1..25].to_vec()).unwrap());
+        }
+        assert_eq!(
+            stamps,
+            [
+                "2026-01-02T03:04:05.678Z",
+                "2026-01-02T03:04:05.999Z",
+                "2026-01-02T03:04:06.007Z",
+                "2026-01-02T03:04:05.001Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn tcp_line_with_ipv6_and_several_flags() {
+        let e = TcpEntry {
+            start: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_767_323_045_078),
+            flags: Flags::UPSTREAM_CONNECTION_FAILURE | Flags::RETRY_LIMIT_EXCEEDED,
+            upstream_failure: Some("delayed connect error: 111".into()),
+            bytes_received: 12,
+            bytes_sent: 0,
+            duration_ms: 1500,
+            upstream: Upstream {
+                host: Some("[::1]:9000".parse().unwrap()),
+                cluster: None,
+                local: None,
+            },
+            downstream: Downstream {
+                local: Some("[fe80::1]:443".parse().unwrap()),
+                remote: "255.255.255.255:65535".parse().unwrap(),
+                sni: Some("a.example.com".into()),
+            },
+        };
+        let mut buf = Vec::new();
+        LineFormatter::new(Format::Text).write(&mut buf, &Entry::Tcp(Box::new(e)));
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "[2026-01-02T03:04:05.078Z] \"- - -\" 0 UF,URX - - \"delayed_connect_error:_111\" 12 0 1500 - \"-\" \"-\" \"-\" \"-\" \"[::1]:9000\" - - [fe80::1]:443 255.255.255.255:65535 a.example.com -\n"
         );
     }
 
@@ -540,7 +736,7 @@ mod tests {
         let mut buf = Vec::new();
         let mut e = entry();
         e.upstream_failure = Some("delayed connect error: 111".into());
-        write_entry(&mut buf, Format::Json, &Entry::Http(Box::new(e)));
+        LineFormatter::new(Format::Json).write(&mut buf, &Entry::Http(Box::new(e)));
         let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
         assert_eq!(v["response_code"], 404);
         assert_eq!(v["response_flags"], "NR");

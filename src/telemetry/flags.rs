@@ -54,6 +54,14 @@ impl Flags {
         self.0 |= other.0;
     }
 
+    /// The names of the flags in the set, in Envoy's order.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        Self::NAMES
+            .into_iter()
+            .filter(move |(flag, _)| self.contains(*flag))
+            .map(|(_, name)| name)
+    }
+
     /// The single flag named `name` (`UF`), if Envoy has it and tollgate sets it.
     pub fn named(name: &str) -> Option<Flags> {
         Self::NAMES
@@ -75,15 +83,11 @@ impl fmt::Display for Flags {
         if self.is_empty() {
             return f.write_str("-");
         }
-        let mut first = true;
-        for (flag, name) in Self::NAMES {
-            if self.contains(flag) {
-                if !first {
-                    f.write_str(",")?;
-                }
-                f.write_str(name)?;
-                first = false;
+        for (i, name) in self.names().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
             }
+            f.write_str(name)?;
         }
         Ok(())
     }
