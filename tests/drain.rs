@@ -16,6 +16,10 @@ const HOST: &str = "drain.example.com";
 const SE_HOST: &str = "backend.drain.internal";
 
 fn slow_world(drain_timeout: &str) -> World {
+    slow_world_with(&["--drain-timeout", drain_timeout])
+}
+
+fn slow_world_with(args: &[&str]) -> World {
     let backend = EchoBackend::start("drain", "v1");
     let files = [
         ("gateway.yaml", EDGE_GATEWAY.to_string()),
@@ -25,7 +29,7 @@ fn slow_world(drain_timeout: &str) -> World {
         ),
         ("vs.yaml", vs_to("drain", HOST, SE_HOST)),
     ];
-    World::start(&["--drain-timeout", drain_timeout], vec![backend], &files)
+    World::start(args, vec![backend], &files)
 }
 
 /// Starts `n` requests of `/delay/<ms>`, each on its own connection, and waits until the
@@ -128,5 +132,25 @@ fn the_drain_timeout_cuts_what_is_still_running() {
     assert!(
         cut.is_err(),
         "a request slower than the drain timeout is cut: {cut:?}"
+    );
+}
+
+#[test]
+fn access_log_lines_of_the_last_requests_are_written_before_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let w = slow_world_with(&["--access-log", log.to_str().unwrap()]);
+    let answer = w.client.get(w.addr, HOST, "/last-words", &[]);
+    assert_eq!(answer.map(|r| r.status), Ok(200));
+    // At once: the writer's 100 ms timer has not come round yet.
+    w.gw.signal("TERM");
+    let Some(exit) = w.gw.wait_exit(Duration::from_secs(10)) else {
+        w.gw.fail("still running 10 s after SIGTERM");
+    };
+    assert!(exit.success(), "exit status {exit}");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("\"GET /last-words HTTP/1.1\" 200"),
+        "the last request's line is in the log: {text:?}"
     );
 }

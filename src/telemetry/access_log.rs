@@ -1,19 +1,19 @@
 //! Envoy's access log (reference §5.4): one line per HTTP request or TCP stream, in Istio's
 //! default TEXT format or its JSON encoding.
 //!
-//! The data path only hands a finished entry to a bounded queue (`try_send`: no lock, no wait,
-//! and no wake-up: the writer is never blocked in `recv`); a writer thread wakes every
-//! [`FLUSH_EVERY`], or when the queue fills to [`WAKE_AT`], and formats and writes everything
-//! waiting in large batches. A slow or stuck sink fills the queue, and entries that do not fit are
-//! dropped and counted, so logging never slows a request.
+//! As in Envoy, a finished request's line is formatted on its own worker thread, into that
+//! thread's buffer (its own lock, no allocation once grown, no wake-up, and nothing shared with
+//! other threads); a writer thread takes every buffer each [`FLUSH_EVERY`], or sooner when one
+//! passes [`WAKE_AT`], and writes it in one call. A slow or stuck sink lets the buffers fill,
+//! and lines beyond [`MAX_BUFFERED`] are dropped and counted, so logging never slows a request.
 
 use std::borrow::Cow;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use http::{HeaderValue, Method, Version};
@@ -21,14 +21,13 @@ use serde::Serialize;
 
 use super::flags::Flags;
 
-/// Entries waiting for the writer; beyond this they are dropped (and counted).
-const QUEUE: usize = 16 * 1024;
-/// How often the writer drains the queue (Envoy flushes its access log buffer every second).
+/// Bytes of formatted lines a thread may hold for the writer (about 6,000 lines); beyond this
+/// the writer has fallen behind (a slow disk, a pipe nobody reads) and lines are dropped, counted.
+const MAX_BUFFERED: usize = 2 * 1024 * 1024;
+/// How often the writer takes the buffers (Envoy flushes its access log buffer every second).
 const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
-/// The request whose entry makes this many wait wakes the writer early (once per burst).
-const WAKE_AT: usize = QUEUE / 4;
-/// The writer writes in chunks of about this many bytes.
-const BATCH_BYTES: usize = 64 * 1024;
+/// A buffer that grows past this wakes the writer early (once per burst).
+const WAKE_AT: usize = 256 * 1024;
 
 pub const DROPPED: &str = "tollgate_access_log_dropped_total";
 
@@ -197,13 +196,30 @@ pub enum Entry {
 }
 
 struct Sink {
-    queue: SyncSender<Entry>,
-    /// Entries queued and not yet taken by the writer.
-    pending: Arc<AtomicUsize>,
-    /// Counts the writer's rounds (drain the queue, write): [`flush`] waits for two.
-    rounds: Arc<AtomicUsize>,
-    writer: std::thread::Thread,
+    format: Format,
+    /// Every thread's line buffer; the writer takes them in turn.
+    buffers: Mutex<Vec<Arc<LineBuffer>>>,
+    /// Counts the writer's rounds (take every buffer, write): [`flush`] waits for two.
+    rounds: AtomicUsize,
+    writer: OnceLock<std::thread::Thread>,
     dropped: metrics::Counter,
+}
+
+/// One thread's formatted lines waiting for the writer. Only its own thread appends, so the lock
+/// is contended only for the moment the writer swaps the buffer out (every [`FLUSH_EVERY`]).
+#[derive(Default)]
+struct LineBuffer {
+    lines: Mutex<Vec<u8>>,
+}
+
+/// A thread's line buffer and formatter (with its date cache), made on its first line.
+struct Local {
+    buffer: Arc<LineBuffer>,
+    formatter: LineFormatter,
+}
+
+thread_local! {
+    static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
 }
 
 static SINK: OnceLock<Sink> = OnceLock::new();
@@ -211,20 +227,17 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// Starts the writer for `target` (once per process); logging stays off until [`set_enabled`].
 pub fn start(target: Target, format: Format) -> std::io::Result<()> {
-    let (queue, entries) = mpsc::sync_channel(QUEUE);
-    let pending = Arc::new(AtomicUsize::new(0));
-    let rounds = Arc::new(AtomicUsize::new(0));
-    let (taken, done) = (pending.clone(), rounds.clone());
-    let writer = std::thread::Builder::new()
-        .name("tollgate-access-log".into())
-        .spawn(move || write_loop(&target, format, &entries, &taken, &done))?;
-    let _ = SINK.set(Sink {
-        queue,
-        pending,
-        rounds,
-        writer: writer.thread().clone(),
+    let sink = SINK.get_or_init(|| Sink {
+        format,
+        buffers: Mutex::new(Vec::new()),
+        rounds: AtomicUsize::new(0),
+        writer: OnceLock::new(),
         dropped: metrics::counter!(DROPPED),
     });
+    let writer = std::thread::Builder::new()
+        .name("tollgate-access-log".into())
+        .spawn(move || write_loop(&target, sink))?;
+    let _ = sink.writer.set(writer.thread().clone());
     Ok(())
 }
 
@@ -244,42 +257,66 @@ pub fn set_enabled(on: bool) {
     }
 }
 
-/// Queues an entry for the writer, or drops it (counted) when the queue is full.
+/// Formats `entry` into this thread's line buffer (no allocation once the buffer has grown, no
+/// wait: the lock is this thread's own), or drops it, counted, when the writer has fallen
+/// [`MAX_BUFFERED`] bytes behind.
 pub fn submit(entry: Entry) {
     let Some(sink) = SINK.get() else {
         return;
     };
-    match sink.queue.try_send(entry) {
-        Ok(()) => {
-            if sink.pending.fetch_add(1, Ordering::Relaxed) + 1 == WAKE_AT {
-                sink.writer.unpark();
+    // `try_`: a line finished while the thread is being torn down is dropped, never a panic.
+    let _ = LOCAL.try_with(|local| {
+        let Ok(mut local) = local.try_borrow_mut() else {
+            return;
+        };
+        let local = local.get_or_insert_with(|| sink.register());
+        let Ok(mut lines) = local.buffer.lines.lock() else {
+            return;
+        };
+        let before = lines.len();
+        local.formatter.write(&mut lines, &entry);
+        if lines.len() > MAX_BUFFERED {
+            lines.truncate(before);
+            sink.dropped.increment(1);
+        } else if before < WAKE_AT && lines.len() >= WAKE_AT {
+            if let Some(writer) = sink.writer.get() {
+                writer.unpark();
             }
         }
-        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => sink.dropped.increment(1),
+    });
+}
+
+impl Sink {
+    fn register(&self) -> Local {
+        let buffer = Arc::new(LineBuffer::default());
+        if let Ok(mut buffers) = self.buffers.lock() {
+            buffers.push(buffer.clone());
+        }
+        Local {
+            buffer,
+            formatter: LineFormatter::new(self.format),
+        }
     }
 }
 
-/// Writes out what is queued (at shutdown), waiting at most a second.
+/// Writes out what is buffered (at shutdown), waiting at most a second.
 pub fn flush() {
     let Some(sink) = SINK.get() else {
         return;
     };
-    // The round under way may have passed the newest entries by; the one after has not.
+    let Some(writer) = sink.writer.get() else {
+        return;
+    };
+    // The round under way may have passed the newest lines by; the one after has not.
     let wanted = sink.rounds.load(Ordering::Acquire) + 2;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
     while sink.rounds.load(Ordering::Acquire) < wanted && std::time::Instant::now() < deadline {
-        sink.writer.unpark();
+        writer.unpark();
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
 
-fn write_loop(
-    target: &Target,
-    format: Format,
-    entries: &Receiver<Entry>,
-    pending: &AtomicUsize,
-    rounds: &AtomicUsize,
-) {
+fn write_loop(target: &Target, sink: &Sink) {
     // Opened here, not at start: a FIFO with no reader blocks only this thread.
     let mut out: Box<dyn Write> = match target {
         Target::Stdout => Box::new(std::io::stdout()),
@@ -295,19 +332,31 @@ fn write_loop(
             }
         },
     };
-    let mut buf = Vec::with_capacity(BATCH_BYTES + 4096);
-    let mut lines = LineFormatter::new(format);
+    // Swapped with each thread's buffer in turn, so neither side allocates in steady state.
+    let mut spare = Vec::new();
     loop {
         std::thread::park_timeout(FLUSH_EVERY);
-        while let Ok(entry) = entries.try_recv() {
-            pending.fetch_sub(1, Ordering::Relaxed);
-            lines.write(&mut buf, &entry);
-            if buf.len() >= BATCH_BYTES {
-                write_out(&mut out, &mut buf);
+        let buffers = match sink.buffers.lock() {
+            Ok(mut buffers) => {
+                // A buffer only the registry holds belongs to a thread that has ended.
+                buffers.retain(|b| Arc::strong_count(b) > 1 || !b.is_empty());
+                buffers.clone()
             }
+            Err(_) => return,
+        };
+        for buffer in buffers {
+            if let Ok(mut lines) = buffer.lines.lock() {
+                std::mem::swap(&mut *lines, &mut spare);
+            }
+            write_out(&mut out, &mut spare);
         }
-        write_out(&mut out, &mut buf);
-        rounds.fetch_add(1, Ordering::Release);
+        sink.rounds.fetch_add(1, Ordering::Release);
+    }
+}
+
+impl LineBuffer {
+    fn is_empty(&self) -> bool {
+        self.lines.lock().map_or(true, |l| l.is_empty())
     }
 }
 
