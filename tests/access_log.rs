@@ -484,12 +484,7 @@ fn a_stuck_log_sink_never_holds_requests_up() {
     assert!(made.success(), "mkfifo");
     // Nobody ever reads the FIFO: the writer blocks opening it, the line buffer fills, and lines
     // beyond it must be dropped (and counted), never waited for.
-    let w = http_world(&[
-        "--access-log",
-        fifo.to_str().unwrap(),
-        "--workers",
-        "1",
-    ]);
+    let w = http_world(&["--access-log", fifo.to_str().unwrap(), "--workers", "1"]);
     // More lines than the one worker's buffer holds (2 MiB: about 6,000 lines of ~330 bytes),
     // from 4 keep-alive clients at once.
     const CLIENTS: usize = 4;

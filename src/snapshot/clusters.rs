@@ -149,12 +149,15 @@ impl<'a> ClusterBuilder<'a> {
                 }
             }
         };
-        let endpoints: Vec<&WorkloadEntrySpec> = self
-            .endpoints_of(se_ns, se)
+        let declared = self.endpoints_of(se_ns, se);
+        // Without declared endpoints a DNS entry resolves its hosts; with some, a subset that
+        // selects none has no endpoints (503), as in Istio, not the whole service.
+        let resolve_hosts = declared.is_empty();
+        let endpoints: Vec<&WorkloadEntrySpec> = declared
             .into_iter()
             .filter(|ep| labels.is_none_or(|l| l.iter().all(|(k, v)| ep.labels.get(k) == Some(v))))
             .collect();
-        let source = endpoint_source(se, se_port, &endpoints);
+        let source = endpoint_source(se, se_port, &endpoints, resolve_hosts);
         let at = ClusterAt { fqdn, port, subset };
         Some(ClusterSpec {
             name: name.to_string(),
@@ -510,6 +513,7 @@ fn endpoint_source(
     se: &ServiceEntrySpec,
     se_port: &ServicePort,
     endpoints: &[&WorkloadEntrySpec],
+    resolve_hosts: bool,
 ) -> EndpointSource {
     let weight = |ep: &WorkloadEntrySpec| {
         ep.weight
@@ -530,7 +534,7 @@ fn endpoint_source(
                 })
                 .collect(),
         ),
-        "DNS" | "DNS_ROUND_ROBIN" if endpoints.is_empty() => EndpointSource::Dns(
+        "DNS" | "DNS_ROUND_ROBIN" if resolve_hosts => EndpointSource::Dns(
             se.hosts
                 .iter()
                 .filter(|h| !h.starts_with('*'))

@@ -135,3 +135,34 @@ fn upstream_tls_material_that_does_not_load_is_an_error_of_the_rule() {
     assert!(tls("outbound|81||be.apps.svc.cluster.local").is_some_and(|t| t.material.is_err()));
     assert!(tls("outbound|80||be.apps.svc.cluster.local").is_none());
 }
+
+#[test]
+fn a_dns_subset_selects_declared_endpoints_and_never_falls_back_to_the_host() {
+    let se = SE.replace("resolution: STATIC", "resolution: DNS");
+    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: be, namespace: apps}\nspec:\n  host: be\n  subsets:\n  - {name: one, labels: {v: one}}\n  - {name: nine, labels: {v: nine}}\n";
+    let gw = gateway(
+        "gw",
+        "istio: ingressgateway",
+        "  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: ['*']\n",
+    );
+    let vs = routes(&[(80, ""), (80, "one"), (80, "nine")]);
+    let s = snapshot(&[se.as_str(), &gw, &vs, dr].join("---\n"));
+    let targets = |cluster: &str| -> Vec<String> {
+        match &s.clusters[cluster].spec.source {
+            crate::upstream::EndpointSource::Dns(targets) => {
+                targets.iter().flat_map(|t| t.candidates.clone()).collect()
+            }
+            other => panic!("{cluster}: not DNS: {other:?}"),
+        }
+    };
+    assert_eq!(
+        targets("outbound|80||be.apps.svc.cluster.local"),
+        ["127.0.0.1", "127.0.0.2"]
+    );
+    assert_eq!(
+        targets("outbound|80|one|be.apps.svc.cluster.local"),
+        ["127.0.0.1"]
+    );
+    // Istio gives a subset that selects nothing no endpoints (503), not the whole service.
+    assert!(targets("outbound|80|nine|be.apps.svc.cluster.local").is_empty());
+}

@@ -8,10 +8,10 @@
 //! and lines beyond [`MAX_BUFFERED`] are dropped and counted, so logging never slows a request.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
