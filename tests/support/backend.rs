@@ -122,14 +122,23 @@ impl Drop for TcpEcho {
     }
 }
 
-/// A 127.0.0.1 port with nothing listening on it (bound, then released; another
-/// process could in principle grab it later, which is very unlikely in a test run).
+/// A 127.0.0.1 port where connections are refused: a socket bound to it, never listening, held
+/// for the rest of the test process, so the kernel hands the port to no other socket (a port
+/// merely released could be given to the next `bind(0)`, say another gateway's admin server).
 pub fn dead_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 for dead_port");
-    listener
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .expect("a socket for dead_port");
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind 127.0.0.1:0 for dead_port");
+    let port = socket
         .local_addr()
-        .expect("local_addr of dead_port listener")
-        .port()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("local_addr of dead_port socket")
+        .port();
+    std::mem::forget(socket);
+    port
 }
 
 /// A plain-TCP server on 127.0.0.1 written by the test: every accepted connection runs
