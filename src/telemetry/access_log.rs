@@ -90,9 +90,9 @@ pub struct TcpEntry {
     pub downstream: Downstream,
 }
 
-/// The request's strings a log line shows, copied into one buffer. Holding hyper's header values
-/// instead would share each connection's read buffer until the writer ran, and hyper would have
-/// to allocate a fresh buffer for every next request on the connection.
+/// The request's strings a log line shows, copied into one buffer at arrival (the request itself
+/// goes upstream). Holding hyper's header values instead would pin the connection's read buffer
+/// for as long as the exchange lasts, so hyper could not reuse it for the next request.
 #[derive(Debug, Default)]
 pub struct RequestStrings {
     bytes: Vec<u8>,
@@ -370,9 +370,9 @@ fn write_out(out: &mut Box<dyn Write>, buf: &mut Vec<u8>) {
     buf.clear();
 }
 
-/// Formats entries into log lines. Text lines are written byte by byte, without `fmt`: the
-/// writer formats every request, and `fmt`'s padding machinery cost more than the rest of the
-/// line together. The date is formatted once per second.
+/// Formats entries into log lines. Text lines are written byte by byte, without `fmt`: every
+/// request's line is formatted on the data path, and `fmt`'s padding machinery cost more than the
+/// rest of the line together. The date is formatted once per second.
 pub struct LineFormatter {
     format: Format,
     clock: DateCache,
