@@ -57,6 +57,13 @@ pub async fn serve(args: RunArgs) -> anyhow::Result<()> {
         tcp_copy: args.tcp_copy,
         mirror_shadow_host: args.mirror_shadow_host,
     };
+    if !args.admin_addr.ip().is_loopback() && !args.admin_allow_remote {
+        bail!(
+            "--admin-addr {} is not a loopback address: the admin API can stop and drain the \
+             gateway, so it stays on loopback unless --admin-allow-remote is given",
+            args.admin_addr
+        );
+    }
     start_telemetry(&args)?;
     let shared = Shared::new(settings);
     let listeners = Listeners::new(shared.clone(), args.port_map());

@@ -80,9 +80,13 @@ pub struct RunArgs {
     /// Listen for Gateway port GW on LISTEN instead (like a Service's port→targetPort); repeatable.
     #[arg(long = "port-map", value_name = "GW_PORT=LISTEN_PORT", value_parser = parse_port_mapping)]
     pub port_map: Vec<(u16, u16)>,
-    /// Admin API address (config dump, stats).
+    /// Admin API address (config dump, stats). Loopback only unless --admin-allow-remote.
     #[arg(long, default_value = "127.0.0.1:15000")]
     pub admin_addr: SocketAddr,
+    /// Allow --admin-addr on a non-loopback address. The admin API can stop the gateway, drain it
+    /// and change its logging: expose it only to a trusted network.
+    #[arg(long)]
+    pub admin_allow_remote: bool,
     /// Readiness endpoint address (/healthz/ready).
     #[arg(long, default_value = "0.0.0.0:15021")]
     pub health_addr: SocketAddr,

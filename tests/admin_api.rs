@@ -464,3 +464,55 @@ fn quitquitquit_exits_cleanly_and_unknown_paths_list_the_endpoints() {
     assert!(exit.success(), "exit status {exit}");
     assert!(w.gw.stderr().contains("shutting down"), "as on SIGTERM");
 }
+
+#[test]
+fn the_admin_api_stays_on_loopback_unless_explicitly_allowed() {
+    let config = ConfigDir::new();
+    config.write("gateway.yaml", EDGE_GATEWAY);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["run", "--config-dir"])
+        .arg(config.path())
+        .args([
+            "--admin-addr",
+            "0.0.0.0:0",
+            "--health-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = poll(Duration::from_secs(20), || child.try_wait().ok().flatten());
+    let Some(status) = exited else {
+        let _ = child.kill();
+        panic!("tollgate served a non-loopback admin address without --admin-allow-remote");
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--admin-addr 0.0.0.0:0 is not a loopback address")
+            && stderr.contains("--admin-allow-remote"),
+        "{stderr}"
+    );
+
+    let gw = Gateway::start(
+        config.path(),
+        &["--admin-allow-remote", "--admin-addr", "0.0.0.0:0"],
+    );
+    assert!(
+        gw.stdout_lines()
+            .iter()
+            .any(|l| l.starts_with("LISTEN admin address=0.0.0.0:")),
+        "bound as asked: {:?}",
+        gw.stdout_lines()
+    );
+    assert_eq!(gw.admin_get("/ready"), (200, "LIVE\n".into()));
+}
