@@ -131,7 +131,11 @@ fn sni_lookup(c: &mut Criterion) {
     else {
         panic!("bench config has no TLS listener")
     };
-    assert_eq!(listener.servers.len(), 10_001, "one chain per host, and the server");
+    assert_eq!(
+        listener.servers.len(),
+        10_001,
+        "one chain per host, and the server"
+    );
     let route_of = |listener: &TlsListener, sni: &str| {
         let &i = select(listener, Some(sni))?;
         match &listener.servers[i].action {
@@ -194,13 +198,19 @@ fn typical_request_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
     for (name, value) in [
         ("host", "webapp.example.com"),
-        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+        ),
         ("accept", "application/json, text/plain, */*"),
         ("accept-language", "en-US,en;q=0.5"),
         ("accept-encoding", "gzip, deflate, br, zstd"),
         ("referer", "https://webapp.example.com/dashboard"),
         ("cookie", "session=7f3c9a1e2b4d; theme=dark"),
-        ("authorization", "Bearer eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl"),
+        (
+            "authorization",
+            "Bearer eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl",
+        ),
         ("x-forwarded-for", "203.0.113.7"),
         ("x-internal-debug", "1"),
         ("connection", "keep-alive"),
@@ -396,7 +406,11 @@ fn access_log(c: &mut Criterion) {
         let mut buf = Vec::with_capacity(1024);
         formatter.write(&mut buf, &entry);
         let line = String::from_utf8(buf.clone()).expect("utf-8 line");
-        for field in ["/api/items?page=2&sort=name", "outbound|80||webapp.internal", "api"] {
+        for field in [
+            "/api/items?page=2&sort=name",
+            "outbound|80||webapp.internal",
+            "api",
+        ] {
             assert!(line.contains(field), "{name} line lacks {field}: {line}");
         }
         group.bench_function(name, |b| {
