@@ -64,12 +64,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     let te_ok = headers
         .get(TE)
         .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    // The `Connection` values, looked up once rather than once per header name.
+    let connection = headers.get_all(CONNECTION);
     let doomed = matching_names(headers, |name| {
         is_hop_by_hop(name)
             || name == CONNECTION
             || (name == UPGRADE && !keep_upgrade)
             || (name == TE && !te_ok)
-            || named_by_connection(headers, name, keep_upgrade)
+            || named_by_connection(&connection, name, keep_upgrade)
     });
     for name in doomed {
         headers.remove(name);
@@ -80,12 +82,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 }
 
 /// Whether the `Connection` header lists `name` (RFC 9110: those are hop-by-hop too).
-fn named_by_connection(headers: &HeaderMap, name: &HeaderName, keep_upgrade: bool) -> bool {
+fn named_by_connection(
+    connection: &http::header::GetAll<'_, HeaderValue>,
+    name: &HeaderName,
+    keep_upgrade: bool,
+) -> bool {
     if keep_upgrade && name == UPGRADE {
         return false;
     }
-    headers
-        .get_all(CONNECTION)
+    connection
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
