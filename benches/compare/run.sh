@@ -336,7 +336,8 @@ measure_H() {
     ((req > 0)) || { fail_row H "$c" "no successful request (raw/H-$c-r$REP.wrk.txt)"; return; }
     read -r cpu cpuus < <(proxy_cost $((c1 - c0)) "$t0" "$t1" "$req")
     cpus=$(cpu_delta "$s0" "$s1")
-    done_reloads=$(( ${n1:-0} - ${n0:-0} ))
+    [[ $n0 =~ ^[0-9]+$ && $n1 =~ ^[0-9]+$ ]] || n0=0 n1="?"
+    done_reloads=$([[ $n1 == "?" ]] && echo "?" || echo $((n1 - n0)))
     note="$done_reloads/$((i > RELOADS ? RELOADS : i)) reloads done"
     if [[ $c == tollgate ]]; then # the last revision must be in force
         curl -s -D - -o /dev/null --max-time 5 --cacert "$CERTS/ca.crt" "$url" | grep -qi "^x-bench-revision: $RELOADS" ||

@@ -93,4 +93,4 @@ EOF
 # c_reload DIR PID N : master-worker reload (SIGUSR2 to the master: a new worker
 # takes the listeners, the old one finishes its requests; hard-stop-after 5s).
 c_reload() { kill -USR2 "$2"; }
-c_reload_count() { grep -c 'Reexecuting Master process' "$1/proxy.log" 2>/dev/null || echo 0; }
+c_reload_count() { awk '/Reloading HAProxy/ { n++ } END { print n + 0 }' "$1/proxy.log" 2>/dev/null; }

@@ -35,7 +35,7 @@ EOF
 # the re-read config, old ones finish their requests and close idle keep-alive
 # connections).
 c_reload() { kill -HUP "$2"; }
-c_reload_count() { grep -c 'signal 1 (SIGHUP) received' "$1/error.log" 2>/dev/null || echo 0; }
+c_reload_count() { awk '/signal 1 \(SIGHUP\) received/ { n++ } END { print n + 0 }' "$1/error.log" 2>/dev/null; }
 
 # HTTP reverse proxy to the HTTP backend: plain (A) or TLS-terminating (the rest).
 nginx_http() {
