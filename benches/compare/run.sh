@@ -137,6 +137,7 @@ fail_row() { row "$1" "$2" "" "" "" "" "" "" "" "" "" "" "" "$3"; log "$1/$2: $3
 
 # ---- proxy lifecycle ---------------------------------------------------------
 PROXY_PID=
+UP_SECS=
 start_proxy() { # CONTESTANT SCENARIO DIR
     mkdir -p "$3"
     (
@@ -270,7 +271,7 @@ measure_http() {
             function pct(p,  i) { i = int(NR * p + 0.999999); if (i < 1) i = 1; return v[i] / 1000 }
             END { if (NR) printf "at %d req/s p50 %.3f ms p99 %.3f ms", NR / '"$LAT_DURATION"', pct(0.5), pct(0.99) }')
     fi
-    [[ $sc == I ]] && note="$SNI_HOSTS hosts; SNI round robin"
+    [[ $sc == I ]] && note="listening $UP_SECS s after start"
     row "$sc" "$c" "$rps" "$rate_unit" "$cpuus" "$cost_unit" "$err" "$cpu" ${cpus} "$p50" "$p99" "$(rss_kib "$PROXY_PID")" "$note"
     log "$sc/$c: $rps $rate_unit, proxy CPU ${cpu}% ($cpuus $cost_unit), errors $err"
 }
@@ -364,7 +365,7 @@ run_one() { # SCENARIO CONTESTANT
         cp "$dir/proxy.log" "$RAW/$sc-$c-r$REP.proxy.log" 2>/dev/null
         stop_pid "$PROXY_PID"; return
     fi
-    [[ $sc == I ]] && log "I/$c: listening after $(awk -v a="$t0" -v b="$(now_s)" 'BEGIN { printf "%.1f", b - a }') s"
+    UP_SECS=$(awk -v a="$t0" -v b="$(now_s)" 'BEGIN { printf "%.1f", b - a }')
     problem=$(check "$sc")
     if [[ -n $problem ]]; then
         fail_row "$sc" "$c" "CHECK FAILED: $problem"
@@ -390,10 +391,10 @@ run_one() { # SCENARIO CONTESTANT
 # ---- report: one Markdown table ---------------------------------------------------
 summary_table() {
     awk -F, -v order="$CONTESTANTS" -v scs="$SCENARIOS" -v hosts="$SNI_HOSTS" '
-        function median(a, m,   i, j, t) { # sorts a[1..m] numerically, returns the (lower) middle
+        function median(a, m,   i, j, t) { # sorts a[1..m] numerically, returns the median
             for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
-            return a[int((m + 1) / 2)] }
-        function num(v,   s, neg) { # thousands separators for rates
+            return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2 }
+        function num(v,   s) { # thousands separators for rates
             v = sprintf("%.0f", v); s = ""
             while (length(v) > 3) { s = "," substr(v, length(v) - 2) s; v = substr(v, 1, length(v) - 3) }
             return v s }
@@ -419,12 +420,12 @@ summary_table() {
                     if (!m) { printf " %s |", (k in note) ? note[k] : "not run"; continue }
                     delete v; delete u; delete r
                     for (x = 1; x <= m; x++) { v[x] = rate[k, x]; u[x] = cost[k, x]; r[x] = rss[k, x] }
-                    c = median(u, m)
+                    c = sprintf("%.1f", median(u, m))
                     if (s == "G") cell = c " " cunit[s]
                     else cell = num(median(v, m)) " " runit[s] " · " c " " cunit[s]
                     if (s == "H") cell = cell " · " err[k] " errors · " note[k]
                     else if (err[k] > 0) cell = cell " · " err[k] " errors"
-                    if (s == "I") cell = cell " · RSS " sprintf("%.0f", median(r, m) / 1024) " MiB"
+                    if (s == "I") cell = cell " · RSS " sprintf("%.0f", median(r, m) / 1024) " MiB · " note[k]
                     if (m > 1) cell = cell " (median of " m ")"
                     printf " %s |", cell
                     if (cs[j] == "tollgate") tg = c
