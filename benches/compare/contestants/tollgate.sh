@@ -45,7 +45,20 @@ c_version() { "$TOLLGATE_BIN" --version 2>/dev/null | head -1 || echo "tollgate/
 c_supports() { [[ $1 =~ ^(A|B|C|Crsa|D|E|F|H|I)$ ]]; }
 
 c_start() {
-    local sc=$1 dir=$2 certs=$CERTS extra=()
+    local sc=$1 dir=$2 certs extra=()
+    certs=$(tg_write_config "$sc" "$dir") || return 1
+    # C, Crsa and I measure full handshakes: no session resumption.
+    [[ $sc =~ ^(C|Crsa|I)$ ]] && extra+=(--no-session-resumption)
+    exec "$TOLLGATE_BIN" run --workers "$WORKERS" "${extra[@]}" \
+        --config-dir "$dir/config" --certs-dir "$certs" --namespace bench --gateway-namespace bench \
+        --admin-addr "$LISTEN_ADDR:$TG_ADMIN_PORT" --health-addr "$LISTEN_ADDR:$TG_HEALTH_PORT" \
+        --metrics-addr "$LISTEN_ADDR:$TG_METRICS_PORT"
+}
+
+# tg_write_config SCENARIO DIR : write SCENARIO's Istio YAML into DIR/config and
+# print the --certs-dir to use (tests/bench_compare.rs checks it with `tollgate check`).
+tg_write_config() {
+    local sc=$1 dir=$2 certs=$CERTS
     mkdir -p "$dir/config"
     gw_service_entries >"$dir/config/backends.yaml"
     case $sc in
@@ -56,18 +69,14 @@ c_start() {
         E) gw_passthrough_gateway "$PORT_E" >"$dir/config/bench.yaml" ;;
         F) gw_tcp_gateway "$PORT_F" >"$dir/config/bench.yaml" ;;
         I) gw_sni_gateway "$PORT_I" >"$dir/config/bench.yaml"; certs=$SNI_DIR/creds ;;
+        *) echo "unknown scenario $sc" >&2; return 1 ;;
     esac
-    # The route of B/C/H lives in its own file: H rewrites it to reload.
+    # The route of B/C/Crsa/D/H lives in its own file: H rewrites it to reload.
     case $sc in
         H) gw_http_route bench-h 0 >"$dir/config/route.yaml" ;;
         B | C | Crsa | D) gw_http_route "bench-${sc,,}" >"$dir/config/route.yaml" ;;
     esac
-    # C, Crsa and I measure full handshakes: no session resumption.
-    [[ $sc =~ ^(C|Crsa|I)$ ]] && extra+=(--no-session-resumption)
-    exec "$TOLLGATE_BIN" run --workers "$WORKERS" "${extra[@]}" \
-        --config-dir "$dir/config" --certs-dir "$certs" --namespace bench --gateway-namespace bench \
-        --admin-addr "$LISTEN_ADDR:$TG_ADMIN_PORT" --health-addr "$LISTEN_ADDR:$TG_HEALTH_PORT" \
-        --metrics-addr "$LISTEN_ADDR:$TG_METRICS_PORT"
+    echo "$certs"
 }
 
 # c_reload DIR PID N : rewrite the VirtualService file (a new response header

@@ -144,7 +144,11 @@ fn hsload(args: Vec<String>) -> Result<(), String> {
             "--sni" => hosts.push(value),
             "--sni-file" => {
                 let text = std::fs::read_to_string(&value).map_err(|e| format!("{value}: {e}"))?;
-                hosts.extend(text.lines().filter(|l| !l.trim().is_empty()).map(|l| l.trim().to_string()));
+                hosts.extend(
+                    text.lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .map(|l| l.trim().to_string()),
+                );
             }
             "--conns" => conns = value.parse().map_err(|e| format!("--conns: {e}"))?,
             "--duration" => duration = value.parse().map_err(|e| format!("--duration: {e}"))?,
@@ -178,7 +182,9 @@ fn hsload(args: Vec<String>) -> Result<(), String> {
 
 async fn run_load(load: Arc<Load>, conns: usize, duration: Duration) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let schemes = provider.signature_verification_algorithms.supported_schemes();
+    let schemes = provider
+        .signature_verification_algorithms
+        .supported_schemes();
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("TLS 1.3 is supported")
@@ -247,7 +253,9 @@ fn sni_certs(args: Vec<String>) -> Result<(), String> {
     }
     let dir = dir.ok_or("--dir is required")?;
     let err = |e: &dyn std::fmt::Display| e.to_string();
-    let write = |path: PathBuf, text: &str| std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()));
+    let write = |path: PathBuf, text: &str| {
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+    };
 
     let ca_key = rcgen::KeyPair::generate().map_err(|e| err(&e))?;
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| err(&e))?;
@@ -267,13 +275,18 @@ fn sni_certs(args: Vec<String>) -> Result<(), String> {
     for i in 0..count {
         let host = format!("h{i}.{domain}");
         let mut params = rcgen::CertificateParams::new(vec![host.clone()]).map_err(|e| err(&e))?;
-        params.distinguished_name.push(rcgen::DnType::CommonName, host.as_str());
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, host.as_str());
         let cert = params.signed_by(&key, &ca, &ca_key).map_err(|e| err(&e))?;
         let cred = dir.join("creds").join(format!("h{i}"));
         std::fs::create_dir_all(&cred).map_err(|e| err(&e))?;
         write(cred.join("tls.crt"), &cert.pem())?;
         write(cred.join("tls.key"), &key_pem)?;
-        write(dir.join("pem").join(format!("h{i}.pem")), &format!("{}{key_pem}", cert.pem()))?;
+        write(
+            dir.join("pem").join(format!("h{i}.pem")),
+            &format!("{}{key_pem}", cert.pem()),
+        )?;
         names.push_str(&host);
         names.push('\n');
     }
