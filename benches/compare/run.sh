@@ -10,7 +10,7 @@
 # B HTTPS keep-alive (SNI certs), C new TLS 1.3 handshakes (ECDSA), Crsa (RSA),
 # D mTLS, E TLS passthrough, F raw TCP bulk (iperf3), G memory per idle TLS
 # connection, H config reload under load, I 10,000 SNI hosts (handshakes).
-# Default: all of them, every available contestant, 1 repetition.
+# Default: all of them, every available contestant, 1 repetition (about 8 min).
 # --repeat N measures each scenario N times (G once), alternating the order of
 # the contestants, and the table shows medians. --latency adds a fixed-rate
 # latency run (h2load, 2000 req/s) after each keep-alive measurement (CSV only).
