@@ -25,6 +25,9 @@ pub struct TlsSession {
     /// The server's route-table name, stable across reloads.
     pub server: Arc<str>,
     pub fingerprint: u64,
+    /// Where the server was in its listener at the handshake: found there at once while no
+    /// reload has reordered the servers (a listener may have thousands).
+    pub index: usize,
 }
 
 /// What a request needs to know about its connection.
@@ -151,8 +154,9 @@ fn select_tls(
 ) -> Selected {
     let server = tls
         .servers
-        .iter()
-        .find(|s| *s.name == *session.server)
+        .get(session.index)
+        .filter(|s| *s.name == *session.server)
+        .or_else(|| tls.servers.iter().find(|s| *s.name == *session.server))
         .map(|s| &s.action);
     let Some(TlsAction::Https {
         routes,

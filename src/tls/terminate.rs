@@ -211,6 +211,7 @@ fn choose(shared: &Shared, key: ListenKey, hello: &ClientHelloInfo) -> (Choice, 
             TlsSession {
                 server: server.name.clone(),
                 fingerprint: *fingerprint,
+                index,
             },
         ),
         TlsAction::TerminateTcp { config, route } => {
