@@ -18,16 +18,7 @@ const SE_HOST: &str = "backend.admin.internal";
 
 /// A gateway routing [`HOST`] on port 80 to one echo backend.
 fn echo_world() -> World {
-    let backend = EchoBackend::start("admin", "v1");
-    let files = [
-        ("gateway.yaml", EDGE_GATEWAY.to_string()),
-        (
-            "se.yaml",
-            service_entry_80("backend", SE_HOST, &[echo_endpoint(&backend)]),
-        ),
-        ("vs.yaml", vs_to("admin", HOST, SE_HOST)),
-    ];
-    World::start(&[], vec![backend], &files)
+    World::one_echo("admin", HOST, SE_HOST, &[])
 }
 
 fn admin_json(gw: &Gateway, path: &str) -> Value {

@@ -20,16 +20,7 @@ fn slow_world(drain_timeout: &str) -> World {
 }
 
 fn slow_world_with(args: &[&str]) -> World {
-    let backend = EchoBackend::start("drain", "v1");
-    let files = [
-        ("gateway.yaml", EDGE_GATEWAY.to_string()),
-        (
-            "se.yaml",
-            service_entry_80("backend", SE_HOST, &[echo_endpoint(&backend)]),
-        ),
-        ("vs.yaml", vs_to("drain", HOST, SE_HOST)),
-    ];
-    World::start(args, vec![backend], &files)
+    World::one_echo("drain", HOST, SE_HOST, args)
 }
 
 /// Starts `n` requests of `/delay/<ms>`, each on its own connection, and waits until the

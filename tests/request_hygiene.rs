@@ -14,16 +14,7 @@ const HOST: &str = "hygiene.example.com";
 const SE_HOST: &str = "backend.hygiene.internal";
 
 fn world() -> World {
-    let backend = EchoBackend::start("hygiene", "v1");
-    let files = [
-        ("gateway.yaml", EDGE_GATEWAY.to_string()),
-        (
-            "se.yaml",
-            service_entry_80("backend", SE_HOST, &[echo_endpoint(&backend)]),
-        ),
-        ("vs.yaml", vs_to("hygiene", HOST, SE_HOST)),
-    ];
-    World::start(&[], vec![backend], &files)
+    World::one_echo("hygiene", HOST, SE_HOST, &[])
 }
 
 /// Sends `head` (and body) on a fresh connection; returns everything the gateway sent until it

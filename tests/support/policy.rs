@@ -190,6 +190,21 @@ impl World {
         }
     }
 
+    /// A gateway (`--port-map 80=0` plus `args`) routing `host` on port 80 to one echo backend
+    /// `service/v1`, through the ServiceEntry `se_host`.
+    pub fn one_echo(service: &str, host: &str, se_host: &str, args: &[&str]) -> World {
+        let backend = EchoBackend::start(service, "v1");
+        let files = [
+            ("gateway.yaml", EDGE_GATEWAY.to_string()),
+            (
+                "se.yaml",
+                service_entry_80("backend", se_host, &[echo_endpoint(&backend)]),
+            ),
+            ("vs.yaml", vs_to(service, host, se_host)),
+        ];
+        World::start(args, vec![backend], &files)
+    }
+
     /// The echo backend `service/version`; a test bug when there is none.
     pub fn backend(&self, service: &str, version: &str) -> &EchoBackend {
         self.backends
