@@ -56,7 +56,9 @@ pub async fn serve(args: RunArgs) -> anyhow::Result<()> {
         tcp_idle_timeout: args.tcp_idle_timeout,
         tcp_copy: args.tcp_copy,
         mirror_shadow_host: args.mirror_shadow_host,
+        limits: args.limits.limits(),
     };
+    crate::limits::raise_open_file_limit(settings.limits.max_connections);
     if !args.admin_addr.ip().is_loopback() && !args.admin_allow_remote {
         bail!(
             "--admin-addr {} is not a loopback address: the admin API can stop and drain the \

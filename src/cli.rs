@@ -120,6 +120,79 @@ pub struct RunArgs {
     pub drain_timeout: std::time::Duration,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Edge limits; the defaults are Envoy's edge-proxy recommendations.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitArgs {
+    /// Downstream connections open at once, all ports together; more are closed as they arrive.
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+    /// Downstream connections open at once on any one port (default: only --max-connections).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections_per_listener: Option<u64>,
+    /// HTTP/1.1: a request head must arrive whole within this long of its first byte (slowloris).
+    #[arg(long, default_value = "10s", value_parser = parse_idle_timeout)]
+    pub request_headers_timeout: std::time::Duration,
+    /// An open request with no byte moving either way for this long is ended.
+    #[arg(long, default_value = "5m", value_parser = parse_idle_timeout)]
+    pub stream_idle_timeout: std::time::Duration,
+    /// An HTTP connection with no open request for this long is closed.
+    #[arg(long, default_value = "1h", value_parser = parse_idle_timeout)]
+    pub http_idle_timeout: std::time::Duration,
+    /// Request heads larger than this many KiB get 431.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=8192))]
+    pub max_request_headers_kb: u32,
+    /// Requests with more header lines than this get 431.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_request_headers_count: u32,
+    /// Request bodies up to this many bytes are buffered so that retries can resend them;
+    /// larger ones stream to the upstream without retries.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_request_body_buffer: u64,
+    /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub h2_max_concurrent_streams: u32,
+    /// HTTP/2 initial stream flow-control window, bytes.
+    #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(65_535..=2_147_483_647))]
+    pub h2_initial_stream_window: u32,
+    /// HTTP/2 initial connection flow-control window, bytes.
+    #[arg(long, default_value_t = 1_048_576, value_parser = clap::value_parser!(u32).range(65_535..=2_147_483_647))]
+    pub h2_initial_connection_window: u32,
+    /// HTTP/2 streams a client may open and reset before the gateway takes them up (rapid
+    /// reset, CVE-2023-44487); past it the connection is closed with ENHANCE_YOUR_CALM.
+    #[arg(long, default_value_t = 20)]
+    pub h2_max_pending_reset_streams: usize,
+    /// A TLS port's ClientHello must arrive within this long.
+    #[arg(long, default_value = "15s", value_parser = parse_idle_timeout)]
+    pub tls_inspector_timeout: std::time::Duration,
+    /// A TLS port's ClientHello may take at most this many bytes (the maximum is 16384).
+    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(512..=16_384))]
+    pub max_client_hello_bytes: u32,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> crate::limits::Limits {
+        crate::limits::Limits {
+            max_connections: self.max_connections,
+            max_connections_per_listener: self.max_connections_per_listener,
+            request_headers_timeout: self.request_headers_timeout,
+            stream_idle_timeout: self.stream_idle_timeout,
+            idle_timeout: self.http_idle_timeout,
+            max_request_headers_bytes: self.max_request_headers_kb as usize * 1024,
+            max_request_headers: self.max_request_headers_count as usize,
+            max_request_body_buffer: self.max_request_body_buffer,
+            h2_max_concurrent_streams: self.h2_max_concurrent_streams,
+            h2_initial_stream_window: self.h2_initial_stream_window,
+            h2_initial_connection_window: self.h2_initial_connection_window,
+            h2_max_pending_reset_streams: self.h2_max_pending_reset_streams,
+            tls_inspector_timeout: self.tls_inspector_timeout,
+            max_client_hello_bytes: self.max_client_hello_bytes as usize,
+        }
+    }
 }
 
 /// Who the gateway is in metrics, and where its access log goes.
@@ -269,6 +342,16 @@ mod tests {
         assert_eq!(parse_port_mapping("80=8080").unwrap(), (80, 8080));
         assert!(parse_port_mapping("80:8080").is_err());
         assert!(parse_port_mapping("80=70000").is_err());
+    }
+
+    #[test]
+    fn limit_defaults_are_the_library_defaults() {
+        let cli = Cli::try_parse_from(["tollgate"]).unwrap();
+        let from_flags = format!("{:?}", cli.run.limits.limits());
+        let defaults = format!("{:?}", crate::limits::Limits::default());
+        assert_eq!(from_flags, defaults);
+        let cli = Cli::try_parse_from(["tollgate", "--max-connections", "0"]);
+        assert!(cli.is_err(), "a zero connection limit is refused");
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod hostmap;
 pub mod hosts;
 pub mod http;
 pub mod l4;
+pub mod limits;
 pub mod listener;
 pub mod logging;
 pub mod metrics;

@@ -278,6 +278,7 @@ async fn accept_loop(
     stats: Arc<ListenerStats>,
 ) {
     let connections = crate::metrics::connections_counter(key.port);
+    let admission = Admission::new(key.port, &shared.settings.limits);
     loop {
         let (stream, peer) = match tcp.accept().await {
             Ok(accepted) => accepted,
@@ -288,6 +289,10 @@ async fn accept_loop(
                 continue;
             }
         };
+        if !admission.admits(&stats) {
+            // Over a limit: closed at once (as Envoy does), before any byte is read.
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         connections.increment(1);
         let active = ActiveConnection::open(&stats);
@@ -296,6 +301,41 @@ async fn accept_loop(
             let _active = active;
             serve(stream, key, peer, shared).await;
         });
+    }
+}
+
+/// The connection limits, checked on accept: two relaxed loads.
+struct Admission {
+    global: u64,
+    per_listener: u64,
+    global_overflow: metrics::Counter,
+    listener_overflow: metrics::Counter,
+}
+
+impl Admission {
+    fn new(gateway_port: u16, limits: &crate::limits::Limits) -> Self {
+        Admission {
+            global: limits.max_connections,
+            per_listener: limits.max_connections_per_listener.unwrap_or(u64::MAX),
+            global_overflow: crate::metrics::overflow_counter(gateway_port, "global"),
+            listener_overflow: crate::metrics::overflow_counter(gateway_port, "listener"),
+        }
+    }
+
+    fn admits(&self, stats: &ListenerStats) -> bool {
+        if stats.all.load(Ordering::Relaxed) >= self.global {
+            self.global_overflow.increment(1);
+            tracing::debug!("connection limit (--max-connections) reached: connection closed");
+            return false;
+        }
+        if stats.active() >= self.per_listener {
+            self.listener_overflow.increment(1);
+            tracing::debug!(
+                "listener connection limit (--max-connections-per-listener) reached: connection closed"
+            );
+            return false;
+        }
+        true
     }
 }
 
@@ -341,6 +381,7 @@ async fn serve(stream: TcpStream, key: ListenKey, peer: SocketAddr, shared: Arc<
                 tls_server: None,
                 client_cert: None,
                 downstream,
+                activity: Default::default(),
             };
             Box::pin(crate::http::server::serve(stream, conn)).await;
             return;

@@ -27,6 +27,8 @@ pub const UPSTREAM_RETRIES: &str = "tollgate_upstream_retries_total";
 pub const UPSTREAM_OVERFLOWS: &str = "tollgate_upstream_overflows_total";
 pub const UPSTREAM_CONNECT_FAILURES: &str = "tollgate_upstream_connect_failures_total";
 pub const DOWNSTREAM_CONNECTIONS_ACTIVE: &str = "tollgate_downstream_connections_active";
+pub const DOWNSTREAM_OVERFLOW: &str = "tollgate_downstream_connections_overflow_total";
+pub const DOWNSTREAM_TIMEOUTS: &str = "tollgate_downstream_timeouts_total";
 pub const CERTIFICATE_EXPIRY: &str = "tollgate_certificate_expiry_timestamp_seconds";
 
 /// Buckets of [`TCP_DURATION`], seconds: a request-sized exchange up to Envoy's one-hour idle timeout.
@@ -96,6 +98,15 @@ fn describe() {
     describe_counter!(
         DOWNSTREAM_CONNECTIONS,
         "Downstream connections accepted, by gateway port"
+    );
+    describe_counter!(
+        DOWNSTREAM_OVERFLOW,
+        "Downstream connections closed on arrival because a connection limit was reached, by \
+         gateway port and limit (global, listener)"
+    );
+    describe_counter!(
+        DOWNSTREAM_TIMEOUTS,
+        "Downstream HTTP connections closed by a timeout (request_headers, stream_idle, idle)"
     );
     describe_gauge!(
         CONFIG_GENERATION,
@@ -249,6 +260,16 @@ pub fn record_http_response(status: u16) {
 /// Registered once per listener; the accept loop increments the handle.
 pub fn connections_counter(gateway_port: u16) -> Counter {
     counter!(DOWNSTREAM_CONNECTIONS, "gateway_port" => gateway_port.to_string())
+}
+
+/// Registered once per listener and limit; the accept loop increments the handle.
+pub fn overflow_counter(gateway_port: u16, limit: &'static str) -> Counter {
+    counter!(DOWNSTREAM_OVERFLOW, "gateway_port" => gateway_port.to_string(), "limit" => limit)
+}
+
+/// A downstream HTTP connection closed by `--request-headers-timeout` and friends (rare).
+pub fn record_downstream_timeout(kind: &'static str) {
+    counter!(DOWNSTREAM_TIMEOUTS, "kind" => kind).increment(1);
 }
 
 /// Registered once per listener; each connection's guard moves the handle up and down.

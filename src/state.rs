@@ -23,6 +23,8 @@ pub struct ProxySettings {
     pub tcp_copy: crate::l4::relay::Copy,
     /// `--mirror-shadow-host`: mirrored requests go to `<host>-shadow` (Istio before 1.28).
     pub mirror_shadow_host: bool,
+    /// Connection, timeout and size limits (`--max-connections` and friends).
+    pub limits: crate::limits::Limits,
 }
 
 /// Envoy's TCP proxy default.
@@ -36,6 +38,7 @@ impl Default for ProxySettings {
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
             tcp_copy: Default::default(),
             mirror_shadow_host: false,
+            limits: crate::limits::Limits::default(),
         }
     }
 }

@@ -54,6 +54,8 @@ pub struct Exchange {
     response_bytes: u64,
     body_sent: u64,
     complete: bool,
+    /// Keeps the connection's stream-idle timer, not its head timer, running until the end.
+    _open: super::watchdog::OpenRequest,
 }
 
 impl Exchange {
@@ -79,6 +81,7 @@ impl Exchange {
             response_bytes: 0,
             body_sent: 0,
             complete: false,
+            _open: conn.activity.request_started(),
         }
     }
 

@@ -28,10 +28,6 @@ use crate::upstream::{
     UpstreamProtocol,
 };
 
-/// Request bodies up to this size are buffered so that retries can resend them (Envoy's
-/// default connection buffer limit); larger or unsized bodies stream, without retries.
-const RETRY_BUFFER_LIMIT: u64 = 1024 * 1024;
-
 /// How long a mirrored request may take when the route has no timeout.
 const MIRROR_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -241,7 +237,10 @@ async fn attempts(
         let ms = HeaderValue::from(expected.as_millis() as u64);
         parts.headers.insert(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, ms);
     }
-    let buffer = retry.attempts > 0 || mirror_parts.is_some();
+    // Bodies up to `--max-request-body-buffer` are kept so that retries can resend them; larger
+    // or unsized ones stream, without retries.
+    let buffer = (retry.attempts > 0 || mirror_parts.is_some())
+        .then_some(conn.shared.settings.limits.max_request_body_buffer);
     let (mut body, replay) = match replayable(body, buffer, upgrade).await {
         Ok(bodies) => bodies,
         Err(response) => return response,
@@ -381,20 +380,20 @@ async fn within(
 /// retried: no body, or one small enough to buffer. Other bodies stream once.
 async fn replayable(
     body: Incoming,
-    buffer: bool,
+    buffer: Option<u64>,
     upgrade: bool,
 ) -> Result<(RequestBody, Option<Bytes>), Response<Body>> {
     if body.is_end_stream() {
         return Ok((Either::Right(Full::new(Bytes::new())), Some(Bytes::new())));
     }
-    let small = body
-        .size_hint()
-        .exact()
-        .is_some_and(|n| n <= RETRY_BUFFER_LIMIT);
-    if upgrade || !buffer || !small {
+    let Some(limit) = buffer else {
+        return Ok((Either::Left(body), None));
+    };
+    let small = body.size_hint().exact().is_some_and(|n| n <= limit);
+    if upgrade || !small {
         return Ok((Either::Left(body), None));
     }
-    match Limited::new(body, RETRY_BUFFER_LIMIT as usize)
+    match Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
         .collect()
         .await
     {

@@ -9,6 +9,7 @@ pub mod local;
 pub mod path;
 pub mod proxy;
 pub mod server;
+pub mod watchdog;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

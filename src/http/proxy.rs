@@ -44,6 +44,8 @@ pub struct ConnContext {
     pub client_cert: Option<HeaderValue>,
     /// Addresses and SNI, for the access log.
     pub downstream: crate::telemetry::access_log::Downstream,
+    /// Reads, writes and open requests, for the connection's timeouts.
+    pub activity: Arc<super::watchdog::Activity>,
 }
 
 /// Serves one request: the connection manager's header edits, routing and forwarding, and the

@@ -24,8 +24,7 @@ use crate::snapshot::{ListenKey, ListenerKind};
 use crate::state::Shared;
 use crate::telemetry::access_log::Downstream;
 
-/// Envoy's TLS inspector and transport-socket timeouts.
-const PEEK_TIMEOUT: Duration = Duration::from_secs(15);
+/// Envoy's transport-socket timeout (the ClientHello's is `--tls-inspector-timeout`).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A fatal `unrecognized_name` (112) alert record, TLS 1.2 framing (understood by every client).
@@ -49,7 +48,9 @@ pub async fn serve(
 ) -> Option<Passthrough> {
     let peer = downstream.remote;
     let mut buf = BytesMut::with_capacity(2048);
-    let hello = match read_client_hello(&mut stream, &mut buf, PEEK_TIMEOUT).await {
+    let limits = &shared.settings.limits;
+    let (timeout, max) = (limits.tls_inspector_timeout, limits.max_client_hello_bytes);
+    let hello = match read_client_hello(&mut stream, &mut buf, timeout, max).await {
         Ok(hello) => hello,
         Err(e) => {
             crate::metrics::record_client_hello_failure(e.slug());
@@ -111,6 +112,7 @@ pub async fn serve(
                 tls_server: Some(session),
                 client_cert,
                 downstream: origin.downstream,
+                activity: Default::default(),
             };
             crate::http::server::serve(tls, conn).await;
         }

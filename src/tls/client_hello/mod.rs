@@ -167,8 +167,8 @@ pub fn peek(buf: &[u8]) -> Peek {
     verdict.unwrap_or_else(Peek::Reject)
 }
 
-/// Reads from `io` into `buf` until [`peek`] decides, the hello would exceed [`MAX_HELLO_BYTES`],
-/// EOF, or `timeout` passes. Bytes already in `buf` count as read.
+/// Reads from `io` into `buf` until [`peek`] decides, the hello would exceed `max_bytes` (at most
+/// [`MAX_HELLO_BYTES`]), EOF, or `timeout` passes. Bytes already in `buf` count as read.
 ///
 /// On every outcome `buf` holds exactly what was read (never more than [`MAX_HELLO_BYTES`]), so the
 /// caller can replay it. The buffer grows in 2 KiB steps; a reused, cleared buffer keeps its
@@ -177,8 +177,10 @@ pub async fn read_client_hello<R: AsyncRead + Unpin>(
     io: &mut R,
     buf: &mut BytesMut,
     timeout: Duration,
+    max_bytes: usize,
 ) -> Result<ClientHelloInfo, PeekError> {
-    tokio::time::timeout(timeout, read_until_decided(io, buf))
+    let max_bytes = max_bytes.min(MAX_HELLO_BYTES);
+    tokio::time::timeout(timeout, read_until_decided(io, buf, max_bytes))
         .await
         .unwrap_or(Err(PeekError::Timeout))
 }
@@ -186,16 +188,18 @@ pub async fn read_client_hello<R: AsyncRead + Unpin>(
 async fn read_until_decided<R: AsyncRead + Unpin>(
     io: &mut R,
     buf: &mut BytesMut,
+    max_bytes: usize,
 ) -> Result<ClientHelloInfo, PeekError> {
     loop {
         let wanted = match peek(buf) {
-            Peek::Hello(info) => return Ok(info),
+            Peek::Hello(info) if buf.len() <= max_bytes => return Ok(info),
+            Peek::Hello(_) => return Err(PeekError::Rejected(RejectReason::TooLarge)),
             Peek::Reject(reason) => return Err(PeekError::Rejected(reason)),
             Peek::NeedMore(wanted) => wanted,
         };
-        let room = MAX_HELLO_BYTES.saturating_sub(buf.len());
-        if room == 0 {
-            // `peek` rejects any hello that cannot fit; this only guards a pre-filled buffer.
+        let room = max_bytes.saturating_sub(buf.len());
+        if wanted > room {
+            // `peek` rejects any hello past MAX_HELLO_BYTES; this is the configured, lower limit.
             return Err(PeekError::Rejected(RejectReason::TooLarge));
         }
         if buf.capacity() - buf.len() < wanted.min(room) {

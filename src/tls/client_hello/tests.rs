@@ -749,7 +749,13 @@ async fn read_chunks(
     cuts: &[usize],
 ) -> (Result<ClientHelloInfo, PeekError>, BytesMut) {
     let mut buf = BytesMut::new();
-    let result = read_client_hello(&mut Chunks::split(input, cuts), &mut buf, PATIENT).await;
+    let result = read_client_hello(
+        &mut Chunks::split(input, cuts),
+        &mut buf,
+        PATIENT,
+        MAX_HELLO_BYTES,
+    )
+    .await;
     (result, buf)
 }
 
@@ -781,11 +787,15 @@ fn reader_buffer_starts_at_two_kib_and_is_reusable() {
     runtime().block_on(async {
         let mut buf = BytesMut::new();
         let mut io = Chunks::split(CURL, &[]);
-        read_client_hello(&mut io, &mut buf, PATIENT).await.unwrap();
+        read_client_hello(&mut io, &mut buf, PATIENT, MAX_HELLO_BYTES)
+            .await
+            .unwrap();
         assert_eq!(buf.capacity(), READ_STEP);
         buf.clear();
         let mut io = Chunks::split(OPENSSL, &[100]);
-        let info = read_client_hello(&mut io, &mut buf, PATIENT).await.unwrap();
+        let info = read_client_hello(&mut io, &mut buf, PATIENT, MAX_HELLO_BYTES)
+            .await
+            .unwrap();
         assert_eq!(info.sni.as_deref(), Some("b.example.com"));
         assert_eq!(
             buf.capacity(),
@@ -809,7 +819,7 @@ fn reader_across_records_over_a_duplex() {
             client // keep the connection open
         });
         let mut buf = BytesMut::new();
-        let info = read_client_hello(&mut server, &mut buf, PATIENT)
+        let info = read_client_hello(&mut server, &mut buf, PATIENT, MAX_HELLO_BYTES)
             .await
             .unwrap();
         assert_eq!(
@@ -860,7 +870,7 @@ fn reader_errors() {
             assert_eq!(result.unwrap_err().slug(), slug, "{name}");
         }
         let mut buf = BytesMut::new();
-        let result = read_client_hello(&mut Broken, &mut buf, PATIENT).await;
+        let result = read_client_hello(&mut Broken, &mut buf, PATIENT, MAX_HELLO_BYTES).await;
         assert!(matches!(result, Err(PeekError::Io(_))));
     });
 }
@@ -890,11 +900,38 @@ fn reader_times_out() {
             client.write_all(sent).await.unwrap();
             let mut buf = BytesMut::new();
             let started = tokio::time::Instant::now();
-            let result = read_client_hello(&mut server, &mut buf, Duration::from_millis(50)).await;
+            let result = read_client_hello(
+                &mut server,
+                &mut buf,
+                Duration::from_millis(50),
+                MAX_HELLO_BYTES,
+            )
+            .await;
             assert!(matches!(result, Err(PeekError::Timeout)), "{result:?}");
             assert!(started.elapsed() >= Duration::from_millis(50));
             assert_eq!(&buf[..], sent);
             drop(client);
         }
+    });
+}
+
+#[test]
+fn reader_refuses_a_hello_past_the_configured_limit() {
+    let input = nine_kb_hello();
+    runtime().block_on(async {
+        for max in [4096, input.len() - 1] {
+            let mut buf = BytesMut::new();
+            let mut io = Chunks::split(&input, &[1000, 5000]);
+            let result = read_client_hello(&mut io, &mut buf, PATIENT, max).await;
+            assert!(
+                matches!(result, Err(PeekError::Rejected(RejectReason::TooLarge))),
+                "max {max}: {result:?}"
+            );
+            assert!(buf.len() <= max, "read {} past the limit {max}", buf.len());
+        }
+        let mut buf = BytesMut::new();
+        let mut io = Chunks::split(&input, &[1000, 5000]);
+        let info = read_client_hello(&mut io, &mut buf, PATIENT, input.len()).await;
+        assert_eq!(info.unwrap().sni.as_deref(), Some("big.example.com"));
     });
 }
