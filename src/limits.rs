@@ -66,7 +66,7 @@ pub fn raise_open_file_limit(max_connections: u64) {
     // `None` is unlimited.
     if limit.current != limit.maximum {
         limit.current = limit.maximum;
-        if let Err(e) = setrlimit(Resource::Nofile, limit.clone()) {
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
             tracing::warn!(error = %e, "cannot raise the open-file limit");
         }
     }
