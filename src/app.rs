@@ -57,6 +57,7 @@ pub async fn serve(args: RunArgs) -> anyhow::Result<()> {
         tcp_copy: args.tcp_copy,
         mirror_shadow_host: args.mirror_shadow_host,
         limits: args.limits.limits(),
+        proxy_protocol: args.proxy_protocol.clone(),
     };
     crate::limits::raise_open_file_limit(settings.limits.max_connections);
     if !args.admin_addr.ip().is_loopback() && !args.admin_allow_remote {

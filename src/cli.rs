@@ -99,6 +99,11 @@ pub struct RunArgs {
     /// Proxies in front of the gateway whose X-Forwarded-For, X-Request-Id and x-envoy-* headers are trusted.
     #[arg(long, default_value_t = 0)]
     pub num_trusted_proxies: u32,
+    /// Expect a PROXY protocol (v1 or v2) header on Gateway port GW_PORT, from an L4 load
+    /// balancer in front, and take the client's address from it; repeatable. Connections
+    /// without a valid header are closed.
+    #[arg(long = "proxy-protocol", value_name = "GW_PORT")]
+    pub proxy_protocol: Vec<u16>,
     /// Port to put in httpsRedirect's Location (default: none, i.e. 443).
     #[arg(long)]
     pub https_redirect_port: Option<u16>,

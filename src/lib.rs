@@ -27,6 +27,7 @@ pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
+pub mod proxy_protocol;
 pub mod reload;
 pub mod route;
 pub mod snapshot;

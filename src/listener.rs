@@ -340,7 +340,20 @@ impl Admission {
 }
 
 /// Hands a connection to its port's protocol, as the snapshot in force says.
-async fn serve(stream: TcpStream, key: ListenKey, peer: SocketAddr, shared: Arc<Shared>) {
+async fn serve(mut stream: TcpStream, key: ListenKey, mut peer: SocketAddr, shared: Arc<Shared>) {
+    let mut local = stream.local_addr().ok();
+    if shared.settings.proxy_protocol.contains(&key.port) {
+        let timeout = shared.settings.limits.tls_inspector_timeout;
+        match crate::proxy_protocol::read_header(&mut stream, timeout).await {
+            Ok(Some((source, destination))) => (peer, local) = (source, Some(destination)),
+            Ok(None) => {}
+            Err(e) => {
+                crate::metrics::record_proxy_protocol_error(e.slug());
+                tracing::debug!(%peer, gateway_port = key.port, error = %e, "connection closed");
+                return;
+            }
+        }
+    }
     let protocol = match shared.snapshot.load().listeners.get(&key).map(|l| &l.kind) {
         Some(ListenerKind::Http(_)) => Protocol::Http,
         Some(ListenerKind::Tls(_)) => Protocol::Tls,
@@ -351,7 +364,7 @@ async fn serve(stream: TcpStream, key: ListenKey, peer: SocketAddr, shared: Arc<
     // Long-lived streams (TCP, passthrough) end up in `forward` here, at the top of the task:
     // the TLS and HTTP futures are boxed and gone by then, so an idle stream's task stays small.
     let downstream = crate::telemetry::access_log::Downstream {
-        local: stream.local_addr().ok(),
+        local,
         remote: peer,
         sni: None,
     };

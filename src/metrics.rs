@@ -29,6 +29,7 @@ pub const UPSTREAM_CONNECT_FAILURES: &str = "tollgate_upstream_connect_failures_
 pub const DOWNSTREAM_CONNECTIONS_ACTIVE: &str = "tollgate_downstream_connections_active";
 pub const DOWNSTREAM_OVERFLOW: &str = "tollgate_downstream_connections_overflow_total";
 pub const DOWNSTREAM_TIMEOUTS: &str = "tollgate_downstream_timeouts_total";
+pub const PROXY_PROTOCOL_ERRORS: &str = "tollgate_proxy_protocol_errors_total";
 pub const CERTIFICATE_EXPIRY: &str = "tollgate_certificate_expiry_timestamp_seconds";
 
 /// Buckets of [`TCP_DURATION`], seconds: a request-sized exchange up to Envoy's one-hour idle timeout.
@@ -103,6 +104,10 @@ fn describe() {
         DOWNSTREAM_OVERFLOW,
         "Downstream connections closed on arrival because a connection limit was reached, by \
          gateway port and limit (global, listener)"
+    );
+    describe_counter!(
+        PROXY_PROTOCOL_ERRORS,
+        "Connections closed on a --proxy-protocol port for a missing or bad header, by reason"
     );
     describe_counter!(
         DOWNSTREAM_TIMEOUTS,
@@ -265,6 +270,11 @@ pub fn connections_counter(gateway_port: u16) -> Counter {
 /// Registered once per listener and limit; the accept loop increments the handle.
 pub fn overflow_counter(gateway_port: u16, limit: &'static str) -> Counter {
     counter!(DOWNSTREAM_OVERFLOW, "gateway_port" => gateway_port.to_string(), "limit" => limit)
+}
+
+/// A connection on a `--proxy-protocol` port closed without a usable header.
+pub fn record_proxy_protocol_error(reason: &'static str) {
+    counter!(PROXY_PROTOCOL_ERRORS, "reason" => reason).increment(1);
 }
 
 /// A downstream HTTP connection closed by `--request-headers-timeout` and friends (rare).

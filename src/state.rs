@@ -25,6 +25,8 @@ pub struct ProxySettings {
     pub mirror_shadow_host: bool,
     /// Connection, timeout and size limits (`--max-connections` and friends).
     pub limits: crate::limits::Limits,
+    /// `--proxy-protocol`: Gateway ports whose connections start with a PROXY protocol header.
+    pub proxy_protocol: Vec<u16>,
 }
 
 /// Envoy's TCP proxy default.
@@ -39,6 +41,7 @@ impl Default for ProxySettings {
             tcp_copy: Default::default(),
             mirror_shadow_host: false,
             limits: crate::limits::Limits::default(),
+            proxy_protocol: Vec::new(),
         }
     }
 }
