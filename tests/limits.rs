@@ -401,3 +401,86 @@ fn an_oversized_client_hello_is_closed() {
     assert_eq!(ok.status, 200, "{ok:?}");
     assert_eq!(backend.received(), 1);
 }
+
+#[test]
+fn upstreams_that_hang_reset_or_answer_garbage_never_stall_other_routes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let release = Arc::new(AtomicBool::new(false));
+    let hang = {
+        let release = release.clone();
+        TcpServer::start(move |stream| {
+            // Reads nothing, answers nothing, until the test is done (at most 30 s).
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !release.load(Ordering::SeqCst) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            drop(stream);
+        })
+    };
+    // Closes at once with the request unread: the kernel answers it with a reset.
+    let reset = TcpServer::start(|stream| {
+        std::thread::sleep(Duration::from_millis(50));
+        drop(stream);
+    });
+    let garbage = TcpServer::banner(b"SSH-2.0-OpenSSH_9.2\r\nthis is not HTTP\r\n\r\n");
+    let healthy = EchoBackend::start("healthy", "v1");
+    let mut files = vec![
+        ("gateway.yaml", EDGE_GATEWAY.to_string()),
+        (
+            "se-healthy.yaml",
+            service_entry_80("healthy", "healthy.internal", &[echo_endpoint(&healthy)]),
+        ),
+        (
+            "vs-healthy.yaml",
+            vs_to("healthy", "ok.example.com", "healthy.internal"),
+        ),
+    ];
+    for (name, server) in [("hang", &hang), ("reset", &reset), ("garbage", &garbage)] {
+        let se_host = format!("{name}.internal");
+        files.push((
+            Box::leak(format!("se-{name}.yaml").into_boxed_str()),
+            service_entry(name, &se_host, 80, &[(server.addr, &[])]),
+        ));
+        files.push((
+            Box::leak(format!("vs-{name}.yaml").into_boxed_str()),
+            vs_to(name, &format!("{name}.example.com"), &se_host),
+        ));
+    }
+    let w = World::start(&[], vec![healthy], &files);
+
+    let stuck: Vec<_> = (0..20)
+        .map(|_| {
+            let addr = w.addr;
+            std::thread::spawn(move || {
+                HttpClient::fresh_connections()
+                    .with_timeout(Duration::from_secs(60))
+                    .get(addr, "hang.example.com", "/", &[])
+            })
+        })
+        .collect();
+    for name in ["reset", "garbage"] {
+        for _ in 0..5 {
+            let answer = w.get(&format!("{name}.example.com"), "/", &[]);
+            assert!(
+                (502..=503).contains(&answer.status),
+                "{name}: {} {}",
+                answer.status,
+                short(&answer.body)
+            );
+        }
+    }
+    for i in 0..50 {
+        let answer = w.get("ok.example.com", "/", &[]);
+        assert_eq!(answer.status, 200, "healthy route, request {i}");
+    }
+    assert!(
+        stuck.iter().all(|t| !t.is_finished()),
+        "the hanging upstream's requests ended before it was released"
+    );
+    release.store(true, Ordering::SeqCst);
+    for t in stuck {
+        let answer = t.join().expect("hang client thread").expect("hang request");
+        assert_eq!(answer.status, 503, "{}", short(&answer.body));
+    }
+}
