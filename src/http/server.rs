@@ -10,6 +10,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::h1_gate::H1Gate;
 use super::proxy::{self, ConnContext};
 
 /// Slowloris guard: the whole request head must arrive within this time.
@@ -39,7 +40,7 @@ where
         .timer(TokioTimer::new())
         .max_concurrent_streams(100)
         .max_header_list_size(MAX_HEADER_BYTES as u32);
-    let serving = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let serving = builder.serve_connection_with_upgrades(TokioIo::new(H1Gate::new(io)), service);
     tokio::pin!(serving);
     let result = tokio::select! {
         biased;
