@@ -56,6 +56,7 @@ pub async fn serve(args: RunArgs) -> anyhow::Result<()> {
         tcp_idle_timeout: args.tcp_idle_timeout,
         tcp_copy: args.tcp_copy,
         mirror_shadow_host: args.mirror_shadow_host,
+        path_normalization: args.path_normalization,
     };
     if !args.admin_addr.ip().is_loopback() && !args.admin_allow_remote {
         bail!(

@@ -23,6 +23,8 @@ pub struct ProxySettings {
     pub tcp_copy: crate::l4::relay::Copy,
     /// `--mirror-shadow-host`: mirrored requests go to `<host>-shadow` (Istio before 1.28).
     pub mirror_shadow_host: bool,
+    /// `--path-normalization`: Istio's mesh `pathNormalization` (default BASE).
+    pub path_normalization: crate::http::path::PathNormalization,
 }
 
 /// Envoy's TCP proxy default.
@@ -36,6 +38,7 @@ impl Default for ProxySettings {
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
             tcp_copy: Default::default(),
             mirror_shadow_host: false,
+            path_normalization: Default::default(),
         }
     }
 }
