@@ -58,6 +58,7 @@ pub async fn serve(args: RunArgs) -> anyhow::Result<()> {
         mirror_shadow_host: args.mirror_shadow_host,
         limits: args.limits.limits(),
         proxy_protocol: args.proxy_protocol.clone(),
+        path_normalization: args.path_normalization,
     };
     crate::limits::raise_open_file_limit(settings.limits.max_connections);
     if !args.admin_addr.ip().is_loopback() && !args.admin_allow_remote {

@@ -119,6 +119,11 @@ pub struct RunArgs {
     /// Send mirrored requests with Host `<host>-shadow`, as Istio before 1.28 did (default: Host unchanged).
     #[arg(long)]
     pub mirror_shadow_host: bool,
+    /// Request path normalization before routing, as Istio's meshConfig `pathNormalization`:
+    /// `none`, `base` (dot-segments removed), `merge-slashes` (and `//` merged) or
+    /// `decode-and-merge-slashes` (and `%2F`, `%5C` decoded first).
+    #[arg(long, default_value = "base", value_name = "MODE", value_parser = parse_path_normalization)]
+    pub path_normalization: crate::http::path::PathNormalization,
     /// On SIGTERM: readiness fails, listeners close, and open connections get this long to finish
     /// their requests before the process exits.
     #[arg(long, default_value = "5s", env = "TOLLGATE_DRAIN_TIMEOUT", value_parser = parse_duration)]
@@ -148,8 +153,8 @@ pub struct LimitArgs {
     /// An HTTP connection with no open request for this long is closed.
     #[arg(long, default_value = "1h", value_parser = parse_idle_timeout)]
     pub http_idle_timeout: std::time::Duration,
-    /// Request heads larger than this many KiB get 431.
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=8192))]
+    /// Request heads larger than this many KiB get 431 (8 to 1024).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(8..=1024))]
     pub max_request_headers_kb: u32,
     /// Requests with more header lines than this get 431.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -324,6 +329,12 @@ fn parse_log_format(value: &str) -> Result<crate::telemetry::access_log::Format,
         "json" => Ok(crate::telemetry::access_log::Format::Json),
         other => Err(format!("{other:?} is not text or json")),
     }
+}
+
+fn parse_path_normalization(value: &str) -> Result<crate::http::path::PathNormalization, String> {
+    crate::http::path::PathNormalization::parse(value).ok_or_else(|| {
+        format!("{value:?} is not none, base, merge-slashes or decode-and-merge-slashes")
+    })
 }
 
 fn parse_tcp_copy(value: &str) -> Result<crate::l4::relay::Copy, String> {

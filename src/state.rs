@@ -27,6 +27,8 @@ pub struct ProxySettings {
     pub limits: crate::limits::Limits,
     /// `--proxy-protocol`: Gateway ports whose connections start with a PROXY protocol header.
     pub proxy_protocol: Vec<u16>,
+    /// `--path-normalization`: Istio's mesh `pathNormalization` (default BASE).
+    pub path_normalization: crate::http::path::PathNormalization,
 }
 
 /// Envoy's TCP proxy default.
@@ -42,6 +44,7 @@ impl Default for ProxySettings {
             mirror_shadow_host: false,
             limits: crate::limits::Limits::default(),
             proxy_protocol: Vec::new(),
+            path_normalization: Default::default(),
         }
     }
 }

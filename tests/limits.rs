@@ -484,3 +484,27 @@ fn upstreams_that_hang_reset_or_answer_garbage_never_stall_other_routes() {
         assert_eq!(answer.status, 503, "{}", short(&answer.body));
     }
 }
+
+#[test]
+fn request_heads_past_the_size_or_count_limits_get_431() {
+    let w = world(&[
+        "--max-request-headers-count",
+        "10",
+        "--max-request-headers-kb",
+        "8",
+    ]);
+    let send = |extra: &str| {
+        let mut conn = connect(w.addr);
+        let head = format!("GET /limits HTTP/1.1\r\nHost: {HOST}\r\n{extra}\r\n");
+        conn.write_all(head.as_bytes()).unwrap();
+        read_response(&mut conn)
+    };
+    let lines = |n: usize| (0..n).map(|i| format!("x-h{i}: v\r\n")).collect::<String>();
+    assert_eq!(send(&lines(9)), Ok(200), "10 header lines with Host");
+    assert_eq!(send(&lines(10)), Ok(431), "11 header lines");
+    let big = format!("x-big: {}\r\n", "b".repeat(9 * 1024));
+    assert_eq!(send(&big), Ok(431), "a 9 KiB head");
+    let fits = format!("x-big: {}\r\n", "b".repeat(6 * 1024));
+    assert_eq!(send(&fits), Ok(200), "a 6 KiB head");
+    assert_eq!(w.received("limits"), 2);
+}

@@ -3,6 +3,7 @@
 
 pub mod exchange;
 pub mod forward;
+pub mod h1_gate;
 mod hash;
 pub mod headers;
 pub mod local;

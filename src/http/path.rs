@@ -1,6 +1,98 @@
-//! Request path normalization with Istio's default (mesh `pathNormalization: BASE`): RFC 3986
-//! dot-segments removed before routing and forwarding; repeated slashes and `%2F` kept. Without
-//! it, `/public/../admin` would slip past a route that guards `/admin`.
+//! Request path normalization, as Istio's mesh `pathNormalization` options configure Envoy, before
+//! routing and forwarding. The default, BASE, removes RFC 3986 dot-segments and keeps repeated
+//! slashes and `%2F`: without it, `/public/../admin` would slip past a route that guards `/admin`.
+
+/// Istio's `meshConfig.pathNormalization.normalization` values (`--path-normalization`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PathNormalization {
+    /// The path is routed and forwarded as received.
+    None,
+    /// RFC 3986 dot-segment removal (Envoy's `normalize_path`); `%2e` counts as a dot.
+    #[default]
+    Base,
+    /// BASE, then runs of slashes merged into one (Envoy's `merge_slashes`).
+    MergeSlashes,
+    /// `%2F` and `%5C` (any case) decoded to `/` and `\` first (Envoy's
+    /// `path_with_escaped_slashes_action: UNESCAPE_AND_FORWARD`), then MERGE_SLASHES.
+    DecodeAndMergeSlashes,
+}
+
+impl PathNormalization {
+    /// The command-line spelling (`base`, `merge-slashes`, ...).
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.to_ascii_lowercase().replace('_', "-").as_str() {
+            "none" => Some(PathNormalization::None),
+            "base" => Some(PathNormalization::Base),
+            "merge-slashes" => Some(PathNormalization::MergeSlashes),
+            "decode-and-merge-slashes" => Some(PathNormalization::DecodeAndMergeSlashes),
+            _ => None,
+        }
+    }
+
+    /// The normalized path, or `None` when `path` is already normal under this mode (the common
+    /// case: no allocation). Only origin-form paths (starting with `/`) are touched.
+    pub fn apply(self, path: &str) -> Option<String> {
+        if self == PathNormalization::None || !path.starts_with('/') {
+            return None;
+        }
+        let decoded = match self {
+            PathNormalization::DecodeAndMergeSlashes => decode_slashes(path),
+            _ => None,
+        };
+        let path = decoded.as_deref().unwrap_or(path);
+        let dotless = normalize(path);
+        let path = dotless.as_deref().unwrap_or(path);
+        let merged = match self {
+            PathNormalization::MergeSlashes | PathNormalization::DecodeAndMergeSlashes => {
+                merge_slashes(path)
+            }
+            _ => None,
+        };
+        merged.or(dotless).or(decoded)
+    }
+}
+
+/// `path` with every `%2F`/`%2f` as `/` and `%5C`/`%5c` as `\`; `None` when it has none.
+fn decode_slashes(path: &str) -> Option<String> {
+    let bytes = path.as_bytes();
+    let escaped = |i: usize| match bytes.get(i + 1..i + 3) {
+        Some([b'2', b'f' | b'F']) => Some('/'),
+        Some([b'5', b'c' | b'C']) => Some('\\'),
+        _ => None,
+    };
+    let first = memchr::memchr_iter(b'%', bytes).find(|&i| escaped(i).is_some())?;
+    let mut out = String::with_capacity(path.len());
+    out.push_str(&path[..first]);
+    let mut i = first;
+    while i < bytes.len() {
+        match (bytes[i], escaped(i)) {
+            (b'%', Some(c)) => {
+                out.push(c);
+                i += 3;
+            }
+            _ => {
+                let next = memchr::memchr(b'%', &bytes[i + 1..]).map_or(bytes.len(), |n| i + 1 + n);
+                out.push_str(&path[i..next]);
+                i = next;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// `path` with each run of slashes as one slash; `None` when it has no run.
+fn merge_slashes(path: &str) -> Option<String> {
+    memchr::memmem::find(path.as_bytes(), b"//")?;
+    let mut out = String::with_capacity(path.len());
+    let mut last = '\0';
+    for c in path.chars() {
+        if !(c == '/' && last == '/') {
+            out.push(c);
+        }
+        last = c;
+    }
+    Some(out)
+}
 
 /// Replaces the path of `uri`, keeping its query (and scheme and authority).
 pub fn set_path(uri: &mut http::Uri, path: &str) {
@@ -28,7 +120,8 @@ pub fn set_uri_authority(uri: &mut http::Uri, authority: &http::HeaderValue) {
     }
 }
 
-/// The normalized path, or `None` when `path` is already normal (the common case: no allocation).
+/// BASE: the dot-segment-free path, or `None` when `path` has no dot-segment (the common case:
+/// no allocation).
 pub fn normalize(path: &str) -> Option<String> {
     if !path.starts_with('/') || !has_dot_segment(path) {
         return None;
@@ -96,6 +189,72 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(normalize(input).as_deref(), want, "{input}");
+            assert_eq!(
+                PathNormalization::Base.apply(input).as_deref(),
+                want,
+                "{input}"
+            );
         }
+    }
+
+    /// Each input under NONE, BASE, MERGE_SLASHES and DECODE_AND_MERGE_SLASHES; `None` means
+    /// "unchanged" (and no allocation).
+    #[test]
+    fn each_mode() {
+        type Row = (&'static str, [Option<&'static str>; 4]);
+        let rows: [Row; 14] = [
+            ("/a/b", [None, None, None, None]),
+            ("/a/b/", [None, None, None, None]),
+            ("//admin/../x", [None, Some("//x"), Some("/x"), Some("/x")]),
+            ("//admin", [None, None, Some("/admin"), Some("/admin")]),
+            (
+                "/public/%2e%2e/admin",
+                [None, Some("/admin"), Some("/admin"), Some("/admin")],
+            ),
+            ("/a///b//", [None, None, Some("/a/b/"), Some("/a/b/")]),
+            // Envoy's order: dot-segments first (the empty segment is one), then slashes merged.
+            ("/a//../b", [None, Some("/a/b"), Some("/a/b"), Some("/a/b")]),
+            ("/a%2Fb", [None, None, None, Some("/a/b")]),
+            ("/a%2f%2F/b", [None, None, None, Some("/a/b")]),
+            ("/public%2F..%2Fadmin", [None, None, None, Some("/admin")]),
+            ("/a%5Cb%5c", [None, None, None, Some("/a\\b\\")]),
+            // Other escapes, and a `%` that escapes nothing, are kept.
+            ("/a%2Eb/%25/%2", [None, None, None, None]),
+            ("/%%2F%2", [None, None, None, Some("/%/%2")]),
+            ("*", [None, None, None, None]),
+        ];
+        let modes = [
+            PathNormalization::None,
+            PathNormalization::Base,
+            PathNormalization::MergeSlashes,
+            PathNormalization::DecodeAndMergeSlashes,
+        ];
+        for (input, wants) in rows {
+            for (mode, want) in modes.iter().zip(wants) {
+                assert_eq!(mode.apply(input).as_deref(), want, "{input} under {mode:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn parses_flag_values() {
+        assert_eq!(PathNormalization::default(), PathNormalization::Base);
+        assert_eq!(
+            PathNormalization::parse("merge-slashes"),
+            Some(PathNormalization::MergeSlashes)
+        );
+        assert_eq!(
+            PathNormalization::parse("DECODE_AND_MERGE_SLASHES"),
+            Some(PathNormalization::DecodeAndMergeSlashes)
+        );
+        assert_eq!(
+            PathNormalization::parse("NONE"),
+            Some(PathNormalization::None)
+        );
+        assert_eq!(
+            PathNormalization::parse("base"),
+            Some(PathNormalization::Base)
+        );
+        assert_eq!(PathNormalization::parse("merge"), None);
     }
 }

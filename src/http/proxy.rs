@@ -53,7 +53,7 @@ pub struct ConnContext {
 pub async fn handle(mut req: Request<Incoming>, conn: &ConnContext) -> Response<ObservedBody> {
     let trusted = conn.shared.settings.num_trusted_proxies;
     super::headers::on_arrival(req.headers_mut(), &conn.peer_header, trusted);
-    normalize_path(&mut req);
+    normalize_path(&mut req, conn.shared.settings.path_normalization);
     let grpc = is_grpc(&req);
     let mut exchange = Exchange::start(&req, conn, grpc);
     let mut response = route_and_forward(req, conn, &mut exchange).await;
@@ -128,9 +128,9 @@ async fn route_and_forward(
     }
 }
 
-/// Routes and forwards the dot-segment-free path (Istio's default normalization).
-fn normalize_path(req: &mut Request<Incoming>) {
-    if let Some(path) = super::path::normalize(req.uri().path()) {
+/// Routes and forwards the normalized path (`--path-normalization`; Istio's default: BASE).
+fn normalize_path(req: &mut Request<Incoming>, mode: super::path::PathNormalization) {
+    if let Some(path) = mode.apply(req.uri().path()) {
         super::path::set_path(req.uri_mut(), &path);
     }
 }

@@ -9,6 +9,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::h1_gate::H1Gate;
 use super::proxy::{self, ConnContext};
 use super::watchdog::{self, Watched};
 use crate::limits::Limits;
@@ -26,7 +27,7 @@ where
     });
     let limits = &shared.settings.limits;
     let builder = builder(limits);
-    let io = TokioIo::new(Watched::new(io, activity.clone()));
+    let io = TokioIo::new(H1Gate::new(Watched::new(io, activity.clone())));
     let serving = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(serving);
     let result = tokio::select! {
