@@ -400,6 +400,35 @@ mod tests {
     }
 
     #[test]
+    fn a_staple_is_served_until_its_next_update_then_left_out() {
+        let cert = rcgen::generate_simple_self_signed(vec!["staple.test".into()]).unwrap();
+        let key =
+            rustls::pki_types::PrivateKeyDer::try_from(cert.key_pair.serialize_der()).unwrap();
+        let credential = Credential {
+            name: "staple".into(),
+            source: "test".into(),
+            chain: vec![cert.cert.der().clone()],
+            key: Arc::new(key),
+            client_ca: None,
+            crls: Vec::new(),
+            not_after: 0,
+            ocsp: Some(super::super::ocsp::Staple {
+                der: vec![0x30, 0x00],
+                next_update: Some(1_000),
+            }),
+        };
+        let served = certified_key(&credential).unwrap();
+        assert_eq!(served.key(999).ocsp.as_deref(), Some(&[0x30, 0x00][..]));
+        assert_eq!(served.key(1_000).ocsp, None, "stale at nextUpdate");
+        let plain = certified_key(&Credential {
+            ocsp: None,
+            ..credential
+        })
+        .unwrap();
+        assert_eq!(plain.key(0).ocsp, None);
+    }
+
+    #[test]
     fn versions_below_tls12_are_raised_with_a_warning() {
         let mut warnings = Vec::new();
         let v = versions(Some("TLSV1_0"), Some("TLSV1_1"), &mut warnings).unwrap();
