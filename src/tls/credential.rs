@@ -9,9 +9,13 @@ use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
+use super::ocsp::{self, Staple};
 use super::pem;
 use crate::config::model::SecretData;
 use crate::config::{Resource, Spec};
+
+/// Key names that hold a private key.
+const PRIVATE_KEYS: &[&str] = &["key", "tls.key"];
 
 /// Key names a credential folder or Secret may carry.
 const KNOWN_KEYS: &[&str] = &[
@@ -55,6 +59,8 @@ pub struct Credential {
     pub crls: Vec<CertificateRevocationListDer<'static>>,
     /// The leaf's notAfter, Unix seconds.
     pub not_after: i64,
+    /// The OCSP response stapled to handshakes (`tls.ocsp-staple`), when the credential has one.
+    pub ocsp: Option<Staple>,
 }
 
 /// What a DestinationRule's `credentialName` provides for TLS origination.
@@ -80,6 +86,7 @@ impl std::fmt::Debug for Credential {
             .field("client_ca", &self.client_ca.as_ref().map(Vec::len))
             .field("crls", &self.crls.len())
             .field("not_after", &self.not_after)
+            .field("ocsp", &self.ocsp)
             .finish_non_exhaustive()
     }
 }
@@ -141,6 +148,7 @@ impl<'a> Credentials<'a> {
         };
         let (chain, key) = key_pair(&material.entries).map_err(invalid)?;
         let mut credential = validate(name, &material.source, chain, key).map_err(invalid)?;
+        credential.ocsp = staple(&material.entries, &credential.chain[0]).map_err(invalid)?;
         if client_ca {
             let ca_material = self
                 .find(&format!("{name}-cacert"), gateway_ns)
@@ -246,14 +254,18 @@ impl<'a> Credentials<'a> {
     }
 }
 
-/// Reads the known key files of a credential folder (following Kubernetes' `..data` links).
+/// Reads the known key files of a credential folder (following Kubernetes' `..data` links);
+/// a private key file others may read is warned about.
 fn read_folder(folder: &Path) -> Material {
     let entries = KNOWN_KEYS
         .iter()
         .filter_map(|k| {
-            std::fs::read(folder.join(k))
-                .ok()
-                .map(|bytes| ((*k).to_string(), bytes))
+            let path = folder.join(k);
+            let bytes = std::fs::read(&path).ok()?;
+            if PRIVATE_KEYS.contains(k) {
+                super::permissions::warn_if_loose(&path);
+            }
+            Some(((*k).to_string(), bytes))
         })
         .collect();
     Material {
@@ -273,6 +285,7 @@ pub fn from_files(
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
     let chain = pem::certificates(&read(cert)?).map_err(|e| format!("{}: {e}", cert.display()))?;
     let key_der = pem::private_key(&read(key)?).map_err(|e| format!("{}: {e}", key.display()))?;
+    super::permissions::warn_if_loose(key);
     let mut credential = validate(
         &cert.display().to_string(),
         &cert.display().to_string(),
@@ -309,6 +322,21 @@ fn key_pair(
     let chain = pem::certificates(cert).map_err(|e| format!("{cert_key}: {e}"))?;
     let key = pem::private_key(key).map_err(|e| format!("{key_key}: {e}"))?;
     Ok((chain, key))
+}
+
+/// `tls.ocsp-staple`, validated against the leaf; an empty or missing entry means no staple.
+fn staple(
+    entries: &BTreeMap<String, Vec<u8>>,
+    leaf: &CertificateDer<'_>,
+) -> Result<Option<Staple>, String> {
+    let Some(der) = entries.get("tls.ocsp-staple").filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|e| format!("cannot parse the certificate: {e}"))?;
+    ocsp::parse(der, parsed.tbs_certificate.raw_serial())
+        .map(Some)
+        .map_err(|e| format!("tls.ocsp-staple: {e}"))
 }
 
 /// `cacert` (+`crl`) first, then `ca.crt` (+`ca.crl`).
@@ -375,6 +403,7 @@ fn validate(
         client_ca: None,
         crls: Vec::new(),
         not_after,
+        ocsp: None,
     })
 }
 

@@ -3,7 +3,9 @@
 pub mod client_hello;
 pub mod client_verify;
 pub mod credential;
+pub mod ocsp;
 pub mod pem;
+pub mod permissions;
 pub mod prefixed;
 pub mod server_config;
 pub mod terminate;

@@ -1,6 +1,11 @@
 //! A terminating server's rustls configuration: certificate(s), client verification, protocol
 //! versions and cipher suites as Istio treats them (reference §1.4), ALPN, and the session
 //! resumption state shared by every configuration across reloads.
+//!
+//! The TLS posture is fixed below what a Gateway can ask for: TLS 1.2 and 1.3 only, ECDHE key
+//! exchange (X25519, P-256, P-384) and AEAD ciphers (AES-GCM, ChaCha20-Poly1305) only, the
+//! server's suite order, OCSP stapling when the credential carries a response. rustls has no
+//! renegotiation, no compression and no CBC, RC4, 3DES, static-RSA or export suites at all.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -121,6 +126,8 @@ pub fn build(
         .map(certified_key)
         .collect::<Result<Vec<_>, _>>()?;
     let mut config = builder.with_cert_resolver(Arc::new(ByClientSupport(keys)));
+    // The server's order (strongest first), not the client's: what testssl.sh calls "cipher order".
+    config.ignore_client_order = true;
     if settings.http {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     }
@@ -137,10 +144,34 @@ pub fn build(
     Ok((Arc::new(config), warnings))
 }
 
-/// ring's provider, restricted to the listed suites when `cipherSuites` is set. Istio's names
-/// are OpenSSL's and apply to TLS 1.2; rustls has no CBC suites, so those are dropped with a warning.
+/// TLS 1.2 suites tollgate offers: ECDHE key exchange (forward secrecy) with an AEAD cipher.
+/// Every TLS 1.3 suite is both by construction.
+const TLS12_SUITES: &[rustls::CipherSuite] = &[
+    rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    rustls::CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+];
+
+/// Key exchange groups: X25519, then the NIST curves P-256 and P-384 (no finite-field DH).
+const KX_GROUPS: &[rustls::NamedGroup] = &[
+    rustls::NamedGroup::X25519,
+    rustls::NamedGroup::secp256r1,
+    rustls::NamedGroup::secp384r1,
+];
+
+/// ring's provider held to tollgate's posture (forward-secret AEAD suites, ECDHE groups), then
+/// restricted to the listed suites when `cipherSuites` is set. Istio's names are OpenSSL's and
+/// apply to TLS 1.2; a suite outside the posture (CBC, static RSA, ...) is dropped with a warning,
+/// so a Gateway can narrow the set but never weaken it.
 fn provider(names: &[String], warnings: &mut Vec<String>) -> Result<CryptoProvider, String> {
     let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .retain(|s| s.version() == &rustls::version::TLS13 || TLS12_SUITES.contains(&s.suite()));
+    provider.kx_groups.retain(|g| KX_GROUPS.contains(&g.name()));
     if names.is_empty() {
         return Ok(provider);
     }
@@ -149,7 +180,7 @@ fn provider(names: &[String], warnings: &mut Vec<String>) -> Result<CryptoProvid
         .filter_map(|name| {
             let suite = openssl_suite(name);
             if suite.is_none() {
-                warnings.push(format!("cipher suite {name} is not available (rustls offers only AEAD suites); dropped"));
+                warnings.push(format!("cipher suite {name} is not offered (tollgate offers only forward-secret AEAD suites: ECDHE with AES-GCM or ChaCha20-Poly1305); dropped"));
             }
             suite
         })
@@ -182,7 +213,8 @@ fn openssl_suite(name: &str) -> Option<rustls::CipherSuite> {
     })
 }
 
-/// Istio's TLS_AUTO is TLS 1.2–1.3. rustls has no TLS 1.0/1.1: a lower minimum becomes 1.2.
+/// Istio's TLS_AUTO is TLS 1.2–1.3. tollgate never speaks TLS 1.0 or 1.1: a minimum or maximum
+/// below 1.2 is raised to TLSV1_2, with a warning.
 fn versions(
     min: Option<&str>,
     max: Option<&str>,
@@ -195,10 +227,14 @@ fn versions(
         Some("TLSV1_3") => 13,
         _ => default,
     };
-    let (mut lo, hi) = (rank(min, 12), rank(max, 13));
+    let (mut lo, mut hi) = (rank(min, 12), rank(max, 13));
     if lo < 12 {
         warnings.push(format!("minProtocolVersion {} is below TLS 1.2, which is the lowest tollgate speaks; raised to TLSV1_2", min.unwrap_or_default()));
         lo = 12;
+    }
+    if hi < 12 {
+        warnings.push(format!("maxProtocolVersion {} is below TLS 1.2, which is the lowest tollgate speaks; raised to TLSV1_2", max.unwrap_or_default()));
+        hi = 12;
     }
     let versions: Vec<_> = [(12, &rustls::version::TLS12), (13, &rustls::version::TLS13)]
         .into_iter()
@@ -252,14 +288,46 @@ fn client_verifier(
     })))
 }
 
-fn certified_key(credential: &Credential) -> Result<Arc<CertifiedKey>, String> {
+/// A credential as rustls serves it: with its OCSP staple while the staple is fresh, and the
+/// same certificate without one after the staple's `nextUpdate` (Envoy's lenient stapling).
+struct Served {
+    stapled: Arc<CertifiedKey>,
+    plain: Arc<CertifiedKey>,
+    /// The staple's `nextUpdate`, Unix seconds (`None`: no staple, or no `nextUpdate`).
+    staple_until: Option<i64>,
+}
+
+impl Served {
+    fn key(&self, now: i64) -> &Arc<CertifiedKey> {
+        match self.staple_until {
+            Some(until) if now >= until => &self.plain,
+            _ => &self.stapled,
+        }
+    }
+}
+
+fn certified_key(credential: &Credential) -> Result<Served, String> {
     let key = rustls::crypto::ring::sign::any_supported_type(&credential.key)
         .map_err(|e| format!("{}: {e}", credential.name))?;
-    Ok(Arc::new(CertifiedKey::new(credential.chain.clone(), key)))
+    let plain = Arc::new(CertifiedKey::new(credential.chain.clone(), key));
+    let Some(ocsp) = &credential.ocsp else {
+        return Ok(Served {
+            stapled: plain.clone(),
+            plain,
+            staple_until: None,
+        });
+    };
+    let mut stapled = (*plain).clone();
+    stapled.ocsp = Some(ocsp.der.clone());
+    Ok(Served {
+        stapled: Arc::new(stapled),
+        plain,
+        staple_until: ocsp.next_update,
+    })
 }
 
 /// `credentialNames` may give an RSA and an ECDSA certificate: serve the first the client can verify.
-struct ByClientSupport(Vec<Arc<CertifiedKey>>);
+struct ByClientSupport(Vec<Served>);
 
 impl fmt::Debug for ByClientSupport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -270,10 +338,108 @@ impl fmt::Debug for ByClientSupport {
 impl ResolvesServerCert for ByClientSupport {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let schemes = hello.signature_schemes();
-        self.0
+        let served = self
+            .0
             .iter()
-            .find(|k| k.key.choose_scheme(schemes).is_some())
-            .or_else(|| self.0.first())
-            .cloned()
+            .find(|s| s.plain.key.choose_scheme(schemes).is_some())
+            .or_else(|| self.0.first())?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Some(served.key(now).clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_forward_secret_aead_suites_and_ecdhe_groups_are_offered() {
+        let mut warnings = Vec::new();
+        let provider = provider(&[], &mut warnings).unwrap();
+        assert!(warnings.is_empty());
+        let names: Vec<String> = provider
+            .cipher_suites
+            .iter()
+            .map(|s| format!("{:?}", s.suite()))
+            .collect();
+        assert_eq!(names.len(), 9, "3 TLS 1.3 + 6 TLS 1.2 suites: {names:?}");
+        for name in &names {
+            let tls13 = name.starts_with("TLS13_");
+            let fs_aead = name.starts_with("TLS_ECDHE_")
+                && (name.contains("_GCM_") || name.contains("CHACHA20_POLY1305"));
+            assert!(tls13 || fs_aead, "{name} is neither TLS 1.3 nor ECDHE+AEAD");
+        }
+        let groups: Vec<_> = provider.kx_groups.iter().map(|g| g.name()).collect();
+        assert_eq!(groups, KX_GROUPS);
+    }
+
+    #[test]
+    fn cipher_suites_narrow_but_never_weaken() {
+        let mut warnings = Vec::new();
+        let names = [
+            "AES128-SHA",
+            "ECDHE-RSA-AES128-SHA",
+            "ECDHE-ECDSA-AES128-GCM-SHA256",
+        ]
+        .map(String::from);
+        let provider = provider(&names, &mut warnings).unwrap();
+        let tls12: Vec<_> = provider
+            .cipher_suites
+            .iter()
+            .filter(|s| s.version() == &rustls::version::TLS12)
+            .map(|s| s.suite())
+            .collect();
+        assert_eq!(
+            tls12,
+            [rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]
+        );
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("AES128-SHA") && warnings[0].contains("dropped"));
+    }
+
+    #[test]
+    fn a_staple_is_served_until_its_next_update_then_left_out() {
+        let cert = rcgen::generate_simple_self_signed(vec!["staple.test".into()]).unwrap();
+        let key =
+            rustls::pki_types::PrivateKeyDer::try_from(cert.key_pair.serialize_der()).unwrap();
+        let credential = Credential {
+            name: "staple".into(),
+            source: "test".into(),
+            chain: vec![cert.cert.der().clone()],
+            key: Arc::new(key),
+            client_ca: None,
+            crls: Vec::new(),
+            not_after: 0,
+            ocsp: Some(super::super::ocsp::Staple {
+                der: vec![0x30, 0x00],
+                next_update: Some(1_000),
+            }),
+        };
+        let served = certified_key(&credential).unwrap();
+        assert_eq!(served.key(999).ocsp.as_deref(), Some(&[0x30, 0x00][..]));
+        assert_eq!(served.key(1_000).ocsp, None, "stale at nextUpdate");
+        let plain = certified_key(&Credential {
+            ocsp: None,
+            ..credential
+        })
+        .unwrap();
+        assert_eq!(plain.key(0).ocsp, None);
+    }
+
+    #[test]
+    fn versions_below_tls12_are_raised_with_a_warning() {
+        let mut warnings = Vec::new();
+        let v = versions(Some("TLSV1_0"), Some("TLSV1_1"), &mut warnings).unwrap();
+        assert_eq!(v, [&rustls::version::TLS12]);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("minProtocolVersion TLSV1_0"));
+        assert!(warnings[1].contains("maxProtocolVersion TLSV1_1"));
+        let mut warnings = Vec::new();
+        let v = versions(None, None, &mut warnings).unwrap();
+        assert_eq!(v, [&rustls::version::TLS12, &rustls::version::TLS13]);
+        assert!(warnings.is_empty());
+        assert!(versions(Some("TLSV1_3"), Some("TLSV1_2"), &mut warnings).is_err());
     }
 }
