@@ -34,6 +34,8 @@ pub struct Query {
     pub headers: HeaderMap,
     /// `--https-redirect-port` of the gateway, for the Location of `httpsRedirect`.
     pub https_redirect_port: Option<u16>,
+    /// `--path-normalization` of the gateway.
+    pub path_normalization: crate::http::path::PathNormalization,
 }
 
 impl Query {
@@ -48,6 +50,7 @@ impl Query {
             method: Method::GET,
             headers: HeaderMap::new(),
             https_redirect_port: None,
+            path_normalization: Default::default(),
         }
     }
 }
@@ -273,7 +276,7 @@ pub fn explain(snapshot: &Snapshot, query: &Query) -> Explanation {
 impl Explanation {
     fn new(query: &Query) -> Self {
         let (path, _) = split_query(&query.path);
-        let normalized_path = crate::http::path::normalize(path);
+        let normalized_path = query.path_normalization.apply(path);
         Explanation {
             request: RequestInfo {
                 scheme: query.scheme.clone().unwrap_or_default(),

@@ -21,6 +21,7 @@ pub fn debug_route(shared: &Shared, query: Option<&str>) -> (StatusCode, &'stati
         }
     };
     parsed.https_redirect_port = shared.settings.https_redirect_port;
+    parsed.path_normalization = shared.settings.path_normalization;
     let explanation = explain(&shared.snapshot.load(), &parsed);
     if text {
         return (StatusCode::OK, "text/plain", explanation.to_string());

@@ -192,6 +192,16 @@ fn redirects_and_normalized_paths() {
 }
 
 #[test]
+fn normalization_follows_the_gateways_mode() {
+    use crate::http::path::PathNormalization;
+    let mut q = get("shop.test", "//a//old");
+    assert_eq!(explain(&snapshot(HTTP), &q).request.normalized_path, None);
+    q.path_normalization = PathNormalization::MergeSlashes;
+    let ex = explain(&snapshot(HTTP), &q);
+    assert_eq!(ex.request.normalized_path.as_deref(), Some("/a/old"));
+}
+
+#[test]
 fn missing_port_lists_the_ports() {
     let mut q = get("shop.test", "/");
     q.port = Some(8080);
