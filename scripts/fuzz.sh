@@ -13,7 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 export RUSTC_BOOTSTRAP=1
 
-targets() { sed -n 's/^name = "\([a-z_0-9]*\)"$/\1/p' Cargo.toml | grep -vx tollgate-fuzz; }
+# The [[bin]] names of fuzz/Cargo.toml (what `cargo fuzz list` prints, without needing it).
+targets() { awk '/^\[\[bin\]\]/ { bin = 1; next } bin && /^name = / { gsub(/"/, "", $3); print $3; bin = 0 }' Cargo.toml; }
 
 run_one() {
     local target=$1 seconds=$2 extra=()
