@@ -10,7 +10,10 @@ fuzz_target!(|data: &[u8]| {
     for cut in [data.len() / 3, data.len() / 2, data.len().saturating_sub(1)] {
         match peek(&data[..cut]) {
             Peek::NeedMore(_) => {}
-            decided => assert_eq!(decided, whole, "a decision on {cut} bytes changed with more"),
+            decided => assert_eq!(
+                decided, whole,
+                "a decision on {cut} bytes changed with more"
+            ),
         }
     }
 });

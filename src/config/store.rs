@@ -67,6 +67,27 @@ impl ConfigStore {
             next.insert(path, loaded);
         }
         self.files = next;
+        self.result(diagnostics)
+    }
+
+    /// [`Self::load`] with the directory holding exactly `files` (path, content), read from
+    /// memory instead of the disk: the same parsing, validation, last-good and dedupe steps.
+    /// For the fuzz targets and regression tests.
+    #[doc(hidden)]
+    pub fn load_texts(&mut self, files: &[(PathBuf, &str)]) -> LoadResult {
+        let mut diagnostics = Vec::new();
+        let mut next = BTreeMap::new();
+        for (path, text) in files {
+            let previous = self.files.remove(path).unwrap_or_default();
+            let loaded = load_text(path, text, previous, &self.default_namespace);
+            diagnostics.extend(loaded.diagnostics.iter().cloned());
+            next.insert(path.clone(), loaded);
+        }
+        self.files = next;
+        self.result(diagnostics)
+    }
+
+    fn result(&self, mut diagnostics: Vec<Diagnostic>) -> LoadResult {
         let all = self
             .files
             .values()
@@ -139,11 +160,15 @@ fn load_file(path: &Path, previous: Option<LoadedFile>, default_ns: &str) -> Loa
             return keep_previous_file(path, previous, None, format!("cannot read file: {e}"), 1)
         }
     };
-    let hash = content_hash(&text);
+    load_text(path, &text, previous, default_ns)
+}
+
+fn load_text(path: &Path, text: &str, previous: LoadedFile, default_ns: &str) -> LoadedFile {
+    let hash = content_hash(text);
     if previous.content_hash == Some(hash) {
         return previous;
     }
-    let docs = match parse_documents(&text) {
+    let docs = match parse_documents(text) {
         Ok(docs) => docs,
         Err(e) => {
             let message = format!("YAML syntax error: {}", e.message);
