@@ -1,6 +1,7 @@
 //! Structure-aware configs: generated Gateway / VirtualService / DestinationRule / ServiceEntry /
 //! Secret documents over up to four files, loaded and compiled, then one file edited and the
 //! directory reloaded on top of the first snapshot (last-good resources, reused clusters).
+//! `FUZZ_PRINT=1` prints the generated files (to read what an input in the corpus means).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

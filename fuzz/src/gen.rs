@@ -283,6 +283,13 @@ const FIELDS: &[&str] = &[
     "x-unknown",
 ];
 
+/// Files as `(name, YAML)`.
+pub type Files = Vec<(String, String)>;
+/// A subset: name, labels, policy.
+pub type SubsetGen = (S, Vec<(S, S)>, Option<TrafficPolicy>);
+/// An endpoint: address, ports by name, labels, weight.
+pub type EndpointGen = (S, Vec<(S, N)>, Vec<(S, S)>, Option<N>);
+
 /// Some number of documents over some files, then one file edited (a reload).
 #[derive(Arbitrary, Debug)]
 pub struct Scenario {
@@ -292,8 +299,8 @@ pub struct Scenario {
 
 impl Scenario {
     /// The files before and after the edit, as `(name, YAML)`.
-    pub fn files(&self) -> (Vec<(String, String)>, Vec<(String, String)>) {
-        let before: Vec<(String, String)> = self
+    pub fn files(&self) -> (Files, Files) {
+        let before: Files = self
             .files
             .iter()
             .take(4)
@@ -324,10 +331,10 @@ pub fn render_file(docs: &[Doc]) -> String {
 
 #[derive(Arbitrary, Debug)]
 pub enum Doc {
-    Gateway(Meta, Gateway),
-    VirtualService(Meta, VirtualService),
-    DestinationRule(Meta, DestinationRule),
-    ServiceEntry(Meta, ServiceEntry),
+    Gateway(Meta, Box<Gateway>),
+    VirtualService(Meta, Box<VirtualService>),
+    DestinationRule(Meta, Box<DestinationRule>),
+    ServiceEntry(Meta, Box<ServiceEntry>),
     Secret(Meta, Secret),
     Other(Meta, S, Extra),
 }
@@ -837,7 +844,7 @@ impl L4Route {
 pub struct DestinationRule {
     pub host: S,
     pub policy: Option<TrafficPolicy>,
-    pub subsets: Vec<(S, Vec<(S, S)>, Option<TrafficPolicy>)>,
+    pub subsets: Vec<SubsetGen>,
     pub extra: Extra,
 }
 
@@ -987,7 +994,7 @@ pub struct ServiceEntry {
     pub hosts: Vec<S>,
     pub ports: Vec<(N, S, S, Option<N>)>,
     pub resolution: S,
-    pub endpoints: Vec<(S, Vec<(S, N)>, Vec<(S, S)>, Option<N>)>,
+    pub endpoints: Vec<EndpointGen>,
     pub export_to: Vec<S>,
     pub extra: Extra,
 }
