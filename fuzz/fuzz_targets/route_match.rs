@@ -242,6 +242,7 @@ fuzz_target!(|input: Input| {
             method: method.clone(),
             headers: headers.clone(),
             https_redirect_port: None,
+            path_normalization: Default::default(),
         };
         let ex = explain(snapshot, &q);
         let _ = ex.outcome.message.len();
