@@ -344,7 +344,9 @@ async fn serve(mut stream: TcpStream, key: ListenKey, mut peer: SocketAddr, shar
     let mut local = stream.local_addr().ok();
     if shared.settings.proxy_protocol.contains(&key.port) {
         let timeout = shared.settings.limits.tls_inspector_timeout;
-        match crate::proxy_protocol::read_header(&mut stream, timeout).await {
+        // Boxed: its 1 KiB peek buffer would otherwise widen every connection's task, idle
+        // TCP streams' included, for the life of the connection.
+        match Box::pin(crate::proxy_protocol::read_header(&mut stream, timeout)).await {
             Ok(Some((source, destination))) => (peer, local) = (source, Some(destination)),
             Ok(None) => {}
             Err(e) => {

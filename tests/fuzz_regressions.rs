@@ -26,22 +26,9 @@ fn inputs(dir: &str) -> Vec<PathBuf> {
     files
 }
 
-/// Lines as libyaml counts them (CR, LF, CRLF, NEL, LS, PS), plus one for a last open line.
-fn yaml_lines(text: &str) -> u32 {
-    let mut count = 0;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\r' => {
-                chars.next_if_eq(&'\n');
-                count += 1;
-            }
-            '\n' | '\u{85}' | '\u{2028}' | '\u{2029}' => count += 1,
-            _ => {}
-        }
-    }
-    count + 1
-}
+#[path = "../fuzz/src/yaml_lines.rs"]
+mod yaml_lines;
+use yaml_lines::yaml_lines;
 
 /// The `config_yaml` fuzz target's body: returns the compiled reload.
 fn load_and_compile(text: &str) -> Snapshot {

@@ -333,34 +333,14 @@ fn an_http2_continuation_flood_is_cut_off() {
 
 #[test]
 fn an_oversized_client_hello_is_closed() {
-    let certs = tempfile::tempdir().unwrap();
     let tls_host = "hello.limits.test";
-    let (crt, _) = self_signed(certs.path(), "hello-cert", tls_host);
-    let backend = EchoBackend::start("limits", "v1");
-    let dir = ConfigDir::new();
-    dir.write(
-        "se.yaml",
-        &service_entry("limits", SE_HOST, 80, &[(backend.addr, &[])]),
+    let w = TlsEchoWorld::start(
+        "limits",
+        tls_host,
+        SE_HOST,
+        &["--max-client-hello-bytes", "1024"],
     );
-    let tls = "{mode: SIMPLE, credentialName: hello-cert}";
-    let hosts = "[hello.limits.test]";
-    dir.write(
-        "gw.yaml",
-        &https_gateway("hello", hosts, tls, hosts, SE_HOST),
-    );
-    let certs_dir = certs.path().display().to_string();
-    let gw = Gateway::start(
-        dir.path(),
-        &[
-            "--certs-dir",
-            &certs_dir,
-            "--port-map",
-            "443=0",
-            "--max-client-hello-bytes",
-            "1024",
-        ],
-    );
-    let addr = gw.listener(443);
+    let addr = w.addr;
 
     // A ClientHello claiming 30,000 bytes: refused from its header, before it is read.
     let mut conn = connect(addr);
@@ -395,11 +375,10 @@ fn an_oversized_client_hello_is_closed() {
         !s_client(&long),
         "a 1.3 kB ClientHello was served past the 1 KiB limit"
     );
-    let ca = crt.display().to_string();
     // A small hello is served.
-    let ok = curl_https(tls_host, addr.port(), "/", &["--cacert", &ca]);
+    let ok = curl_https(tls_host, addr.port(), "/", &["--cacert", &w.ca]);
     assert_eq!(ok.status, 200, "{ok:?}");
-    assert_eq!(backend.received(), 1);
+    assert_eq!(w.backend.received(), 1);
 }
 
 #[test]

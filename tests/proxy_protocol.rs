@@ -85,42 +85,12 @@ fn a_connection_without_the_header_is_closed_unserved() {
 
 #[test]
 fn tls_after_the_proxy_header_is_terminated_by_sni() {
-    let certs = tempfile::tempdir().unwrap();
     let tls_host = "pp.tls.test";
-    let (crt, _) = self_signed(certs.path(), "pp-cert", tls_host);
-    let backend = EchoBackend::start("pp", "v1");
-    let dir = ConfigDir::new();
-    dir.write(
-        "se.yaml",
-        &service_entry("pp", SE_HOST, 80, &[(backend.addr, &[])]),
-    );
-    let tls = "{mode: SIMPLE, credentialName: pp-cert}";
-    dir.write(
-        "gw.yaml",
-        &https_gateway("pp", "[pp.tls.test]", tls, "[pp.tls.test]", SE_HOST),
-    );
-    let certs_dir = certs.path().display().to_string();
-    let gw = Gateway::start(
-        dir.path(),
-        &[
-            "--certs-dir",
-            &certs_dir,
-            "--port-map",
-            "443=0",
-            "--proxy-protocol",
-            "443",
-        ],
-    );
-    let port = gw.listener(443).port();
-    let ca = crt.display().to_string();
-    let with = curl_https(
-        tls_host,
-        port,
-        "/",
-        &["--cacert", &ca, "--haproxy-protocol"],
-    );
+    let w = TlsEchoWorld::start("pp", tls_host, SE_HOST, &["--proxy-protocol", "443"]);
+    let (port, ca) = (w.addr.port(), w.ca.as_str());
+    let with = curl_https(tls_host, port, "/", &["--cacert", ca, "--haproxy-protocol"]);
     assert_eq!(with.status, 200, "{with:?}");
-    let without = curl_https(tls_host, port, "/", &["--cacert", &ca]);
+    let without = curl_https(tls_host, port, "/", &["--cacert", ca]);
     assert_ne!(without.status, 200, "{without:?}");
-    assert_eq!(backend.received(), 1);
+    assert_eq!(w.backend.received(), 1);
 }

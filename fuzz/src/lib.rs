@@ -4,12 +4,15 @@
 
 pub mod gen;
 pub mod yaml;
+mod yaml_lines;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use tollgate::config::{ConfigStore, LoadResult};
 use tollgate::snapshot::{compile, ListenerKind, Options, Snapshot};
+
+pub use yaml_lines::yaml_lines;
 
 /// The repository's demo credentials (`certs/`): TLS servers naming them really load them.
 pub fn certs_dir() -> PathBuf {
@@ -72,23 +75,6 @@ pub fn check_load(load: &LoadResult, files: &[(PathBuf, &str)]) {
         );
         let _ = d.to_string();
     }
-}
-
-/// Lines as YAML (libyaml, YAML 1.1) counts them: CR, LF, CRLF, NEL, LS and PS all break lines.
-pub fn yaml_lines(text: &str) -> u32 {
-    let mut count = 0;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\r' => {
-                chars.next_if_eq(&'\n');
-                count += 1;
-            }
-            '\n' | '\u{85}' | '\u{2028}' | '\u{2029}' => count += 1,
-            _ => {}
-        }
-    }
-    count + 1
 }
 
 /// What a compiled snapshot promises: lower-cased domains, each exact domain reachable by its

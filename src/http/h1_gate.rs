@@ -363,7 +363,7 @@ impl Framing {
             if line.is_empty() {
                 return false;
             }
-            if line == b"PRI * HTTP/2.0" {
+            if line == super::H2_PREFACE_LINE {
                 self.state = State::Pass;
                 return false;
             }

@@ -12,6 +12,9 @@ pub mod proxy;
 pub mod server;
 pub mod watchdog;
 
+/// The request line an HTTP/2 connection preface starts with (RFC 9113 §3.4).
+const H2_PREFACE_LINE: &[u8] = b"PRI * HTTP/2.0";
+
 use std::pin::Pin;
 use std::task::{Context, Poll};
 

@@ -146,8 +146,6 @@ impl<I> Watched<I> {
     }
 }
 
-const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0";
-
 impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -160,8 +158,8 @@ impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
         if !new.is_empty() {
             if self.first_read {
                 self.first_read = false;
-                let n = new.len().min(H2_PREFACE_START.len());
-                if new[..n] == H2_PREFACE_START[..n] {
+                let n = new.len().min(super::H2_PREFACE_LINE.len());
+                if new[..n] == super::H2_PREFACE_LINE[..n] {
                     self.activity.h2.store(true, Ordering::Relaxed);
                 }
             }

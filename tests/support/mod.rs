@@ -29,7 +29,7 @@ pub use config::{
 pub use gateway::{check, CheckOutput, Gateway};
 pub use policy::{
     adapt, assert_marker_line, diagnostics, echo_endpoint, file_ok, fixture, not_ok_files, rule,
-    service_entry_80, short, vs, vs_to, Endpoint, UnderTest, World, EDGE_GATEWAY,
+    service_entry_80, short, vs, vs_to, Endpoint, TlsEchoWorld, UnderTest, World, EDGE_GATEWAY,
 };
 pub use process::{nc, openssl_s_client, run_bounded, SClientOutput};
 pub use prometheus::{

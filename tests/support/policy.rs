@@ -344,3 +344,49 @@ impl World {
         failures
     }
 }
+
+/// A gateway with one SIMPLE HTTPS server for `tls_host`, on Gateway port 443 mapped to a free
+/// port, with a self-signed certificate made here, routing to a fresh echo backend `service`
+/// behind the ServiceEntry host `se_host`; `args` are added to the gateway's flags.
+pub struct TlsEchoWorld {
+    pub gw: Gateway,
+    pub backend: EchoBackend,
+    pub addr: SocketAddr,
+    /// The self-signed certificate, for `--cacert`.
+    pub ca: String,
+    _config: ConfigDir,
+    _certs: tempfile::TempDir,
+}
+
+impl TlsEchoWorld {
+    pub fn start(service: &str, tls_host: &str, se_host: &str, args: &[&str]) -> TlsEchoWorld {
+        let certs = tempfile::tempdir().expect("temp certs dir");
+        let credential = format!("{service}-cert");
+        let (crt, _) = super::self_signed(certs.path(), &credential, tls_host);
+        let backend = EchoBackend::start(service, "v1");
+        let config = ConfigDir::new();
+        config.write(
+            "se.yaml",
+            &service_entry(service, se_host, 80, &[(backend.addr, &[])]),
+        );
+        let tls = format!("{{mode: SIMPLE, credentialName: {credential}}}");
+        let hosts = format!("[{tls_host}]");
+        config.write(
+            "gw.yaml",
+            &super::https_gateway(service, &hosts, &tls, &hosts, se_host),
+        );
+        let certs_dir = certs.path().display().to_string();
+        let mut all_args = vec!["--certs-dir", &certs_dir, "--port-map", "443=0"];
+        all_args.extend_from_slice(args);
+        let gw = Gateway::start(config.path(), &all_args);
+        let addr = gw.listener(443);
+        TlsEchoWorld {
+            gw,
+            backend,
+            addr,
+            ca: crt.display().to_string(),
+            _config: config,
+            _certs: certs,
+        }
+    }
+}
