@@ -2,7 +2,8 @@
 //! virtual hosts (by Host) and filter chains (by SNI): exact beats the longest wildcard suffix
 //! (at any depth), which beats `*`. Case-insensitive; no allocation per lookup.
 
-use std::collections::HashMap;
+// foldhash: a per-process seeded hash, several times cheaper than SipHash per lookup.
+use foldhash::HashMap;
 
 /// Which kind of entry a name matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,8 +25,8 @@ pub struct HostMap<T> {
 impl<T> HostMap<T> {
     pub fn new() -> Self {
         HostMap {
-            exact: HashMap::new(),
-            wildcard: HashMap::new(),
+            exact: HashMap::default(),
+            wildcard: HashMap::default(),
             any: None,
         }
     }

@@ -2,7 +2,10 @@
 //! upstream attempts under the route's timeout and retry policy (reference §2.6–2.8), and the
 //! response back with Envoy's headers.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -354,11 +357,10 @@ fn expected_timeout(route: Option<Duration>, per_try: Option<Duration>) -> Optio
 }
 
 /// Sends within the per-try timeout and the route's deadline, whichever comes first.
-async fn within(
-    deadline: Option<Instant>,
-    per_try: Option<Duration>,
-    send: impl std::future::Future<Output = Result<Response<Incoming>, UpstreamError>>,
-) -> Outcome {
+fn within<F>(deadline: Option<Instant>, per_try: Option<Duration>, send: F) -> Within<F>
+where
+    F: Future<Output = Result<Response<Incoming>, UpstreamError>>,
+{
     let try_deadline = per_try.map(|t| Instant::now() + t);
     let end = match (deadline, try_deadline) {
         (Some(d), Some(t)) => Some((d.min(t), t < d)),
@@ -366,13 +368,42 @@ async fn within(
         (None, Some(t)) => Some((t, true)),
         (None, None) => None,
     };
-    let Some((at, per_try_first)) = end else {
-        return send.await.map_or_else(Outcome::Failed, Outcome::Response);
-    };
-    match tokio::time::timeout_at(at, send).await {
-        Ok(result) => result.map_or_else(Outcome::Failed, Outcome::Response),
-        Err(_) if per_try_first => Outcome::PerTryTimeout,
-        Err(_) => Outcome::Timeout,
+    Within {
+        send,
+        timer: end.map(|(at, _)| tokio::time::sleep_until(at)),
+        per_try_first: end.is_some_and(|(_, per_try_first)| per_try_first),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The send and its timer side by side: the send future (the largest part of a request's
+    /// state) is held once, where an `async fn` would hold it both as an argument and inside a
+    /// `Timeout`.
+    struct Within<F> {
+        #[pin]
+        send: F,
+        #[pin]
+        timer: Option<tokio::time::Sleep>,
+        per_try_first: bool,
+    }
+}
+
+impl<F> Future for Within<F>
+where
+    F: Future<Output = Result<Response<Incoming>, UpstreamError>>,
+{
+    type Output = Outcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let this = self.project();
+        if let Poll::Ready(result) = this.send.poll(cx) {
+            return Poll::Ready(result.map_or_else(Outcome::Failed, Outcome::Response));
+        }
+        match this.timer.as_pin_mut().map(|timer| timer.poll(cx)) {
+            Some(Poll::Ready(())) if *this.per_try_first => Poll::Ready(Outcome::PerTryTimeout),
+            Some(Poll::Ready(())) => Poll::Ready(Outcome::Timeout),
+            _ => Poll::Pending,
+        }
     }
 }
 

@@ -17,12 +17,6 @@ pub const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwa
 pub const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
 pub const X_ENVOY_INTERNAL: HeaderName = HeaderName::from_static("x-envoy-internal");
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) that never cross the proxy, besides `connection`,
-/// `upgrade` and `te`, which have exceptions.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == TRANSFER_ENCODING || matches!(name.as_str(), "keep-alive" | "proxy-connection")
-}
-
 /// `x-envoy-*` request headers Envoy strips from external requests: clients must not steer the proxy.
 const ENVOY_INTERNAL: [&str; 16] = [
     "x-envoy-retry-on",
@@ -60,41 +54,92 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 
 /// Removes hop-by-hop headers, including those the `Connection` header names. Upgrade requests
 /// keep `connection: upgrade` and `upgrade`.
+///
+/// Runs on every request and response: one pass over the (few) names finds which hop-by-hop
+/// fields are there (comparing a standard name is an integer compare), and only those cost a
+/// removal (a hash probe each). Allocates only for a repeated `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let te_ok = headers
-        .get(TE)
-        .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    // The `Connection` values, looked up once rather than once per header name.
-    let connection = headers.get_all(CONNECTION);
-    let doomed = matching_names(headers, |name| {
-        is_hop_by_hop(name)
-            || name == CONNECTION
-            || (name == UPGRADE && !keep_upgrade)
-            || (name == TE && !te_ok)
-            || named_by_connection(&connection, name, keep_upgrade)
-    });
-    for name in doomed {
-        headers.remove(name);
+    let present = hop_by_hop_present(headers);
+    if present.connection > 0 {
+        if present.connection == 1 {
+            if let Some(connection) = headers.remove(CONNECTION) {
+                remove_named(headers, &connection, keep_upgrade);
+            }
+        } else {
+            let values: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().cloned().collect();
+            headers.remove(CONNECTION);
+            for connection in &values {
+                remove_named(headers, connection, keep_upgrade);
+            }
+        }
+    }
+    if present.other {
+        headers.remove(TRANSFER_ENCODING);
+        headers.remove(KEEP_ALIVE);
+        headers.remove(PROXY_CONNECTION);
+    }
+    if present.upgrade && !keep_upgrade {
+        headers.remove(UPGRADE);
+    }
+    if present.te {
+        let te_ok = headers
+            .get(TE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+        if !te_ok {
+            headers.remove(TE);
+        }
     }
     if keep_upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     }
 }
 
-/// Whether the `Connection` header lists `name` (RFC 9110: those are hop-by-hop too).
-fn named_by_connection(
-    connection: &http::header::GetAll<'_, HeaderValue>,
-    name: &HeaderName,
-    keep_upgrade: bool,
-) -> bool {
-    if keep_upgrade && name == UPGRADE {
-        return false;
+/// The hop-by-hop fields a header map holds.
+#[derive(Default)]
+struct HopByHop {
+    /// `Connection` field lines.
+    connection: usize,
+    te: bool,
+    upgrade: bool,
+    /// `Transfer-Encoding`, `Keep-Alive` or `Proxy-Connection`.
+    other: bool,
+}
+
+fn hop_by_hop_present(headers: &HeaderMap) -> HopByHop {
+    let mut present = HopByHop::default();
+    for (name, _) in headers {
+        if name == CONNECTION {
+            present.connection += 1;
+        } else if name == TE {
+            present.te = true;
+        } else if name == UPGRADE {
+            present.upgrade = true;
+        } else if name == TRANSFER_ENCODING || name == KEEP_ALIVE || name == PROXY_CONNECTION {
+            present.other = true;
+        }
     }
-    connection
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
+    present
+}
+
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Removes the headers a `Connection` value lists (RFC 9110: those are hop-by-hop too), except
+/// `upgrade` on an upgrade. `close` and `keep-alive` name no header worth a lookup.
+fn remove_named(headers: &mut HeaderMap, connection: &HeaderValue, keep_upgrade: bool) {
+    let Ok(value) = connection.to_str() else {
+        return;
+    };
+    for token in value.split(',').map(str::trim) {
+        let skip = token.is_empty()
+            || token.eq_ignore_ascii_case("close")
+            || token.eq_ignore_ascii_case("keep-alive")
+            || (keep_upgrade && token.eq_ignore_ascii_case("upgrade"));
+        if !skip {
+            // A lookup by `&str` ignores case; a token that is no header name matches nothing.
+            headers.remove(token);
+        }
+    }
 }
 
 /// The names present in `headers` that `doomed` selects, in one pass over the (few) names a
@@ -219,6 +264,24 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-app"));
+    }
+
+    #[test]
+    fn every_connection_header_names_hop_by_hop_headers_in_any_case() {
+        let mut h = HeaderMap::new();
+        h.append(CONNECTION, HeaderValue::from_static("keep-alive, X-One"));
+        h.append(CONNECTION, HeaderValue::from_static("x-TWO,,bad name"));
+        h.insert("x-one", HeaderValue::from_static("1"));
+        h.insert("x-two", HeaderValue::from_static("2"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(UPGRADE, HeaderValue::from_static("h2c"));
+        h.insert(TE, HeaderValue::from_static("trailers"));
+        h.insert("x-app", HeaderValue::from_static("stays"));
+        strip_hop_by_hop(&mut h, false);
+        let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["te", "x-app"], "{h:?}");
     }
 
     #[test]

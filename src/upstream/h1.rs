@@ -2,7 +2,8 @@
 //! load balancer, so the pool is keyed by its address (and connection settings) alone, and a
 //! request's URI stays in the origin form it is sent in.
 
-use std::collections::HashMap;
+// foldhash: a per-process seeded hash, several times cheaper than SipHash per lookup.
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -56,8 +57,11 @@ impl H1Pool {
             }
         }
         let spec = &connect.transport.spec;
+        // Boxed: the connect and handshake states (TCP, TLS) are large, and inline they would
+        // make every pooled request's future that much larger to create and move.
+        let sender = Box::pin(async { handshake(connect.open(key.addr).await?, key).await });
         let mut pooled = Pooled {
-            sender: handshake(connect.open(key.addr).await?, key).await?,
+            sender: sender.await?,
             served: 0,
             idle_since: Instant::now(),
             idle_timeout: spec.idle_timeout,

@@ -7,7 +7,8 @@
 //! `idleTimeout`, leaves the map: new requests open another, and the old one closes once its
 //! streams have ended.
 
-use std::collections::HashMap;
+// foldhash: a per-process seeded hash, several times cheaper than SipHash per lookup.
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -41,7 +42,8 @@ impl H2Pool {
     ) -> Result<Response<Incoming>, UpstreamError> {
         let mut sender = match self.live(key, &connect) {
             Some(sender) => sender,
-            None => self.connect(key, &connect).await?,
+            // Boxed: the connect states are large and rare (see `H1Pool::send`).
+            None => Box::pin(self.connect(key, &connect)).await?,
         };
         sender.ready().await.map_err(|_| UpstreamError::Reset)?;
         sender
