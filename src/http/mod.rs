@@ -7,6 +7,7 @@ pub mod h1_gate;
 mod hash;
 pub mod headers;
 pub mod local;
+pub mod park;
 pub mod path;
 pub mod proxy;
 pub mod server;
