@@ -18,13 +18,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::park::{Parking, ReadReady};
 use super::proxy::{self, ConnContext};
-use super::watchdog;
+use super::{watchdog, H2_PREFACE};
 use crate::limits::Limits;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
-
-/// The HTTP/2 connection preface (RFC 9113 §3.4).
-const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Serves one downstream connection until it closes, fails, times out, or drains.
 ///
