@@ -363,8 +363,8 @@ async fn serve(mut stream: TcpStream, key: ListenKey, mut peer: SocketAddr, shar
         // The port closed with a reload between accept and here.
         Some(ListenerKind::Tcp(None)) | None => return,
     };
-    // Long-lived streams (TCP, passthrough) end up in `forward` here, at the top of the task:
-    // the TLS and HTTP futures are boxed and gone by then, so an idle stream's task stays small.
+    // Every long-lived future (TCP and passthrough streams, TLS and HTTP connections) is boxed
+    // by itself, so a connection's task holds only what its protocol needs while it is idle.
     let downstream = crate::telemetry::access_log::Downstream {
         local,
         remote: peer,
@@ -379,9 +379,11 @@ async fn serve(mut stream: TcpStream, key: ListenKey, mut peer: SocketAddr, shar
             (stream, Bytes::new(), route, origin)
         }
         Protocol::Tls => {
+            use crate::tls::terminate::Terminated;
             let tls = crate::tls::terminate::serve(stream, key, downstream, shared.clone());
             match Box::pin(tls).await {
-                Some(p) => (p.stream, p.hello, p.route, p.origin),
+                Some(Terminated::Passthrough(p)) => (p.stream, p.hello, p.route, p.origin),
+                Some(Terminated::Https(serving)) => return serving.await,
                 None => return,
             }
         }
@@ -402,11 +404,34 @@ async fn serve(mut stream: TcpStream, key: ListenKey, mut peer: SocketAddr, shar
             return;
         }
     };
-    crate::l4::forward(stream, prefix, &route, origin, &shared.settings).await;
+    Box::pin(crate::l4::forward(
+        stream,
+        prefix,
+        &route,
+        origin,
+        &shared.settings,
+    ))
+    .await;
 }
 
 enum Protocol {
     Http,
     Tls,
     Tcp(Arc<L4Route>),
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every connection's task holds `serve`'s future: its long-lived parts (TCP forwarding, the
+    /// TLS handshake, HTTP serving) are boxed on their own, so the task stays small for all.
+    #[test]
+    fn a_connections_task_stays_small() {
+        fn future_size<A, B, C, D, F: std::future::Future>(
+            _: impl FnOnce(A, B, C, D) -> F,
+        ) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let size = future_size(super::serve);
+        assert!(size <= 1024, "listener::serve's future is {size} bytes");
+    }
 }

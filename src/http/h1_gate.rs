@@ -52,6 +52,16 @@ impl<I> H1Gate<I> {
         }
     }
 
+    pub fn get_ref(&self) -> &I {
+        &self.inner
+    }
+
+    /// Every byte read so far belongs to a complete message (or there were none): no part of
+    /// a head or body is waiting for more. False for a stream the gate no longer follows.
+    pub fn at_message_boundary(&self) -> bool {
+        self.poison_left == 0 && self.scanner.at_message_boundary()
+    }
+
     fn deliver_poison(&mut self, buf: &mut ReadBuf<'_>) {
         let start = POISON.len() - usize::from(self.poison_left);
         let n = usize::from(self.poison_left).min(buf.remaining());
@@ -224,6 +234,11 @@ impl Scanner {
 
     pub fn state(&self) -> State {
         self.framing.state
+    }
+
+    /// Before a request line, with no part of a line held.
+    pub fn at_message_boundary(&self) -> bool {
+        self.framing.state == State::RequestLine && self.line.len == 0
     }
 
     /// Follows the next bytes of the stream. `Some(i)`: `data[i]` is the line feed that ends a

@@ -7,13 +7,17 @@ pub mod h1_gate;
 mod hash;
 pub mod headers;
 pub mod local;
+pub mod park;
 pub mod path;
 pub mod proxy;
 pub mod server;
 pub mod watchdog;
 
-/// The request line an HTTP/2 connection preface starts with (RFC 9113 §3.4).
-const H2_PREFACE_LINE: &[u8] = b"PRI * HTTP/2.0";
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The request line the HTTP/2 connection preface starts with.
+const H2_PREFACE_LINE: &[u8] = H2_PREFACE.split_at(14).0;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

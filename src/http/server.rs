@@ -1,70 +1,200 @@
-//! Serving one downstream connection: HTTP/1.1 and h2c (prior knowledge or upgrade-free) through
-//! hyper-util's auto builder.
+//! Serving one downstream connection: HTTP/1.1, or HTTP/2 (over TLS with ALPN `h2`, or h2c with
+//! prior knowledge) when its first bytes are the HTTP/2 connection preface, as hyper-util's auto
+//! builder tells them apart. Between two HTTP/1.1 requests the connection parks: hyper's
+//! connection, buffers and all, is dropped until the client sends again (see [`super::park`]).
 
 use std::convert::Infallible;
+use std::error::Error as StdError;
+use std::future::Future;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use bytes::Bytes;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::h1_gate::H1Gate;
+use super::park::{Parking, ReadReady};
 use super::proxy::{self, ConnContext};
-use super::watchdog::{self, Watched};
+use super::{watchdog, H2_PREFACE};
 use crate::limits::Limits;
 
-pub async fn serve<I>(io: I, conn: ConnContext)
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// Serves one downstream connection until it closes, fails, times out, or drains.
+///
+/// Not an `async fn`: the future is built here so that it holds the IO once (an `async fn`
+/// keeps its arguments' slots, and a moved-from local's, for its whole life; with a TLS stream
+/// that is kilobytes per idle connection).
+pub fn serve<I>(io: I, conn: ConnContext) -> impl Future<Output = ()> + Send
 where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + ReadReady + Unpin + Send + 'static,
 {
     let shared = conn.shared.clone();
     let activity = conn.activity.clone();
     let conn = Arc::new(conn);
-    let service = service_fn(move |req| {
+    let mut service = service_fn(move |req| {
+        // Open from the moment hyper hands the request over (before its future first runs),
+        // so that the connection cannot park under it.
+        let open = conn.activity.request_started();
         let conn = conn.clone();
-        async move { Ok::<_, Infallible>(proxy::handle(req, &conn).await) }
-    });
-    let limits = &shared.settings.limits;
-    let builder = builder(limits);
-    let io = TokioIo::new(H1Gate::new(Watched::new(io, activity.clone())));
-    let serving = builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(serving);
-    let result = tokio::select! {
-        biased;
-        result = serving.as_mut() => result,
-        () = shared.drain.drained() => {
-            // HTTP/1.1: close after the request in flight (or now, if idle); HTTP/2: GOAWAY,
-            // then finish the open streams.
-            serving.as_mut().graceful_shutdown();
-            serving.await
+        async move {
+            let response = proxy::handle(req, &conn).await;
+            drop(open);
+            Ok::<_, Infallible>(response)
         }
-        expired = watchdog::expired(&activity, limits) => {
-            crate::metrics::record_downstream_timeout(expired.slug());
-            tracing::debug!(timeout = expired.slug(), "downstream connection timed out; closed");
-            // The connection is dropped: a slow head or a stalled request gets no answer, an
-            // idle connection has nothing in flight.
-            return;
+    });
+    let mut io = Parking::new(io, activity.clone());
+    let timers = {
+        let shared = shared.clone();
+        async move { watchdog::expired(&activity, &shared.settings.limits).await }
+    };
+    let serving = async move {
+        let limits = &shared.settings.limits;
+        let mut drained = pin!(shared.drain.drained());
+        let h2 = tokio::select! {
+            biased;
+            h2 = sniff(&mut io) => h2?,
+            // As hyper-util's auto connection: a drain before the first bytes closes.
+            () = drained.as_mut() => return Ok(()),
+        };
+        if h2 {
+            let io = TokioIo::new(io);
+            let mut serving = Box::pin(http2_builder(limits).serve_connection(io, service));
+            let result = tokio::select! {
+                biased;
+                result = serving.as_mut() => result,
+                () = drained.as_mut() => {
+                    // GOAWAY, then finish the open streams.
+                    serving.as_mut().graceful_shutdown();
+                    serving.await
+                }
+            };
+            return result.map_err(BoxError::from);
+        }
+        let builder = http1_builder(limits);
+        io.arm();
+        loop {
+            let mut serving = Box::pin(
+                builder
+                    .serve_connection(TokioIo::new(io), service)
+                    .with_upgrades(),
+            );
+            tokio::select! {
+                biased;
+                result = serving.as_mut() => result?,
+                () = drained.as_mut() => {
+                    // Close after the request in flight (or now, if idle).
+                    serving.as_mut().graceful_shutdown();
+                    return serving.await.map_err(BoxError::from);
+                }
+            }
+            // hyper's connection is over: closed, upgraded (the IO went with the upgrade), or
+            // parked between two requests. (`parts` ends in its arm: a binding that lived on
+            // past the next await would hold a second copy of the IO in this future.)
+            let read_buf = match Pin::into_inner(serving).into_parts() {
+                Some(parts) => {
+                    io = parts.io.into_inner();
+                    service = parts.service;
+                    parts.read_buf
+                }
+                None => return Ok(()),
+            };
+            if !io.take_parked() {
+                return Ok(());
+            }
+            io.unread(read_buf);
+            tokio::select! {
+                biased;
+                ready = io.readable() => ready?,
+                () = drained.as_mut() => {
+                    // What hyper does to an idle connection on a graceful shutdown.
+                    let _ = io.shutdown().await;
+                    return Ok(());
+                }
+            }
         }
     };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "downstream connection ended with an error");
+    Served { serving, timers }
+}
+
+pin_project_lite::pin_project! {
+    /// The connection, and its timers: whichever ends first ends both.
+    struct Served<S, T> {
+        #[pin]
+        serving: S,
+        #[pin]
+        timers: T,
     }
 }
 
-/// HTTP/1.1 and HTTP/2 settings from the edge limits. The head timeout is the watchdog's (from
-/// a head's first byte), not hyper's (which would also cut idle keep-alive connections).
-fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+impl<S, T> Future for Served<S, T>
+where
+    S: Future<Output = Result<(), BoxError>>,
+    T: Future<Output = watchdog::Expired>,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        if let Poll::Ready(result) = this.serving.poll(cx) {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "downstream connection ended with an error");
+            }
+            return Poll::Ready(());
+        }
+        if let Poll::Ready(expired) = this.timers.poll(cx) {
+            crate::metrics::record_downstream_timeout(expired.slug());
+            tracing::debug!(
+                timeout = expired.slug(),
+                "downstream connection timed out; closed"
+            );
+            // The connection is dropped: a slow head or a stalled request gets no answer, an
+            // idle connection has nothing in flight.
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+}
+
+/// Reads until the first bytes are known to be, or not to be, the HTTP/2 preface (hyper-util's
+/// auto builder's test); they are put back for hyper. True for HTTP/2.
+async fn sniff<I: AsyncRead + ReadReady + Unpin>(io: &mut Parking<I>) -> std::io::Result<bool> {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    let mut filled = 0;
+    let mut h2 = true;
+    while filled < buf.len() {
+        let n = io.read(&mut buf[filled..]).await?;
+        let read = &buf[filled..filled + n];
+        let expected = &H2_PREFACE[filled..filled + n];
+        filled += n;
+        if n == 0 || read != expected {
+            h2 = false;
+            break;
+        }
+    }
+    io.unread(Bytes::copy_from_slice(&buf[..filled]));
+    Ok(h2)
+}
+
+/// HTTP/1.1 settings from the edge limits. The head timeout is the watchdog's (from a head's
+/// first byte), not hyper's (which would also cut idle keep-alive connections).
+fn http1_builder(limits: &Limits) -> http1::Builder {
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(None)
         .max_buf_size(limits.max_request_headers_bytes.max(8192))
         .max_headers(limits.max_request_headers)
         .keep_alive(true);
     builder
-        .http2()
+}
+
+fn http2_builder(limits: &Limits) -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
         .initial_stream_window_size(limits.h2_initial_stream_window)
@@ -72,4 +202,254 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .max_pending_accept_reset_streams(limits.h2_max_pending_reset_streams)
         .max_header_list_size(u32::try_from(limits.max_request_headers_bytes).unwrap_or(u32::MAX));
     builder
+}
+
+#[cfg(test)]
+mod tests {
+    //! `serve` on loopback sockets, with the gateway's empty configuration (every request gets
+    //! the 404 local reply, keep-alive). Parking is seen through its trace event.
+
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use http_body_util::Empty;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+    use crate::http::park::PARK_AFTER;
+    use crate::snapshot::ListenKey;
+    use crate::state::{ProxySettings, Shared};
+
+    /// Counts the "parked" trace events of the test's thread.
+    struct Parks(Arc<AtomicUsize>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Parks {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if event.metadata().target() == "tollgate::http::park" {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    struct Served {
+        client: TcpStream,
+        shared: Arc<Shared>,
+        parks: Arc<AtomicUsize>,
+        _trace: tracing::subscriber::DefaultGuard,
+    }
+
+    impl Served {
+        fn parks(&self) -> usize {
+            self.parks.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A loopback connection served by `serve`, and its client end.
+    async fn served() -> Served {
+        let parks = Arc::new(AtomicUsize::new(0));
+        let trace = tracing::subscriber::set_default(
+            tracing_subscriber::registry().with(Parks(parks.clone())),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, peer) = listener.accept().await.unwrap();
+        let shared = Shared::new(ProxySettings::default());
+        let conn = ConnContext {
+            shared: shared.clone(),
+            key: ListenKey {
+                bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                port: 80,
+            },
+            peer,
+            peer_header: crate::http::headers::peer_header(peer.ip()),
+            scheme: "http",
+            tls_server: None,
+            client_cert: None,
+            downstream: crate::telemetry::access_log::Downstream {
+                local: None,
+                remote: peer,
+                sni: None,
+            },
+            activity: Default::default(),
+        };
+        tokio::spawn(serve(server, conn));
+        Served {
+            client,
+            shared,
+            parks,
+            _trace: trace,
+        }
+    }
+
+    /// One response's head and body (by Content-Length), within 5 s.
+    async fn response(client: &mut TcpStream) -> String {
+        let read = async {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if client.read(&mut byte).await.unwrap() == 0 {
+                    panic!("closed after {:?}", String::from_utf8_lossy(&head));
+                }
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8(head).unwrap();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            let mut body = vec![0u8; length];
+            client.read_exact(&mut body).await.unwrap();
+            head + &String::from_utf8_lossy(&body)
+        };
+        tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .expect("a response within 5 s")
+    }
+
+    async fn get(client: &mut TcpStream, path: &str) -> String {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: nowhere.test\r\n\r\n");
+        client.write_all(request.as_bytes()).await.unwrap();
+        response(client).await
+    }
+
+    fn assert_keep_alive_404(response: &str) {
+        assert!(response.starts_with("HTTP/1.1 404 "), "{response:?}");
+        assert!(
+            !response.to_ascii_lowercase().contains("connection: close"),
+            "{response:?}"
+        );
+    }
+
+    /// Long enough for a quiet connection to park (within twice the delay of its last request).
+    async fn quiet() {
+        tokio::time::sleep(PARK_AFTER * 2 + Duration::from_millis(500)).await;
+    }
+
+    #[tokio::test]
+    async fn an_idle_keep_alive_connection_parks_and_serves_its_next_request() {
+        let mut s = served().await;
+        assert_keep_alive_404(&get(&mut s.client, "/one").await);
+        quiet().await;
+        assert_eq!(s.parks(), 1, "parked once idle");
+        // The same connection, served by a new hyper connection.
+        assert_keep_alive_404(&get(&mut s.client, "/two").await);
+        assert_keep_alive_404(&get(&mut s.client, "/three").await);
+        quiet().await;
+        assert_eq!(s.parks(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_busy_keep_alive_connection_does_not_park() {
+        let mut s = served().await;
+        let started = tokio::time::Instant::now();
+        while started.elapsed() < PARK_AFTER * 3 {
+            assert_keep_alive_404(&get(&mut s.client, "/busy").await);
+            tokio::time::sleep(PARK_AFTER / 10).await;
+        }
+        assert_eq!(s.parks(), 0, "requests came sooner than the park delay");
+    }
+
+    #[tokio::test]
+    async fn a_partial_head_holds_the_connection() {
+        let mut s = served().await;
+        s.client
+            .write_all(b"GET /slow HTTP/1.1\r\nHo")
+            .await
+            .unwrap();
+        quiet().await;
+        assert_eq!(s.parks(), 0, "the head is not complete");
+        s.client
+            .write_all(b"st: nowhere.test\r\n\r\n")
+            .await
+            .unwrap();
+        assert_keep_alive_404(&response(&mut s.client).await);
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_are_all_answered_before_it_parks() {
+        let mut s = served().await;
+        s.client
+            .write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert_keep_alive_404(&response(&mut s.client).await);
+        assert_keep_alive_404(&response(&mut s.client).await);
+        quiet().await;
+        assert_eq!(s.parks(), 1);
+        s.client
+            .write_all(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\nGET /d HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert_keep_alive_404(&response(&mut s.client).await);
+        assert_keep_alive_404(&response(&mut s.client).await);
+    }
+
+    #[tokio::test]
+    async fn a_drain_closes_a_parked_connection() {
+        let mut s = served().await;
+        assert_keep_alive_404(&get(&mut s.client, "/").await);
+        quiet().await;
+        assert_eq!(s.parks(), 1);
+        s.shared.drain.start();
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), s.client.read(&mut byte)).await;
+        assert_eq!(
+            read.expect("closed within 5 s").unwrap(),
+            0,
+            "end of stream"
+        );
+    }
+
+    #[tokio::test]
+    async fn http2_prior_knowledge_is_served_and_never_parks() {
+        let s = served().await;
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s.client))
+                .await
+                .expect("HTTP/2 handshake");
+        tokio::spawn(connection);
+        for _ in 0..2 {
+            let request = http::Request::get("http://nowhere.test/h2")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            let response =
+                tokio::time::timeout(Duration::from_secs(5), sender.send_request(request))
+                    .await
+                    .expect("an answer within 5 s")
+                    .expect("an HTTP/2 response");
+            assert_eq!(response.status(), 404);
+            assert_eq!(response.version(), http::Version::HTTP_2);
+            quiet().await;
+        }
+        assert_eq!(s.parks.load(Ordering::SeqCst), 0);
+    }
+
+    /// The connection's future holds the IO once (see [`serve`]): a regression here costs every
+    /// idle connection another copy of its TLS stream.
+    #[test]
+    fn the_connection_future_holds_its_io_once() {
+        fn future_size<I, F: Future>(_: impl FnOnce(I, ConnContext) -> F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        type Tls = tokio_rustls::server::TlsStream<crate::tls::prefixed::Prefixed<TcpStream>>;
+        let io = std::mem::size_of::<Parking<Tls>>();
+        let future = future_size(serve::<Tls>);
+        assert!(
+            future < io + 1024,
+            "serve's future is {future} bytes for a {io}-byte IO"
+        );
+    }
 }

@@ -41,6 +41,11 @@ impl Activity {
         OpenRequest(self.clone())
     }
 
+    /// Requests open now.
+    pub fn open_requests(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
     fn bump(counter: &AtomicU64) {
         counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
@@ -143,6 +148,10 @@ impl<I> Watched<I> {
             activity,
             first_read: true,
         }
+    }
+
+    pub fn get_ref(&self) -> &I {
+        &self.io
     }
 }
 

@@ -3,7 +3,9 @@
 //! configuration (replaying the peeked bytes into rustls) and serve HTTP with its route table, or
 //! a `TLS` server's `tcp` route. An SNI that no server takes gets a TLS `unrecognized_name` alert.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,14 +40,24 @@ pub struct Passthrough {
     pub origin: Origin,
 }
 
-/// Serves a TLS port's connection; a PASSTHROUGH one is handed back to be forwarded, so this
-/// future (hello buffer, handshake) is not kept alive for the stream's whole life.
+/// Where a TLS connection goes once the ClientHello (and the handshake) are done.
+pub enum Terminated {
+    /// A PASSTHROUGH stream, to be forwarded.
+    Passthrough(Passthrough),
+    /// An HTTPS connection's HTTP server, to be awaited: boxed by itself, so neither the
+    /// handshake's future nor a copy of the TLS stream stays in the connection's task.
+    Https(Pin<Box<dyn Future<Output = ()> + Send>>),
+}
+
+/// Serves a TLS port's connection; a PASSTHROUGH stream or an HTTPS connection is handed back to
+/// the caller, so this future (hello buffer, handshake) is not kept alive for the connection's
+/// whole life.
 pub async fn serve(
     mut stream: TcpStream,
     key: ListenKey,
     mut downstream: Downstream,
     shared: Arc<Shared>,
-) -> Option<Passthrough> {
+) -> Option<Terminated> {
     let peer = downstream.remote;
     let mut buf = BytesMut::with_capacity(2048);
     let limits = &shared.settings.limits;
@@ -82,12 +94,12 @@ pub async fn serve(
             crate::l4::relay::abort(&stream);
         }
         Choice::Passthrough(route) => {
-            return Some(Passthrough {
+            return Some(Terminated::Passthrough(Passthrough {
                 stream,
                 hello: buf.freeze(),
                 route,
                 origin,
-            });
+            }));
         }
         Choice::TerminateTcp(config, route) => {
             if let Some(tls) = handshake(config, buf, stream, peer, &counted).await {
@@ -114,7 +126,9 @@ pub async fn serve(
                 downstream: origin.downstream,
                 activity: Default::default(),
             };
-            crate::http::server::serve(tls, conn).await;
+            return Some(Terminated::Https(Box::pin(crate::http::server::serve(
+                tls, conn,
+            ))));
         }
     }
     None
