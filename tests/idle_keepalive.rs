@@ -8,7 +8,6 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::Duration;
 
 use support::*;
@@ -95,15 +94,7 @@ fn an_https_keep_alive_connection_parks_and_keeps_serving() {
     for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
         roots.add(cert.expect("a PEM certificate")).unwrap();
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(HOST).unwrap();
-    let client = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let client = tls_client(roots, HOST);
     let mut tls = rustls::StreamOwned::new(client, connect(w.addr));
 
     tls.write_all(get("/first").as_bytes()).unwrap();

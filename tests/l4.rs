@@ -13,7 +13,7 @@ use std::hash::Hasher;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -1058,15 +1058,7 @@ fn tls_simple_server_forwards_decrypted_bytes_by_tcp_route() {
     roots
         .add(rustls::pki_types::CertificateDer::from(cred.ca_der.clone()))
         .unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from("echo.example.com").unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let conn = tls_client(roots, "echo.example.com");
     let mut tls = rustls::StreamOwned::new(conn, connect(&gw, addr));
     for line in ["hello over tls\n", "a second line\n"] {
         if let Err(e) = tls.write_all(line.as_bytes()).and_then(|_| tls.flush()) {

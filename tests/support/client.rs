@@ -235,3 +235,17 @@ pub fn curl_https(host: &str, port: u16, path: &str, extra: &[&str]) -> CurlOutp
     args.push(&url);
     curl(&args)
 }
+
+/// An in-process TLS client session for `host` that trusts `roots` (ring, TLS 1.2 and 1.3), for
+/// tests that drive TLS records by hand (`rustls::StreamOwned` over a `TcpStream`).
+pub fn tls_client(roots: rustls::RootCertStore, host: &str) -> rustls::ClientConnection {
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).expect("a server name");
+    rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("a TLS client")
+}

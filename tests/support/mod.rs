@@ -22,7 +22,7 @@ mod scripted;
 pub use backend::{
     dead_port, EchoBackend, OpensslServer, Recorded, RecordingBackend, TcpEcho, TcpServer,
 };
-pub use client::{curl, curl_https, CurlOutput, HttpClient, Response};
+pub use client::{curl, curl_https, tls_client, CurlOutput, HttpClient, Response};
 pub use config::{
     https_gateway, l4_service_entry, self_signed, service_entry, yaml_str, ConfigDir,
 };
