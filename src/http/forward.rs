@@ -27,8 +27,8 @@ use crate::policy::{self, Abort, Failure, RetryPolicy, RoutePolicy};
 use crate::route::{Route, StrMatch, Target};
 use crate::telemetry::Flags;
 use crate::upstream::{
-    ActiveRequest, Admission, Cluster, Endpoint, Observation, RequestBody, UpstreamError,
-    UpstreamProtocol,
+    ActiveRequest, Admission, Cluster, Endpoint, Observation, RequestBody, ResponseBody,
+    UpgradeSlot, UpstreamError, UpstreamProtocol,
 };
 
 /// How long a mirrored request may take when the route has no timeout.
@@ -205,7 +205,7 @@ fn set_authority(req: &mut Request<Incoming>, authority: &HeaderValue) {
 
 /// How one attempt ended.
 enum Outcome {
-    Response(Response<Incoming>),
+    Response(Response<ResponseBody>),
     Failed(UpstreamError),
     PerTryTimeout,
     /// The route timeout: no more attempts.
@@ -359,7 +359,7 @@ fn expected_timeout(route: Option<Duration>, per_try: Option<Duration>) -> Optio
 /// Sends within the per-try timeout and the route's deadline, whichever comes first.
 fn within<F>(deadline: Option<Instant>, per_try: Option<Duration>, send: F) -> Within<F>
 where
-    F: Future<Output = Result<Response<Incoming>, UpstreamError>>,
+    F: Future<Output = Result<Response<ResponseBody>, UpstreamError>>,
 {
     let try_deadline = per_try.map(|t| Instant::now() + t);
     let end = match (deadline, try_deadline) {
@@ -390,7 +390,7 @@ pin_project_lite::pin_project! {
 
 impl<F> Future for Within<F>
 where
-    F: Future<Output = Result<Response<Incoming>, UpstreamError>>,
+    F: Future<Output = Result<Response<ResponseBody>, UpstreamError>>,
 {
     type Output = Outcome;
 
@@ -532,7 +532,7 @@ fn copy_parts(parts: &Parts) -> Parts {
     req.into_parts().0
 }
 
-fn upstream_grpc_status(response: &Response<Incoming>) -> Option<u8> {
+fn upstream_grpc_status(response: &Response<ResponseBody>) -> Option<u8> {
     response
         .headers()
         .get("grpc-status")
@@ -609,14 +609,16 @@ fn upstream_parts(
 }
 
 fn finish_response(
-    mut response: Response<Incoming>,
+    mut response: Response<ResponseBody>,
     service_time_ms: u64,
     downstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
     held: (ActiveRequest, Admission),
 ) -> Response<Body> {
     let upgrade = downstream_upgrade.is_some();
     if let (Some(down), StatusCode::SWITCHING_PROTOCOLS) = (downstream_upgrade, response.status()) {
-        tunnel(down, hyper::upgrade::on(&mut response));
+        if let Some(up) = response.extensions_mut().remove::<UpgradeSlot>() {
+            tunnel(down, up);
+        }
     }
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(
@@ -647,13 +649,12 @@ fn upstream_error(err: UpstreamError) -> LocalReply {
 }
 
 /// After a 101, copies bytes both ways between the client and the upstream until both finish.
-fn tunnel(down: hyper::upgrade::OnUpgrade, up: hyper::upgrade::OnUpgrade) {
+fn tunnel(down: hyper::upgrade::OnUpgrade, up: UpgradeSlot) {
     tokio::spawn(async move {
-        let (Ok(down), Ok(up)) = (down.await, up.await) else {
+        let (Ok(down), Some(mut up)) = (down.await, up.take()) else {
             return;
         };
         let mut down = hyper_util::rt::TokioIo::new(down);
-        let mut up = hyper_util::rt::TokioIo::new(up);
         if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
             tracing::debug!(error = %e, "upgraded connection ended");
         }

@@ -25,9 +25,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 
-use crate::upstream::{ActiveRequest, Admission};
+use crate::upstream::{ActiveRequest, Admission, ResponseBody};
 
 /// Response bodies: streamed from upstream, or generated locally.
 pub type Body = Either<UpstreamBody, Full<Bytes>>;
@@ -36,24 +35,24 @@ pub type Body = Either<UpstreamBody, Full<Bytes>>;
 /// least-request balancing) and in its cluster's circuit breaker until it has been sent or
 /// dropped.
 pub struct UpstreamBody {
-    inner: Incoming,
+    inner: ResponseBody,
     _held: (ActiveRequest, Admission),
 }
 
 impl UpstreamBody {
-    pub fn new(inner: Incoming, held: (ActiveRequest, Admission)) -> Self {
+    pub fn new(inner: ResponseBody, held: (ActiveRequest, Admission)) -> Self {
         UpstreamBody { inner, _held: held }
     }
 }
 
 impl http_body::Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         Pin::new(&mut self.inner).poll_frame(cx)
     }
 

@@ -11,7 +11,7 @@ use super::h1::H1Pool;
 use super::h2::H2Pool;
 use super::transport::Transport;
 use super::UpstreamProtocol;
-use hyper::body::Incoming;
+use http_body_util::Either;
 use hyper::{Request, Response};
 
 /// Why an upstream exchange failed before a response, in Envoy's terms.
@@ -74,7 +74,7 @@ impl Upstreams {
         cluster: &Cluster,
         endpoint: SocketAddr,
         req: Request<super::RequestBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<super::ResponseBody>, UpstreamError> {
         let transport = cluster.transport();
         let sni = transport.auto_sni().then(|| request_host(&req)).flatten();
         let key = PoolKey {
@@ -86,9 +86,11 @@ impl Upstreams {
             sni: sni.as_deref(),
         };
         match cluster.spec.protocol {
-            UpstreamProtocol::Http2 => self.http2.send(key, connect, req).await,
+            UpstreamProtocol::Http2 => {
+                Ok(self.http2.send(key, connect, req).await?.map(Either::Right))
+            }
             UpstreamProtocol::Http1 | UpstreamProtocol::Opaque => {
-                self.http1.send(key, connect, req).await
+                Ok(self.http1.send(key, connect, req).await?.map(Either::Left))
             }
         }
     }

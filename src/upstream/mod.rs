@@ -24,3 +24,8 @@ pub use transport::{Conn, Keepalive, TlsMaterial, TlsSpec, TransportSpec};
 /// so that a retry (or a mirror) can send them again.
 pub type RequestBody =
     http_body_util::Either<hyper::body::Incoming, http_body_util::Full<bytes::Bytes>>;
+
+/// An upstream response body: read off an HTTP/1.1 connection, or an HTTP/2 stream.
+pub type ResponseBody = http_body_util::Either<h1::Body, hyper::body::Incoming>;
+
+pub use h1::UpgradeSlot;

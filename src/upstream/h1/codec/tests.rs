@@ -1,0 +1,163 @@
+use super::*;
+use http::Request;
+
+fn parts(method: &str, uri: &str, headers: &[(&str, &str)]) -> Parts {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    req.body(()).unwrap().into_parts().0
+}
+
+fn encoded(parts: &Parts, body: BodySize) -> (String, Framing) {
+    let mut dst = Vec::new();
+    let framing = encode_request(parts, body, &mut dst);
+    (String::from_utf8(dst).unwrap(), framing)
+}
+
+#[test]
+fn a_bodiless_get_goes_out_as_its_line_and_fields() {
+    let p = parts(
+        "GET",
+        "/a/b?c=d",
+        &[("host", "web"), ("x-one", "1"), ("x-one", "2")],
+    );
+    let (head, framing) = encoded(&p, BodySize::Empty);
+    assert_eq!(
+        head,
+        "GET /a/b?c=d HTTP/1.1\r\nhost: web\r\nx-one: 1\r\nx-one: 2\r\n\r\n"
+    );
+    assert_eq!(framing, Framing::Empty);
+}
+
+#[test]
+fn request_bodies_are_framed_as_hyper_frames_them() {
+    // A known size gets a Content-Length; a valid one already there is kept, not repeated.
+    let (head, framing) = encoded(&parts("POST", "/", &[("host", "h")]), BodySize::Exact(5));
+    assert!(
+        head.ends_with("host: h\r\ncontent-length: 5\r\n\r\n"),
+        "{head}"
+    );
+    assert_eq!(framing, Framing::Length(5));
+    let p = parts("PUT", "/", &[("content-length", "7")]);
+    let (head, framing) = encoded(&p, BodySize::Unknown);
+    assert_eq!(head.matches("content-length").count(), 1, "{head}");
+    assert_eq!(framing, Framing::Length(7));
+    // An unknown size is chunked, and an invalid length dropped; GET sends no body.
+    let p = parts(
+        "POST",
+        "/",
+        &[("content-length", "x"), ("transfer-encoding", "gzip")],
+    );
+    let (head, framing) = encoded(&p, BodySize::Unknown);
+    assert_eq!(
+        head,
+        "POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    assert_eq!(framing, Framing::Chunked);
+    let (head, framing) = encoded(&parts("GET", "/", &[]), BodySize::Unknown);
+    assert_eq!(head, "GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(framing, Framing::Empty);
+    // An empty body keeps the client's `content-length: 0`.
+    let p = parts("POST", "/", &[("content-length", "0")]);
+    let (head, framing) = encoded(&p, BodySize::Empty);
+    assert!(head.contains("content-length: 0\r\n"), "{head}");
+    assert_eq!(framing, Framing::Empty);
+}
+
+fn parse(raw: &str, head_request: bool) -> (Result<Option<ResponseHead>, HeadError>, BytesMut) {
+    let mut buf = BytesMut::from(raw);
+    let parsed = parse_response(&mut buf, head_request, &mut Vec::new());
+    (parsed, buf)
+}
+
+fn head(raw: &str) -> ResponseHead {
+    parse(raw, false).0.unwrap().unwrap()
+}
+
+#[test]
+fn a_response_head_is_taken_off_the_buffer_and_the_body_left() {
+    let (parsed, rest) = parse(
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nx-a: 2\r\n\r\nhelloHTTP/1.1",
+        false,
+    );
+    let head = parsed.unwrap().unwrap();
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(head.version, Version::HTTP_11);
+    assert_eq!(head.framing, Framing::Length(5));
+    assert!(head.keep_alive);
+    let values: Vec<_> = head.headers.get_all("x-a").iter().collect();
+    assert_eq!(values, ["1", "2"]);
+    assert_eq!(&rest[..], b"helloHTTP/1.1");
+}
+
+#[test]
+fn an_incomplete_head_waits_and_an_oversized_one_is_refused() {
+    let (parsed, rest) = parse("HTTP/1.1 200 OK\r\nContent-Le", false);
+    assert!(parsed.unwrap().is_none());
+    assert_eq!(rest.len(), 27, "the partial head stays for the next read");
+    let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD + 1));
+    assert_eq!(parse(&huge, false).0.unwrap_err(), HeadError::TooLarge);
+    assert!(matches!(
+        parse("HTTP/1.1 2OO OK\r\n\r\n", false).0,
+        Err(HeadError::Malformed(_))
+    ));
+}
+
+#[test]
+fn response_framing_follows_rfc_9112() {
+    let framing = |raw: &str| head(raw).framing;
+    assert_eq!(
+        framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"),
+        Framing::Chunked
+    );
+    assert_eq!(
+        framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+        Framing::Chunked
+    );
+    assert_eq!(
+        framing("HTTP/1.1 204 No Content\r\nContent-Length: 3\r\n\r\n"),
+        Framing::Empty
+    );
+    assert_eq!(
+        framing("HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n"),
+        Framing::Empty
+    );
+    assert_eq!(
+        framing("HTTP/1.1 200 OK\r\nContent-Length: 4, 4\r\n\r\n"),
+        Framing::Length(4)
+    );
+    let head_response = parse("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true).0;
+    assert_eq!(head_response.unwrap().unwrap().framing, Framing::Empty);
+    // No length: the body runs to the close, and the connection cannot be reused.
+    let until_close = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n");
+    assert_eq!(until_close.framing, Framing::UntilClose);
+    assert!(!until_close.keep_alive);
+    assert_eq!(framing("HTTP/1.1 200 OK\r\n\r\n"), Framing::UntilClose);
+    for bad in ["3, 4", "-1", "", "0x10", "99999999999999999999"] {
+        let raw = format!("HTTP/1.1 200 OK\r\nContent-Length: {bad}\r\n\r\n");
+        assert!(
+            matches!(parse(&raw, false).0, Err(HeadError::Malformed(_))),
+            "content-length {bad:?}"
+        );
+    }
+}
+
+#[test]
+fn keep_alive_is_http_1_1_without_close_or_1_0_that_asks() {
+    let keep = |raw: &str| head(raw).keep_alive;
+    assert!(!keep(
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: Close\r\n\r\n"
+    ));
+    assert!(!keep(
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: x, close\r\n\r\n"
+    ));
+    assert!(!keep("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"));
+    assert!(keep(
+        "HTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n"
+    ));
+    assert!(keep("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+    assert!(!keep(
+        "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ));
+}
