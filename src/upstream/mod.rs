@@ -4,7 +4,7 @@
 pub mod breaker;
 pub mod client;
 pub mod cluster;
-mod h1;
+pub mod h1;
 mod h2;
 pub mod lb;
 pub mod outlier;

@@ -57,11 +57,8 @@ impl Body {
     }
 
     pub(super) fn reading(conn: Box<Connection>, framing: Framing, home: Option<Home>) -> Self {
-        let decoder = match framing {
-            Framing::Empty => return Body::empty(),
-            Framing::Length(n) => Decoder::Length(n),
-            Framing::Chunked => Decoder::Chunked(Chunk::Size),
-            Framing::UntilClose => Decoder::UntilClose,
+        let Some(decoder) = Decoder::new(framing) else {
+            return Body::empty();
         };
         Body {
             state: State::Reading {
@@ -160,14 +157,14 @@ impl http_body::Body for Body {
 
 /// How the body's end is found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Decoder {
+pub(super) enum Decoder {
     Length(u64),
     Chunked(Chunk),
     UntilClose,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
+pub(super) enum Chunk {
     /// Before a chunk-size line.
     Size,
     /// Inside a chunk's data, with this much left.
@@ -179,7 +176,7 @@ enum Chunk {
     End,
 }
 
-enum Step {
+pub(super) enum Step {
     Data(Bytes),
     /// The buffered bytes are used up before the body's end.
     More,
@@ -187,8 +184,18 @@ enum Step {
 }
 
 impl Decoder {
+    /// The decoder for a framing; none for a body that is empty.
+    pub(super) fn new(framing: Framing) -> Option<Decoder> {
+        match framing {
+            Framing::Empty => None,
+            Framing::Length(n) => Some(Decoder::Length(n)),
+            Framing::Chunked => Some(Decoder::Chunked(Chunk::Size)),
+            Framing::UntilClose => Some(Decoder::UntilClose),
+        }
+    }
+
     /// Takes the next piece of body out of `buf`.
-    fn step(&mut self, buf: &mut BytesMut) -> Result<Step, BodyError> {
+    pub(super) fn step(&mut self, buf: &mut BytesMut) -> Result<Step, BodyError> {
         match self {
             Decoder::Length(0) => Ok(Step::End),
             Decoder::Length(left) => {

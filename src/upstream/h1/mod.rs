@@ -10,6 +10,8 @@
 mod body;
 mod codec;
 mod conn;
+#[doc(hidden)]
+pub mod fuzz;
 
 // foldhash: a per-process seeded hash, several times cheaper than SipHash per lookup.
 use foldhash::HashMap;
