@@ -50,7 +50,11 @@ impl Body {
         Body { state: State::Done }
     }
 
+    /// A body read whole with the head (`Content-Length: 0` is an ended body at once).
     pub(super) fn buffered(bytes: Bytes) -> Self {
+        if bytes.is_empty() {
+            return Body::empty();
+        }
         Body {
             state: State::Buffered(bytes),
         }

@@ -317,6 +317,18 @@ async fn a_101_hands_over_the_connection_with_the_bytes_already_read() {
 }
 
 #[tokio::test]
+async fn an_empty_length_body_has_ended_with_its_head() {
+    let (addr, accepted) =
+        upstream(answering("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")).await;
+    let client = Client::new(addr);
+    for _ in 0..2 {
+        let response = client.send("GET", "").await.unwrap();
+        assert!(response.body().is_end_stream());
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn a_spent_connection_is_closed_after_max_requests() {
     let (addr, accepted) =
         upstream(answering("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")).await;
