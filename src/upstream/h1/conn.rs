@@ -7,9 +7,10 @@ use std::task::{ready, Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::AsyncWrite;
 
 use super::codec::Field;
+use crate::tls::prefixed::Prefixed;
 use crate::upstream::Conn;
 
 /// The first read buffer; it doubles, up to [`MAX_READ`], while reads fill it (as hyper's
@@ -123,56 +124,19 @@ impl Outbox {
     }
 }
 
-/// A connection handed over after `101 Switching Protocols`: the bytes already read come first.
-pub struct Upgraded {
-    conn: Box<Connection>,
-}
-
 /// Where a 101 response carries its connection: response extensions must be `Clone`, the
-/// connection is taken out once.
+/// connection is taken out once. The bytes already read past the 101 are replayed first.
 #[derive(Clone)]
-pub struct UpgradeSlot(Arc<Mutex<Option<Upgraded>>>);
+pub struct UpgradeSlot(Arc<Mutex<Option<Prefixed<Conn>>>>);
 
 impl UpgradeSlot {
-    pub(super) fn new(conn: Box<Connection>) -> Self {
-        UpgradeSlot(Arc::new(Mutex::new(Some(Upgraded { conn }))))
+    pub(super) fn new(conn: Connection) -> Self {
+        let Connection { io, mut read, .. } = conn;
+        let upgraded = Prefixed::new(read.split().freeze(), io);
+        UpgradeSlot(Arc::new(Mutex::new(Some(upgraded))))
     }
 
-    pub fn take(&self) -> Option<Upgraded> {
+    pub fn take(&self) -> Option<Prefixed<Conn>> {
         self.0.lock().ok()?.take()
-    }
-}
-
-impl AsyncRead for Upgraded {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let conn = &mut self.conn;
-        if !conn.read.is_empty() {
-            let n = conn.read.len().min(buf.remaining());
-            buf.put_slice(&conn.read.split_to(n));
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut conn.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Upgraded {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.conn.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.conn.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.conn.io).poll_shutdown(cx)
     }
 }

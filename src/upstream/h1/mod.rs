@@ -178,7 +178,7 @@ impl H1Pool {
         *response.headers_mut() = head.headers;
         if head.status == StatusCode::SWITCHING_PROTOCOLS {
             if upgrade {
-                response.extensions_mut().insert(UpgradeSlot::new(conn));
+                response.extensions_mut().insert(UpgradeSlot::new(*conn));
             }
             return response;
         }
