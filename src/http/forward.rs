@@ -26,6 +26,7 @@ use super::{Body, UpstreamBody};
 use crate::policy::{self, Abort, Failure, RetryPolicy, RoutePolicy};
 use crate::route::{Route, StrMatch, Target};
 use crate::telemetry::Flags;
+use crate::upstream::client::clone_head;
 use crate::upstream::{
     ActiveRequest, Admission, Cluster, Endpoint, Observation, RequestBody, ResponseBody,
     UpgradeSlot, UpstreamError, UpstreamProtocol,
@@ -230,7 +231,7 @@ async fn attempts(
         None => (None, None),
     };
     let mirrors = sampled_mirrors(policy);
-    let mirror_parts = (!mirrors.is_empty()).then(|| copy_parts(&parts));
+    let mirror_parts = (!mirrors.is_empty()).then(|| clone_head(&parts));
     let protocol = cluster.spec.protocol;
     let Some(mut parts) = upstream_parts(parts, protocol, conn, upgrade) else {
         return LocalReply::NoRoute.response();
@@ -266,21 +267,19 @@ async fn attempts(
         };
         previous = Some(endpoint.addr);
         exchange.upstream_host = Some(endpoint.addr);
-        // The head is kept for a retry only while one can follow; the last try takes it.
-        let head = if retries_left > 0 {
-            copy_parts(&parts)
-        } else {
-            std::mem::replace(&mut parts, Request::new(()).into_parts().0)
-        };
-        let mut req = Request::from_parts(head, body);
         if attempt > 1 {
             // `prepare_request` wrote 1 for the first try.
-            req.headers_mut()
+            parts
+                .headers
                 .insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from(attempt));
         }
         let active = ActiveRequest::start(endpoint);
         let started = Instant::now();
-        let send = conn.shared.upstreams.send(cluster, active.0.addr, req);
+        // The head is lent: it stays here for a retry.
+        let send = conn
+            .shared
+            .upstreams
+            .send(cluster, active.0.addr, &parts, body);
         // A wanted retry also needs room under the cluster's `maxRetries`.
         let mut retry_admitted = |wanted: bool| {
             if wanted && retries_left > 0 {
@@ -470,7 +469,7 @@ fn send_mirrors(
     conn: &ConnContext,
 ) {
     for cluster in mirrors {
-        let mut copy = copy_parts(parts);
+        let mut copy = clone_head(parts);
         if conn.shared.settings.mirror_shadow_host {
             shadow_host(&mut copy);
         }
@@ -484,8 +483,8 @@ fn send_mirrors(
                 return;
             };
             let active = ActiveRequest::start(endpoint);
-            let req = Request::from_parts(copy, Either::Right(Full::new(body)));
-            let send = shared.upstreams.send(&cluster, active.0.addr, req);
+            let body = Either::Right(Full::new(body));
+            let send = shared.upstreams.send(&cluster, active.0.addr, &copy, body);
             if let Ok(Ok(response)) = tokio::time::timeout(limit, send).await {
                 // Read the body so the connection can be reused; its content is not wanted.
                 let _ = tokio::time::timeout(limit, response.into_body().collect()).await;
@@ -521,15 +520,6 @@ fn shadow_host(parts: &mut Parts) {
         super::path::set_uri_authority(&mut parts.uri, &value);
         parts.headers.insert(HOST, value);
     }
-}
-
-fn copy_parts(parts: &Parts) -> Parts {
-    let mut req = Request::new(());
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = parts.uri.clone();
-    *req.version_mut() = parts.version;
-    *req.headers_mut() = parts.headers.clone();
-    req.into_parts().0
 }
 
 fn upstream_grpc_status(response: &Response<ResponseBody>) -> Option<u8> {

@@ -11,6 +11,7 @@ use super::h1::H1Pool;
 use super::h2::H2Pool;
 use super::transport::Transport;
 use super::UpstreamProtocol;
+use http::request::Parts;
 use http_body_util::Either;
 use hyper::{Request, Response};
 
@@ -67,16 +68,18 @@ impl Upstreams {
         Self::default()
     }
 
-    /// Sends `req` (origin-form URI, Host header for HTTP/1.1; authority in the URI for HTTP/2)
-    /// to `endpoint` of `cluster`.
+    /// Sends the request `head` (origin-form URI, Host header for HTTP/1.1; authority in the URI
+    /// for HTTP/2) and `body` to `endpoint` of `cluster`. The head is borrowed: a caller that
+    /// may retry keeps it, and HTTP/1.1 writes it out without a copy.
     pub async fn send(
         &self,
         cluster: &Cluster,
         endpoint: SocketAddr,
-        req: Request<super::RequestBody>,
+        head: &Parts,
+        body: super::RequestBody,
     ) -> Result<Response<super::ResponseBody>, UpstreamError> {
         let transport = cluster.transport();
-        let sni = transport.auto_sni().then(|| request_host(&req)).flatten();
+        let sni = transport.auto_sni().then(|| request_host(head)).flatten();
         let key = PoolKey {
             addr: endpoint,
             transport: transport.pool_id(sni.as_deref()),
@@ -87,10 +90,13 @@ impl Upstreams {
         };
         match cluster.spec.protocol {
             UpstreamProtocol::Http2 => {
+                // hyper's HTTP/2 client takes the request whole.
+                let req = Request::from_parts(clone_head(head), body);
                 Ok(self.http2.send(key, connect, req).await?.map(Either::Right))
             }
             UpstreamProtocol::Http1 | UpstreamProtocol::Opaque => {
-                Ok(self.http1.send(key, connect, req).await?.map(Either::Left))
+                let response = self.http1.send(key, connect, head, body).await?;
+                Ok(response.map(Either::Left))
             }
         }
     }
@@ -108,12 +114,22 @@ impl Connect<'_> {
     }
 }
 
+/// A copy of a request head (method, URI, version, headers; not the extensions).
+pub fn clone_head(head: &Parts) -> Parts {
+    let mut req = Request::new(());
+    *req.method_mut() = head.method.clone();
+    *req.uri_mut() = head.uri.clone();
+    *req.version_mut() = head.version;
+    *req.headers_mut() = head.headers.clone();
+    req.into_parts().0
+}
+
 /// The host the request is for, without a port: the auto SNI.
-fn request_host<B>(req: &Request<B>) -> Option<String> {
-    let authority = match req.uri().authority() {
+fn request_host(head: &Parts) -> Option<String> {
+    let authority = match head.uri.authority() {
         Some(a) => a.host(),
         None => {
-            let host = req.headers().get(hyper::header::HOST)?.to_str().ok()?;
+            let host = head.headers.get(hyper::header::HOST)?.to_str().ok()?;
             crate::route::strip_port(host)
         }
     };

@@ -24,7 +24,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::UPGRADE;
-use http::{Method, Request, Response, StatusCode};
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -64,25 +65,26 @@ impl Home {
 
 /// How an exchange failed.
 enum Failed {
-    /// Nothing was written: the request can go out on another connection (boxed: rare, and it
-    /// would make every result that large).
-    Unsent(Box<Request<RequestBody>>),
+    /// Nothing was written: the request can go out on another connection, with this body.
+    Unsent(RequestBody),
     Reset,
 }
 
 impl H1Pool {
+    /// Sends the request `head` (borrowed: the caller keeps it for a retry) and `body`.
     pub async fn send(
         &self,
         key: PoolKey,
         connect: Connect<'_>,
-        mut req: Request<RequestBody>,
+        head: &Parts,
+        mut body: RequestBody,
     ) -> Result<Response<Body>, UpstreamError> {
         // The upstream may have closed a pooled connection while it sat idle; a request that
         // could not be written on it goes out on the next connection (as hyper-util's client).
         while let Some(conn) = self.checkout(key) {
-            match self.exchange(key, conn, req).await {
+            match self.exchange(key, conn, head, body).await {
                 Ok(response) => return Ok(response),
-                Err(Failed::Unsent(unsent)) => req = *unsent,
+                Err(Failed::Unsent(unsent)) => body = unsent,
                 Err(Failed::Reset) => return Err(UpstreamError::Reset),
             }
         }
@@ -96,7 +98,7 @@ impl H1Pool {
             spec.max_requests_per_connection,
         ));
         self.start_reaper();
-        self.exchange(key, conn, req)
+        self.exchange(key, conn, head, body)
             .await
             .map_err(|_| UpstreamError::Reset)
     }
@@ -119,14 +121,14 @@ impl H1Pool {
         &self,
         key: PoolKey,
         mut conn: Box<Connection>,
-        req: Request<RequestBody>,
+        head: &Parts,
+        body: RequestBody,
     ) -> Result<Response<Body>, Failed> {
-        let (parts, body) = req.into_parts();
-        let head_request = parts.method == Method::HEAD;
-        let upgrade = parts.headers.contains_key(UPGRADE);
+        let head_request = head.method == Method::HEAD;
+        let upgrade = head.headers.contains_key(UPGRADE);
         let mut outgoing = Outgoing::new(body);
         conn.head.clear();
-        let framing = codec::encode_request(&parts, outgoing.size(), &mut conn.head);
+        let framing = codec::encode_request(head, outgoing.size(), &mut conn.head);
         let mut outbox = Outbox {
             data: outgoing.take_buffered(framing),
             ..Outbox::default()
@@ -135,12 +137,11 @@ impl H1Pool {
         let first = poll_fn(|cx| Poll::Ready(outbox.poll_drain(&mut conn, cx))).await;
         if let Poll::Ready(Err(_)) = first {
             return Err(if conn.served > 0 && outbox.at == 0 {
-                Failed::Unsent(Box::new(Request::from_parts(parts, outgoing.restore())))
+                Failed::Unsent(outgoing.restore())
             } else {
                 Failed::Reset
             });
         }
-        drop(parts);
         let mut sending = Sending {
             outbox,
             stream: outgoing.into_stream(framing),

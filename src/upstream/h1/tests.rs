@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::upstream::transport::{Transport, TransportSpec};
+use http::Request;
 use http_body_util::BodyExt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -114,7 +115,8 @@ impl Client {
             transport: &self.transport,
             sni: None,
         };
-        tokio::time::timeout(PATIENCE, self.pool.send(key, connect, req))
+        let (head, body) = req.into_parts();
+        tokio::time::timeout(PATIENCE, self.pool.send(key, connect, &head, body))
             .await
             .expect("exchange within the test's patience")
     }
@@ -293,7 +295,8 @@ async fn a_101_hands_over_the_connection_with_the_bytes_already_read() {
         transport: &transport,
         sni: None,
     };
-    let response = pool.send(key, connect, req).await.unwrap();
+    let (head, body) = req.into_parts();
+    let response = pool.send(key, connect, &head, body).await.unwrap();
     assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
     let mut io = response
         .extensions()
