@@ -8,9 +8,12 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use tollgate::config::ConfigStore;
 use tollgate::snapshot::{compile, Options, Snapshot};
 
+#[path = "../src/allocator.rs"]
+mod allocator;
+
 /// The same allocator as the binary, so the numbers match what it does.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::MiMalloc = allocator::MiMalloc;
 
 mod common;
 

@@ -27,9 +27,12 @@ use tollgate::telemetry::{identity, Flags};
 use tollgate::tls::client_hello::{peek, Peek};
 use tollgate::tls::terminate::select;
 
+#[path = "../src/allocator.rs"]
+mod allocator;
+
 /// The same allocator as the binary, so the numbers match what it does.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::MiMalloc = allocator::MiMalloc;
 
 /// curl 7.88.1 / OpenSSL 3.0: SNI `a.example.com`, ALPN h2 + http/1.1, 12 extensions, 517 bytes.
 const CURL_HELLO: &[u8] = include_bytes!("../tests/fixtures/client_hello/curl.bin");

@@ -6,9 +6,12 @@ use tollgate::config::ConfigStore;
 use tollgate::route::RequestView;
 use tollgate::snapshot::{compile, ListenerKind, Options, Snapshot};
 
+#[path = "../src/allocator.rs"]
+mod allocator;
+
 /// The same allocator as the binary, so the numbers match what it does.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::MiMalloc = allocator::MiMalloc;
 
 mod common;
 

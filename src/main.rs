@@ -3,10 +3,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use tollgate::cli::{Cli, Command};
 
+mod allocator;
+
 /// mimalloc: the proxy allocates per request and per reload from many threads; glibc's
 /// arenas contend and fragment under that load.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::MiMalloc = allocator::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
