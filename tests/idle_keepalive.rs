@@ -1,8 +1,10 @@
 //! Idle HTTP/1.1 keep-alive connections park between requests (issue 8): after a quiet moment
-//! the gateway drops its HTTP state for the connection, and the client sees nothing of it. Each
-//! test pauses past the park delay (the `tollgate::http::park` trace line says it happened) and
-//! checks that the connection goes on exactly as before: HTTPS keep-alive, pipelining, a body
-//! that arrives in two parts, a WebSocket tunnel, a graceful drain.
+//! the gateway drops hyper's state for the connection, and the client sees nothing of it. Each
+//! test sends a request with a body (bodiless ones take the fast path, which holds no state
+//! between requests and never parks), pauses past the park delay (the `tollgate::http::park`
+//! trace line says it happened) and checks that the connection goes on exactly as before:
+//! HTTPS keep-alive, pipelining, a body that arrives in two parts, a WebSocket tunnel, a
+//! graceful drain.
 
 mod support;
 
@@ -76,6 +78,11 @@ fn get(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n")
 }
 
+/// A request with a body: served by hyper, whose connection then parks.
+fn post(path: &str) -> String {
+    format!("POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 2\r\n\r\nhi")
+}
+
 /// An echo answer for `path`.
 fn echoed(conn: &mut impl Read, path: &str) -> serde_json::Value {
     let (status, body) = response(conn);
@@ -97,26 +104,37 @@ fn an_https_keep_alive_connection_parks_and_keeps_serving() {
     let client = tls_client(roots, HOST);
     let mut tls = rustls::StreamOwned::new(client, connect(w.addr));
 
-    tls.write_all(get("/first").as_bytes()).unwrap();
+    tls.write_all(post("/first").as_bytes()).unwrap();
     echoed(&mut tls, "/first");
     std::thread::sleep(PAUSE);
     wait_parked(&w.gw, 1);
-    tls.write_all(get("/second").as_bytes()).unwrap();
+    tls.write_all(post("/second").as_bytes()).unwrap();
     echoed(&mut tls, "/second");
     std::thread::sleep(PAUSE);
     wait_parked(&w.gw, 2);
-    // Pipelined, in one TLS record.
-    tls.write_all((get("/third") + &get("/fourth")).as_bytes())
+    // Pipelined, in one TLS record: a bodiless request (the fast path), one with a body (hyper
+    // again), a bodiless one.
+    tls.write_all((get("/third") + &post("/fourth") + &get("/fifth")).as_bytes())
         .unwrap();
     echoed(&mut tls, "/third");
     echoed(&mut tls, "/fourth");
+    echoed(&mut tls, "/fifth");
+    std::thread::sleep(PAUSE);
+    wait_parked(&w.gw, 3);
+    // Bodiless requests only: the fast path serves them, and has nothing to park.
+    for path in ["/sixth", "/seventh"] {
+        tls.write_all(get(path).as_bytes()).unwrap();
+        echoed(&mut tls, path);
+        std::thread::sleep(PAUSE);
+    }
+    assert_eq!(w.gw.stderr().matches(PARKED).count(), 3);
 }
 
 #[test]
 fn a_body_sent_in_two_parts_across_the_pause_is_forwarded_whole() {
     let w = http_world();
     let mut conn = connect(w.addr);
-    conn.write_all(get("/warm-up").as_bytes()).unwrap();
+    conn.write_all(post("/warm-up").as_bytes()).unwrap();
     echoed(&mut conn, "/warm-up");
     std::thread::sleep(PAUSE);
     wait_parked(&w.gw, 1);
@@ -139,7 +157,7 @@ fn a_body_sent_in_two_parts_across_the_pause_is_forwarded_whole() {
 fn a_websocket_tunnel_opened_after_a_pause_outlives_the_park_delay() {
     let w = http_world();
     let mut conn = connect(w.addr);
-    conn.write_all(get("/before").as_bytes()).unwrap();
+    conn.write_all(post("/before").as_bytes()).unwrap();
     echoed(&mut conn, "/before");
     std::thread::sleep(PAUSE);
     wait_parked(&w.gw, 1);
@@ -172,7 +190,7 @@ fn a_websocket_tunnel_opened_after_a_pause_outlives_the_park_delay() {
 fn a_graceful_drain_closes_a_parked_connection() {
     let w = http_world();
     let mut conn = connect(w.addr);
-    conn.write_all(get("/").as_bytes()).unwrap();
+    conn.write_all(post("/").as_bytes()).unwrap();
     echoed(&mut conn, "/");
     std::thread::sleep(PAUSE);
     wait_parked(&w.gw, 1);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use super::RequestIn;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, HOST, SERVER};
 use http::request::Parts;
@@ -15,7 +16,6 @@ use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Either, Full, Limited};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::exchange::Exchange;
@@ -39,7 +39,7 @@ const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: HeaderName =
     HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
 
 pub async fn forward(
-    mut req: Request<Incoming>,
+    mut req: Request<RequestIn>,
     target: Target,
     route: Arc<Route>,
     destination: Option<Arc<policy::DestinationHeaders>>,
@@ -116,7 +116,7 @@ enum Cors {
 /// `corsPolicy`: a preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) from an
 /// allowed origin is answered at the gateway; from another origin it goes upstream
 /// (`unmatchedPreflights: FORWARD`, the default) or is answered without CORS headers (`IGNORE`).
-fn cors_check(req: &Request<Incoming>, cors: &policy::Cors) -> Cors {
+fn cors_check(req: &Request<RequestIn>, cors: &policy::Cors) -> Cors {
     let Some(origin) = req.headers().get(http::header::ORIGIN) else {
         return Cors::NotAllowed;
     };
@@ -164,7 +164,7 @@ async fn inject_fault(policy: &RoutePolicy, exchange: &mut Exchange) -> Option<R
 
 /// `rewrite` (path, authority) and the request header operations, before any attempt.
 fn rewrite(
-    req: &mut Request<Incoming>,
+    req: &mut Request<RequestIn>,
     route: &Route,
     destination: Option<&policy::DestinationHeaders>,
 ) {
@@ -199,7 +199,7 @@ fn rewrite(
 }
 
 /// The upstream sees the new authority in Host (HTTP/1.1) or `:authority` (HTTP/2).
-fn set_authority(req: &mut Request<Incoming>, authority: &HeaderValue) {
+fn set_authority(req: &mut Request<RequestIn>, authority: &HeaderValue) {
     super::path::set_uri_authority(req.uri_mut(), authority);
     req.headers_mut().insert(HOST, authority.clone());
 }
@@ -216,7 +216,7 @@ enum Outcome {
 /// The upstream exchange: up to 1 + `attempts` tries, each on an endpoint from the cluster's
 /// balancer (another one than the last when the cluster has several), within the route timeout.
 async fn attempts(
-    mut req: Request<Incoming>,
+    mut req: Request<RequestIn>,
     cluster: &Arc<Cluster>,
     policy: &RoutePolicy,
     conn: &ConnContext,
@@ -409,13 +409,14 @@ where
 /// The first attempt's body, and the bytes to resend on retries when the request can be
 /// retried: no body, or one small enough to buffer. Other bodies stream once.
 async fn replayable(
-    body: Incoming,
+    body: RequestIn,
     buffer: Option<u64>,
     upgrade: bool,
 ) -> Result<(RequestBody, Option<Bytes>), Response<Body>> {
-    if body.is_end_stream() {
-        return Ok((Either::Right(Full::new(Bytes::new())), Some(Bytes::new())));
-    }
+    let body = match body {
+        Some(body) if !body.is_end_stream() => body,
+        _ => return Ok((Either::Right(Full::new(Bytes::new())), Some(Bytes::new()))),
+    };
     let Some(limit) = buffer else {
         return Ok((Either::Left(body), None));
     };

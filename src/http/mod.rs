@@ -1,8 +1,10 @@
 //! The HTTP data path: serving downstream connections, routing each request through the
 //! snapshot, and forwarding it through the proxy core.
 
+mod date;
 pub mod exchange;
 pub mod forward;
+pub mod h1_fast;
 pub mod h1_gate;
 mod hash;
 pub mod headers;
@@ -27,6 +29,10 @@ use http_body::{Frame, SizeHint};
 use http_body_util::{Either, Full};
 
 use crate::upstream::{ActiveRequest, Admission, ResponseBody};
+
+/// A downstream request's body as routing sees it: hyper's stream, or `None` for a request
+/// without one, served by the [`h1_fast`] path.
+pub type RequestIn = Option<hyper::body::Incoming>;
 
 /// Response bodies: streamed from upstream, or generated locally.
 pub type Body = Either<UpstreamBody, Full<Bytes>>;

@@ -102,6 +102,12 @@ impl<I> Parking<I> {
         self.armed = true;
     }
 
+    /// Reads pass through again (the fast path serves the connection).
+    pub fn disarm(&mut self) {
+        self.armed = false;
+        self.quiet = None;
+    }
+
     /// Puts bytes back in front of the stream (read ahead, or left in hyper's buffer).
     pub fn unread(&mut self, bytes: Bytes) {
         if bytes.is_empty() {

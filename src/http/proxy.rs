@@ -3,10 +3,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::RequestIn;
 use http::header::{HeaderValue, HOST};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
 
 use super::exchange::{Exchange, ObservedBody};
 use super::headers::X_REQUEST_ID;
@@ -50,7 +50,7 @@ pub struct ConnContext {
 
 /// Serves one request: the connection manager's header edits, routing and forwarding, and the
 /// exchange's record, which ends with the response body.
-pub async fn handle(mut req: Request<Incoming>, conn: &ConnContext) -> Response<ObservedBody> {
+pub async fn handle(mut req: Request<RequestIn>, conn: &ConnContext) -> Response<ObservedBody> {
     let trusted = conn.shared.settings.num_trusted_proxies;
     super::headers::on_arrival(req.headers_mut(), &conn.peer_header, trusted);
     normalize_path(&mut req, conn.shared.settings.path_normalization);
@@ -69,7 +69,7 @@ pub async fn handle(mut req: Request<Incoming>, conn: &ConnContext) -> Response<
     exchange.respond(response)
 }
 
-fn is_grpc(req: &Request<Incoming>) -> bool {
+fn is_grpc(req: &Request<RequestIn>) -> bool {
     req.headers()
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
@@ -93,7 +93,7 @@ async fn grpc_local_reply(response: Response<Body>) -> Response<Body> {
 }
 
 async fn route_and_forward(
-    req: Request<Incoming>,
+    req: Request<RequestIn>,
     conn: &ConnContext,
     exchange: &mut Exchange,
 ) -> Response<Body> {
@@ -129,7 +129,7 @@ async fn route_and_forward(
 }
 
 /// Routes and forwards the normalized path (`--path-normalization`; Istio's default: BASE).
-fn normalize_path(req: &mut Request<Incoming>, mode: super::path::PathNormalization) {
+fn normalize_path(req: &mut Request<RequestIn>, mode: super::path::PathNormalization) {
     if let Some(path) = mode.apply(req.uri().path()) {
         super::path::set_path(req.uri_mut(), &path);
     }
@@ -150,7 +150,7 @@ enum Selected {
 fn select_tls(
     tls: &TlsListener,
     session: &TlsSession,
-    req: &Request<Incoming>,
+    req: &Request<RequestIn>,
     conn: &ConnContext,
     exchange: &mut Exchange,
 ) -> Selected {
@@ -181,7 +181,7 @@ fn select_tls(
 /// Pure routing: virtual host, redirect, route, then the weighted target or a direct answer.
 fn select(
     table: &RouteTable,
-    req: &Request<Incoming>,
+    req: &Request<RequestIn>,
     conn: &ConnContext,
     exchange: &mut Exchange,
 ) -> Selected {
@@ -231,7 +231,7 @@ fn select(
 }
 
 /// The Host header, or `:authority` for HTTP/2.
-fn authority(req: &Request<Incoming>) -> &str {
+fn authority(req: &Request<RequestIn>) -> &str {
     req.uri()
         .authority()
         .map(|a| a.as_str())
@@ -242,7 +242,7 @@ fn authority(req: &Request<Incoming>) -> &str {
 /// `httpsRedirect`: 301 to https, before any route matching. Deliberately unlike Envoy, the port
 /// of the Host header is dropped (it is the plain-HTTP port, often a NodePort) unless
 /// `--https-redirect-port` names one.
-fn https_redirect(req: &Request<Incoming>, authority: &str, port: Option<u16>) -> Response<Body> {
+fn https_redirect(req: &Request<RequestIn>, authority: &str, port: Option<u16>) -> Response<Body> {
     let path = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
     let location = https_redirect_location(authority, path, port);
     local::redirect(StatusCode::MOVED_PERMANENTLY, &location)

@@ -11,11 +11,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
+use super::h1_fast;
 use super::park::{Parking, ReadReady};
 use super::proxy::{self, ConnContext};
 use super::{watchdog, H2_PREFACE};
@@ -35,13 +37,14 @@ where
     let shared = conn.shared.clone();
     let activity = conn.activity.clone();
     let conn = Arc::new(conn);
-    let mut service = service_fn(move |req| {
+    let fast_conn = conn.clone();
+    let mut service = service_fn(move |req: http::Request<Incoming>| {
         // Open from the moment hyper hands the request over (before its future first runs),
         // so that the connection cannot park under it.
         let open = conn.activity.request_started();
         let conn = conn.clone();
         async move {
-            let response = proxy::handle(req, &conn).await;
+            let response = proxy::handle(req.map(Some), &conn).await;
             drop(open);
             Ok::<_, Infallible>(response)
         }
@@ -75,8 +78,13 @@ where
             return result.map_err(BoxError::from);
         }
         let builder = http1_builder(limits);
-        io.arm();
         loop {
+            // Bodiless requests first; hyper takes the connection from the first other one
+            // until it parks.
+            match h1_fast::serve(&mut io, &fast_conn, drained.as_mut()).await? {
+                h1_fast::Ended::Closed => return Ok(()),
+                h1_fast::Ended::HandOver => io.arm(),
+            }
             let mut serving = Box::pin(
                 builder
                     .serve_connection(TokioIo::new(io), service)
@@ -106,15 +114,7 @@ where
                 return Ok(());
             }
             io.unread(read_buf);
-            tokio::select! {
-                biased;
-                ready = io.readable() => ready?,
-                () = drained.as_mut() => {
-                    // What hyper does to an idle connection on a graceful shutdown.
-                    let _ = io.shutdown().await;
-                    return Ok(());
-                }
-            }
+            io.disarm();
         }
     };
     Served { serving, timers }
@@ -319,10 +319,21 @@ mod tests {
             .expect("a response within 5 s")
     }
 
+    /// A bodiless request: served by the fast path.
     async fn get(client: &mut TcpStream, path: &str) -> String {
         let request = format!("GET {path} HTTP/1.1\r\nHost: nowhere.test\r\n\r\n");
         client.write_all(request.as_bytes()).await.unwrap();
         response(client).await
+    }
+
+    /// A request with a (empty) body: served by hyper, which parks.
+    async fn post(client: &mut TcpStream, path: &str) -> String {
+        client.write_all(post_bytes(path).as_bytes()).await.unwrap();
+        response(client).await
+    }
+
+    fn post_bytes(path: &str) -> String {
+        format!("POST {path} HTTP/1.1\r\nHost: nowhere.test\r\nContent-Length: 0\r\n\r\n")
     }
 
     fn assert_keep_alive_404(response: &str) {
@@ -341,12 +352,12 @@ mod tests {
     #[tokio::test]
     async fn an_idle_keep_alive_connection_parks_and_serves_its_next_request() {
         let mut s = served().await;
-        assert_keep_alive_404(&get(&mut s.client, "/one").await);
+        assert_keep_alive_404(&post(&mut s.client, "/one").await);
         quiet().await;
         assert_eq!(s.parks(), 1, "parked once idle");
         // The same connection, served by a new hyper connection.
-        assert_keep_alive_404(&get(&mut s.client, "/two").await);
-        assert_keep_alive_404(&get(&mut s.client, "/three").await);
+        assert_keep_alive_404(&post(&mut s.client, "/two").await);
+        assert_keep_alive_404(&post(&mut s.client, "/three").await);
         quiet().await;
         assert_eq!(s.parks(), 2);
     }
@@ -356,7 +367,7 @@ mod tests {
         let mut s = served().await;
         let started = tokio::time::Instant::now();
         while started.elapsed() < PARK_AFTER * 3 {
-            assert_keep_alive_404(&get(&mut s.client, "/busy").await);
+            assert_keep_alive_404(&post(&mut s.client, "/busy").await);
             tokio::time::sleep(PARK_AFTER / 10).await;
         }
         assert_eq!(s.parks(), 0, "requests came sooner than the park delay");
@@ -381,18 +392,14 @@ mod tests {
     #[tokio::test]
     async fn pipelined_requests_are_all_answered_before_it_parks() {
         let mut s = served().await;
-        s.client
-            .write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
+        let two = post_bytes("/a") + &post_bytes("/b");
+        s.client.write_all(two.as_bytes()).await.unwrap();
         assert_keep_alive_404(&response(&mut s.client).await);
         assert_keep_alive_404(&response(&mut s.client).await);
         quiet().await;
         assert_eq!(s.parks(), 1);
-        s.client
-            .write_all(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\nGET /d HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
+        let two = post_bytes("/c") + &post_bytes("/d");
+        s.client.write_all(two.as_bytes()).await.unwrap();
         assert_keep_alive_404(&response(&mut s.client).await);
         assert_keep_alive_404(&response(&mut s.client).await);
     }
@@ -400,7 +407,7 @@ mod tests {
     #[tokio::test]
     async fn a_drain_closes_a_parked_connection() {
         let mut s = served().await;
-        assert_keep_alive_404(&get(&mut s.client, "/").await);
+        assert_keep_alive_404(&post(&mut s.client, "/").await);
         quiet().await;
         assert_eq!(s.parks(), 1);
         s.shared.drain.start();
@@ -411,6 +418,132 @@ mod tests {
             0,
             "end of stream"
         );
+    }
+
+    async fn assert_closed(client: &mut TcpStream) {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), client.read(&mut byte)).await;
+        assert_eq!(
+            read.expect("closed within 5 s").unwrap(),
+            0,
+            "end of stream"
+        );
+    }
+
+    #[tokio::test]
+    async fn bodiless_requests_are_served_without_hyper_so_nothing_parks() {
+        let mut s = served().await;
+        for path in ["/one", "/two"] {
+            let response = get(&mut s.client, path).await;
+            assert_keep_alive_404(&response);
+            assert!(response.contains("\r\ndate: "), "{response:?}");
+            quiet().await;
+        }
+        assert_eq!(s.parks(), 0, "no hyper connection was made");
+    }
+
+    #[tokio::test]
+    async fn a_request_with_a_body_goes_to_hyper_and_the_next_bodiless_one_comes_back() {
+        let mut s = served().await;
+        // Pipelined: fast, hyper (a 3-byte body), fast.
+        let three = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n\
+            POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc\
+            GET /c HTTP/1.1\r\nHost: x\r\n\r\n";
+        s.client.write_all(three.as_bytes()).await.unwrap();
+        for _ in 0..3 {
+            assert_keep_alive_404(&response(&mut s.client).await);
+        }
+        quiet().await;
+        assert_eq!(
+            s.parks(),
+            1,
+            "hyper served the rest of the bytes, then parked"
+        );
+        assert_keep_alive_404(&get(&mut s.client, "/d").await);
+        quiet().await;
+        assert_eq!(s.parks(), 1, "the fast path took the connection back");
+    }
+
+    #[tokio::test]
+    async fn connection_close_is_answered_with_close_and_the_connection_ends() {
+        let mut s = served().await;
+        let request = "GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, close\r\n\r\n";
+        s.client.write_all(request.as_bytes()).await.unwrap();
+        let response = response(&mut s.client).await;
+        assert!(response.starts_with("HTTP/1.1 404 "), "{response:?}");
+        assert!(
+            response.contains("\r\nconnection: close\r\n"),
+            "{response:?}"
+        );
+        assert_closed(&mut s.client).await;
+    }
+
+    #[tokio::test]
+    async fn a_head_answer_has_the_get_answers_length_and_no_body() {
+        let mut s = served().await;
+        let get_answer = get(&mut s.client, "/").await;
+        let length = |r: &str| {
+            r.lines()
+                .find(|l| l.starts_with("content-length:"))
+                .map(str::to_owned)
+        };
+        assert_ne!(length(&get_answer), None, "{get_answer:?}");
+        s.client
+            .write_all(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let read = async {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                assert_eq!(s.client.read(&mut byte).await.unwrap(), 1);
+                head.push(byte[0]);
+            }
+            String::from_utf8(head).unwrap()
+        };
+        let head = tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .unwrap();
+        assert!(head.starts_with("HTTP/1.1 404 "), "{head:?}");
+        assert_eq!(length(&head), length(&get_answer));
+        // No body came: the next answer starts right after the head.
+        let next = get(&mut s.client, "/next").await;
+        assert!(next.starts_with("HTTP/1.1 404 "), "{next:?}");
+    }
+
+    #[tokio::test]
+    async fn heads_the_fast_path_cannot_take_get_hypers_answers() {
+        let cases: [(&[u8], &str); 4] = [
+            (
+                b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+                "HTTP/1.1 400 ",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\
+                  Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                "HTTP/1.1 400 ",
+            ),
+            // Envoy refuses HTTP/1.0 by default; hyper answers in its version.
+            (b"GET / HTTP/1.0\r\nHost: x\r\n\r\n", "HTTP/1.0 426 "),
+            (
+                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: x-hop\r\n\r\n",
+                "HTTP/1.1 404 ",
+            ),
+        ];
+        for (request, status) in cases {
+            let mut s = served().await;
+            s.client.write_all(request).await.unwrap();
+            let response = response(&mut s.client).await;
+            assert!(response.starts_with(status), "{request:?}: {response:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_drain_closes_an_idle_connection_of_the_fast_path() {
+        let mut s = served().await;
+        assert_keep_alive_404(&get(&mut s.client, "/").await);
+        s.shared.drain.start();
+        assert_closed(&mut s.client).await;
     }
 
     #[tokio::test]
