@@ -157,7 +157,10 @@ pub(super) fn parse_response(
         // field-value bytes, so this does not fail in practice.
         let value = HeaderValue::from_maybe_shared(head.slice(value.0..value.0 + value.1))
             .map_err(|_| HeadError::Malformed("field value"))?;
-        delimiters.see(&name, value.as_bytes());
+        if delimiters.see(&name, value.as_bytes()) == Seen::ThisHopOnly {
+            // The gateway would strip it at once (a hash removal); never stored is cheaper.
+            continue;
+        }
         headers.append(name, value);
     }
     let framing = delimiters.framing(status, head_request)?;
@@ -178,6 +181,16 @@ pub(super) struct Field {
     value: (usize, usize),
 }
 
+/// What [`Delimiters::see`] made of a field.
+#[derive(PartialEq, Eq)]
+enum Seen {
+    /// A field about this connection only, whose content the delimiters now hold:
+    /// `Transfer-Encoding`, `Keep-Alive`, `Proxy-Connection`, or a `Connection` naming nothing
+    /// but `close`, `keep-alive` or `upgrade` (RFC 9110 §7.6.1). It is not passed on.
+    ThisHopOnly,
+    Other,
+}
+
 /// What a response's framing fields say, gathered while its fields are read (no lookups after).
 #[derive(Default)]
 struct Delimiters {
@@ -191,7 +204,7 @@ struct Delimiters {
 }
 
 impl Delimiters {
-    fn see(&mut self, name: &HeaderName, value: &[u8]) {
+    fn see(&mut self, name: &HeaderName, value: &[u8]) -> Seen {
         if *name == CONTENT_LENGTH {
             self.bad_length |= add_lengths(value, &mut self.length).is_err();
         } else if *name == TRANSFER_ENCODING {
@@ -200,13 +213,27 @@ impl Delimiters {
                 .rsplit(|&b| b == b',')
                 .next()
                 .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            return Seen::ThisHopOnly;
         } else if *name == CONNECTION {
+            let mut names_fields = false;
             for token in value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
-                self.close |= token.eq_ignore_ascii_case(b"close");
-                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                let close = token.eq_ignore_ascii_case(b"close");
+                let keep_alive = token.eq_ignore_ascii_case(b"keep-alive");
+                self.close |= close;
+                self.keep_alive |= keep_alive;
+                names_fields |= !(close
+                    || keep_alive
+                    || token.is_empty()
+                    || token.eq_ignore_ascii_case(b"upgrade"));
             }
+            if !names_fields {
+                return Seen::ThisHopOnly;
+            }
+        } else if name.as_str() == "keep-alive" || name.as_str() == "proxy-connection" {
+            return Seen::ThisHopOnly;
         }
+        Seen::Other
     }
 
     /// RFC 9112 §6.3: which response has no body, and how the others end. Transfer-Encoding

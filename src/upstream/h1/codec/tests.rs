@@ -161,3 +161,23 @@ fn keep_alive_is_http_1_1_without_close_or_1_0_that_asks() {
         "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
     ));
 }
+
+#[test]
+fn fields_about_this_hop_only_are_read_but_not_passed_on() {
+    let head = head(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive, Upgrade\r\n\
+         Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nUpgrade: h2c\r\nX-Kept: 1\r\n\r\n",
+    );
+    assert_eq!(head.framing, Framing::Chunked);
+    assert!(head.keep_alive);
+    let names: Vec<_> = head.headers.keys().map(|n| n.as_str()).collect();
+    // `Upgrade` stays for the proxy to judge (a 101 keeps it).
+    assert_eq!(names, ["upgrade", "x-kept"]);
+    // A `Connection` naming other fields stays, for the proxy to remove them.
+    let head = self::head(
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close, x-private\r\nX-Private: 1\r\n\r\n",
+    );
+    assert!(!head.keep_alive);
+    assert_eq!(head.headers["connection"], "close, x-private");
+    assert!(head.headers.contains_key("x-private"));
+}
