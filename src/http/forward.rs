@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use super::RequestIn;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, HOST, SERVER};
 use http::request::Parts;
@@ -22,7 +21,7 @@ use super::exchange::Exchange;
 use super::headers::{self, Downstream, X_ENVOY_ATTEMPT_COUNT, X_ENVOY_UPSTREAM_SERVICE_TIME};
 use super::local::{self, ConnectFailure, Generated, LocalReply, SERVER_NAME};
 use super::proxy::ConnContext;
-use super::{Body, UpstreamBody};
+use super::{Body, RequestIn, UpstreamBody};
 use crate::policy::{self, Abort, Failure, RetryPolicy, RoutePolicy};
 use crate::route::{Route, StrMatch, Target};
 use crate::telemetry::Flags;

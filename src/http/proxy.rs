@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::RequestIn;
 use http::header::{HeaderValue, HOST};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Version};
@@ -11,7 +10,7 @@ use http::{Request, Response, StatusCode, Version};
 use super::exchange::{Exchange, ObservedBody};
 use super::headers::X_REQUEST_ID;
 use super::local::{self, Generated, LocalReply};
-use super::Body;
+use super::{Body, RequestIn};
 use crate::policy::DestinationHeaders;
 use crate::route::{Action, Redirect, RequestView, Route, RouteTable, Target};
 use crate::snapshot::tls::{TlsAction, TlsListener};

@@ -1,7 +1,9 @@
 //! Serving one downstream connection: HTTP/1.1, or HTTP/2 (over TLS with ALPN `h2`, or h2c with
 //! prior knowledge) when its first bytes are the HTTP/2 connection preface, as hyper-util's auto
-//! builder tells them apart. Between two HTTP/1.1 requests the connection parks: hyper's
-//! connection, buffers and all, is dropped until the client sends again (see [`super::park`]).
+//! builder tells them apart. HTTP/1.1 requests without a body take the fast path
+//! ([`super::h1_fast`]); hyper serves the others, and once such a connection has been quiet
+//! between two requests it parks: hyper's connection, buffers and all, is dropped, and the fast
+//! path waits for the client's next request (see [`super::park`]).
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
