@@ -206,7 +206,7 @@ fn parse(buf: &mut BytesMut, max_headers: usize) -> Parsed {
     match build(method, &head, path, fields) {
         Some(request) => Parsed::Request(request, close),
         None => {
-            // Back in front of the rest, for hyper to reject.
+            // Back in front of the rest, for hyper.
             let mut joined = BytesMut::with_capacity(head.len() + buf.len());
             joined.extend_from_slice(&head);
             joined.extend_from_slice(buf);
@@ -216,7 +216,8 @@ fn parse(buf: &mut BytesMut, max_headers: usize) -> Parsed {
     }
 }
 
-/// The request hyper would build from the head (`None` where it would answer 400 instead).
+/// The request hyper would build from the head; `None` leaves the head to hyper (a URI or a
+/// field `http` refuses).
 fn build(
     method: Method,
     head: &Bytes,
@@ -229,7 +230,8 @@ fn build(
     for field in fields {
         let (start, end) = field.name;
         let name = HeaderName::from_bytes(&head[start as usize..end as usize]).ok()?;
-        // httparse has checked the value's bytes; `http` refuses a few more (as hyper would).
+        // httparse has checked the value's bytes; `http` refuses a few more, which hyper (that
+        // does not check again) then takes.
         let value = HeaderValue::from_maybe_shared(slice(field.value)).ok()?;
         headers.append(name, value);
     }
