@@ -21,6 +21,7 @@
 //! else chunked; a `date` field when there is none; `connection: close` on the last response,
 //! when the client asked for it or the connection drains.
 
+use std::fmt::Write as _;
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
@@ -38,6 +39,7 @@ use super::park::{Parking, ReadReady};
 use super::proxy::{self, ConnContext};
 use super::RequestIn;
 use crate::drain::Drained;
+use crate::upstream::h1::put_field;
 
 /// Read buffer for a request head; grown up to the head limit for a larger one.
 const READ_BUF: usize = 4096;
@@ -363,16 +365,16 @@ fn append_close(headers: &mut HeaderMap) {
     let close = headers
         .get_all(header::CONNECTION)
         .iter()
-        .any(|v| has_token(v, "close"));
+        .any(|v| has_token(v.as_bytes(), b"close"));
     if !close {
         headers.append(header::CONNECTION, HeaderValue::from_static("close"));
     }
 }
 
-fn has_token(value: &HeaderValue, token: &str) -> bool {
+fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
-        .to_str()
-        .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// A response body's length as hyper's dispatcher classifies it.
@@ -424,21 +426,21 @@ fn encode_head(
             },
             // Hop-by-hop: the framing follows from the body.
             header::TRANSFER_ENCODING => continue,
-            header::CONNECTION if has_token(value, "close") => reuse = false,
+            header::CONNECTION if has_token(value.as_bytes(), b"close") => reuse = false,
             header::DATE => wrote_date = true,
             _ => {}
         }
-        put_field(dst, name.as_str(), value.as_bytes());
+        put_field(dst, name.as_str().as_bytes(), value.as_bytes());
     }
     let framing = framing.unwrap_or_else(|| match length {
         BodyLength::Unknown if may_have_body => {
-            put_field(dst, "transfer-encoding", b"chunked");
+            put_field(dst, b"transfer-encoding", b"chunked");
             Framing::Chunked
         }
         BodyLength::Unknown => Framing::Length(0),
         BodyLength::Empty | BodyLength::Known(0) => {
             if may_have_body {
-                put_field(dst, "content-length", b"0");
+                put_field(dst, b"content-length", b"0");
             }
             Framing::Length(0)
         }
@@ -446,7 +448,7 @@ fn encode_head(
             if may_have_length {
                 put_field(
                     dst,
-                    "content-length",
+                    b"content-length",
                     itoa::Buffer::new().format(n).as_bytes(),
                 );
             }
@@ -463,14 +465,6 @@ fn encode_head(
         return (Framing::Length(0), reuse);
     }
     (framing, reuse)
-}
-
-fn put_field(dst: &mut BytesMut, name: &str, value: &[u8]) {
-    dst.reserve(name.len() + value.len() + 4);
-    dst.extend_from_slice(name.as_bytes());
-    dst.extend_from_slice(b": ");
-    dst.extend_from_slice(value);
-    dst.extend_from_slice(b"\r\n");
 }
 
 fn parse_length(value: &HeaderValue) -> Option<u64> {
@@ -500,10 +494,7 @@ impl Out {
                 self.push(data);
             }
             Framing::Chunked => {
-                let mut size = [0u8; 16];
-                let hex = hex_len(data.len(), &mut size);
-                self.buf.extend_from_slice(hex);
-                self.buf.extend_from_slice(b"\r\n");
+                let _ = write!(self.buf, "{:x}\r\n", data.len());
                 self.push(data);
                 self.buf.extend_from_slice(b"\r\n");
             }
@@ -555,18 +546,5 @@ impl Out {
         }
         self.queue.clear();
         Ok(())
-    }
-}
-
-/// `n` in lowercase hexadecimal, as a chunk size.
-fn hex_len(mut n: usize, buf: &mut [u8; 16]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b"0123456789abcdef"[n & 0xf];
-        n >>= 4;
-        if n == 0 {
-            return &buf[at..];
-        }
     }
 }

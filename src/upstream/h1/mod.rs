@@ -9,6 +9,7 @@
 
 mod body;
 mod codec;
+pub(crate) use codec::put_field;
 mod conn;
 #[doc(hidden)]
 pub mod fuzz;
