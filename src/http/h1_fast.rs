@@ -37,12 +37,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::exchange::ObservedBody;
 use super::park::{Parking, ReadReady};
 use super::proxy::{self, ConnContext};
+use super::spare::{self, HEAD_BUF, READ_BUF};
 use super::RequestIn;
 use crate::drain::Drained;
 use crate::upstream::h1::put_field;
-
-/// Read buffer for a request head; grown up to the head limit for a larger one.
-const READ_BUF: usize = 4096;
 
 /// Headers the fast path looks at (more: hyper's).
 const MAX_HEADERS: usize = 100;
@@ -53,10 +51,7 @@ const COPY_LIMIT: usize = 1024;
 
 /// Room for the fields the gateway adds to a request on its way upstream (`x-forwarded-*`,
 /// `x-request-id`, `x-envoy-*`, ...), so that the map does not grow under them.
-const ADDED_FIELDS: usize = 12;
-
-/// Room for a response head.
-const HEAD_BUF: usize = 1024;
+const ADDED_FIELDS: usize = 5;
 
 /// How the fast path left the connection.
 pub enum Ended {
@@ -83,9 +78,10 @@ where
     loop {
         let (request, client_closes) = loop {
             if buf.is_empty() {
-                // Between requests: no buffer is held while the client is quiet.
-                buf = BytesMut::new();
-                out = Out::default();
+                // Between requests: the buffers go back to the thread's spares while the
+                // client is quiet.
+                spare::READ.give(std::mem::take(&mut buf));
+                out.release();
                 tokio::select! {
                     biased;
                     ready = io.readable() => ready?,
@@ -105,7 +101,10 @@ where
                     }
                 }
             }
-            if buf.capacity() - buf.len() < READ_BUF / 4 {
+            if buf.capacity() == 0 {
+                buf = spare::READ.take();
+            } else if buf.capacity() - buf.len() < READ_BUF / 4 {
+                // A head larger than a read buffer, grown up to the head limit.
                 buf.reserve(READ_BUF);
             }
             if io.read_buf(&mut buf).await? == 0 {
@@ -308,6 +307,9 @@ where
             .exact()
             .map_or(BodyLength::Unknown, BodyLength::Known)
     };
+    if out.buf.capacity() == 0 {
+        out.buf = spare::HEAD.take();
+    }
     let (mut framing, mut reuse) = encode_head(&mut out.buf, &parts, length, head_request);
     reuse &= keep_alive;
     if matches!(framing, Framing::Length(0)) {
@@ -480,6 +482,12 @@ struct Out {
 }
 
 impl Out {
+    /// Gives the buffer back to the thread's spares, between requests.
+    fn release(&mut self) {
+        spare::HEAD.give(std::mem::take(&mut self.buf));
+        self.queue = Vec::new();
+    }
+
     /// Adds a body chunk under `framing`; false if it overruns a `Content-Length`.
     fn data(&mut self, framing: &mut Framing, data: Bytes) -> bool {
         if data.is_empty() {

@@ -13,6 +13,7 @@ pub mod park;
 pub mod path;
 pub mod proxy;
 pub mod server;
+mod spare;
 pub mod watchdog;
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).

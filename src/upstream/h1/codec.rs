@@ -115,7 +115,7 @@ pub(super) enum HeadError {
 pub(super) fn parse_response(
     buf: &mut BytesMut,
     head_request: bool,
-    scratch: &mut Vec<Field>,
+    scratch: &mut HeadScratch,
 ) -> Result<Option<ResponseHead>, HeadError> {
     // Uninitialized slots: nothing to clear per parse.
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
@@ -143,17 +143,17 @@ pub(super) fn parse_response(
     // Where each field lies, so that its value can be sliced from the head once it is frozen
     // (the parsed fields borrow the buffer the head is split from).
     let base = buf.as_ptr() as usize;
-    scratch.clear();
-    scratch.extend(parsed.headers.iter().map(|header| Field {
+    let HeadScratch { fields, names } = scratch;
+    fields.clear();
+    fields.extend(parsed.headers.iter().map(|header| Field {
         name: (header.name.as_ptr() as usize - base, header.name.len()),
         value: (header.value.as_ptr() as usize - base, header.value.len()),
     }));
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(scratch.len());
+    let mut headers = HeaderMap::with_capacity(fields.len());
     let mut delimiters = Delimiters::default();
-    for &Field { name, value } in scratch.iter() {
-        let name = HeaderName::from_bytes(&head[name.0..name.0 + name.1])
-            .map_err(|_| HeadError::Malformed("field name"))?;
+    for (i, &Field { name, value }) in fields.iter().enumerate() {
+        let name = field_name(names, i, &head[name.0..name.0 + name.1])?;
         // A slice of the head, validated again (a byte scan); httparse has let through only
         // field-value bytes, so this does not fail in practice.
         let value = HeaderValue::from_maybe_shared(head.slice(value.0..value.0 + value.1))
@@ -173,6 +173,65 @@ pub(super) fn parse_response(
         framing,
         keep_alive,
     }))
+}
+
+/// What parsing keeps between the response heads of one connection: room for the fields'
+/// places, and the last head's field names as spelled. One upstream answers one kind of request
+/// alike, so the next head most likely spells the same names in the same order; a name spelled
+/// as before is taken again instead of parsed (and, for a non-standard name, allocated) again.
+#[derive(Debug, Default)]
+pub(super) struct HeadScratch {
+    fields: Vec<Field>,
+    names: Vec<Spelled>,
+}
+
+/// Names remembered per connection: the first fields of a head, where the common ones are.
+const REMEMBERED_NAMES: usize = 16;
+
+/// The longest spelling remembered (`access-control-allow-credentials` fits).
+const SPELLING_MAX: usize = 32;
+
+/// A field name and how the upstream spelled it.
+#[derive(Debug)]
+struct Spelled {
+    name: HeaderName,
+    len: u8,
+    spelling: [u8; SPELLING_MAX],
+}
+
+impl Spelled {
+    fn new(name: HeaderName, raw: &[u8]) -> Option<Self> {
+        let mut spelling = [0; SPELLING_MAX];
+        spelling.get_mut(..raw.len())?.copy_from_slice(raw);
+        Some(Spelled {
+            name,
+            len: raw.len() as u8,
+            spelling,
+        })
+    }
+
+    fn is(&self, raw: &[u8]) -> bool {
+        self.spelling[..usize::from(self.len)] == *raw
+    }
+}
+
+/// The `i`th field's name: the last head's `i`th name if `raw` spells it the same way, else
+/// parsed and remembered.
+fn field_name(names: &mut Vec<Spelled>, i: usize, raw: &[u8]) -> Result<HeaderName, HeadError> {
+    if let Some(last) = names.get(i) {
+        if last.is(raw) {
+            return Ok(last.name.clone());
+        }
+    }
+    let name = HeaderName::from_bytes(raw).map_err(|_| HeadError::Malformed("field name"))?;
+    if let Some(spelled) = Spelled::new(name.clone(), raw) {
+        if i < names.len() {
+            names[i] = spelled;
+        } else if i == names.len() && i < REMEMBERED_NAMES {
+            names.push(spelled);
+        }
+    }
+    Ok(name)
 }
 
 /// Where a header field's name and value lie in a response head: (offset, length).

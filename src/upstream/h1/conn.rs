@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWrite;
 
-use super::codec::Field;
+use super::codec::HeadScratch;
 use crate::tls::prefixed::Prefixed;
 use crate::upstream::Conn;
 
@@ -25,8 +25,8 @@ pub(super) struct Connection {
     read_size: usize,
     /// The request head being written (kept for its capacity).
     pub head: Vec<u8>,
-    /// Scratch space for parsing response heads (kept for its capacity).
-    pub fields: Vec<Field>,
+    /// What parsing response heads keeps between them.
+    pub scratch: HeadScratch,
     /// Requests it has carried (`maxRequestsPerConnection`).
     pub served: u32,
     /// Since when it has been idle (`idleTimeout`).
@@ -43,7 +43,7 @@ impl Connection {
             read: BytesMut::new(),
             read_size: FIRST_READ,
             head: Vec::new(),
-            fields: Vec::new(),
+            scratch: HeadScratch::default(),
             served: 0,
             idle_since: Instant::now(),
             idle_timeout,

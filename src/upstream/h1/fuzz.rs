@@ -18,12 +18,12 @@ pub fn responses(wire: &[u8]) {
     let head_request = first % 2 == 0;
     let mut pieces = wire.chunks(read);
     let mut buf = BytesMut::new();
-    let mut fields = Vec::new();
+    let mut scratch = codec::HeadScratch::default();
     // The body being read: its decoder, its declared length, and the bytes so far.
     let mut body: Option<(Decoder, Option<u64>, u64)> = None;
     loop {
         let progressed = match &mut body {
-            None => match codec::parse_response(&mut buf, head_request, &mut fields) {
+            None => match codec::parse_response(&mut buf, head_request, &mut scratch) {
                 Ok(Some(head)) => {
                     assert!(head.headers.len() <= 100);
                     let length = match head.framing {

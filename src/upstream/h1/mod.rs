@@ -248,7 +248,7 @@ fn poll_head(
 ) -> Poll<Result<ResponseHead, Failed>> {
     loop {
         if !conn.read.is_empty() {
-            match codec::parse_response(&mut conn.read, head_request, &mut conn.fields) {
+            match codec::parse_response(&mut conn.read, head_request, &mut conn.scratch) {
                 Ok(Some(head))
                     if head.status.is_informational()
                         && head.status != StatusCode::SWITCHING_PROTOCOLS =>

@@ -67,7 +67,7 @@ fn request_bodies_are_framed_as_hyper_frames_them() {
 
 fn parse(raw: &str, head_request: bool) -> (Result<Option<ResponseHead>, HeadError>, BytesMut) {
     let mut buf = BytesMut::from(raw);
-    let parsed = parse_response(&mut buf, head_request, &mut Vec::new());
+    let parsed = parse_response(&mut buf, head_request, &mut HeadScratch::default());
     (parsed, buf)
 }
 
@@ -180,4 +180,82 @@ fn fields_about_this_hop_only_are_read_but_not_passed_on() {
     assert!(!head.keep_alive);
     assert_eq!(head.headers["connection"], "close, x-private");
     assert!(head.headers.contains_key("x-private"));
+}
+
+#[test]
+fn field_names_remembered_from_the_last_head_never_stand_for_other_names() {
+    let mut scratch = HeadScratch::default();
+    let mut next = |raw: &str| {
+        let mut buf = BytesMut::from(raw);
+        let head = parse_response(&mut buf, false, &mut scratch)
+            .unwrap()
+            .unwrap();
+        let mut fields: Vec<(String, String)> = head
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        fields.sort();
+        fields
+    };
+    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    };
+    let first =
+        next("HTTP/1.1 200 OK\r\nContent-Type: a\r\nX-Backend: one\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(
+        first,
+        pairs(&[
+            ("content-length", "0"),
+            ("content-type", "a"),
+            ("x-backend", "one")
+        ])
+    );
+    // The same names in other cases, one other name in the middle.
+    let second =
+        next("HTTP/1.1 200 OK\r\ncontent-type: b\r\nX-Backenc: two\r\nCONTENT-LENGTH: 0\r\n\r\n");
+    assert_eq!(
+        second,
+        pairs(&[
+            ("content-length", "0"),
+            ("content-type", "b"),
+            ("x-backenc", "two")
+        ])
+    );
+    // Moved: every name is where the last head had another one.
+    let third =
+        next("HTTP/1.1 200 OK\r\nX-Backenc: 3\r\nContent-Length: 0\r\nContent-Type: c\r\n\r\n");
+    assert_eq!(
+        third,
+        pairs(&[
+            ("content-length", "0"),
+            ("content-type", "c"),
+            ("x-backenc", "3")
+        ])
+    );
+    // A name the parser refuses is refused though a valid one stood at its place.
+    let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nX-Backenc: 3\r\nContent-Length: 0\r\n\r\n");
+    parse_response(&mut buf, false, &mut scratch)
+        .unwrap()
+        .unwrap();
+    let mut bad = BytesMut::from("HTTP/1.1 200 OK\r\nX-Back{nc: 3\r\n\r\n");
+    assert!(parse_response(&mut bad, false, &mut scratch).is_err());
+}
+
+#[test]
+fn a_long_field_name_is_parsed_each_time_and_displaces_nothing() {
+    let long = "X-".to_owned() + &"a".repeat(40);
+    let raw = format!("HTTP/1.1 200 OK\r\nServer: s\r\n{long}: 1\r\nContent-Length: 0\r\n\r\n");
+    let mut scratch = HeadScratch::default();
+    for _ in 0..2 {
+        let mut buf = BytesMut::from(raw.as_str());
+        let head = parse_response(&mut buf, false, &mut scratch)
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.headers[long.to_ascii_lowercase().as_str()], "1");
+        assert_eq!(head.headers["server"], "s");
+        assert_eq!(head.framing, Framing::Length(0));
+    }
 }
