@@ -616,11 +616,20 @@ fn finish_response(
         upgrade && parts.status == StatusCode::SWITCHING_PROTOCOLS,
     );
     parts.headers.insert(SERVER, SERVER_NAME);
-    parts.headers.insert(
-        X_ENVOY_UPSTREAM_SERVICE_TIME,
-        HeaderValue::from(service_time_ms),
-    );
+    parts
+        .headers
+        .insert(X_ENVOY_UPSTREAM_SERVICE_TIME, milliseconds(service_time_ms));
     Response::from_parts(parts, Either::Left(UpstreamBody::new(body, held)))
+}
+
+/// A number of milliseconds as a header value; the few a nearby upstream usually takes are
+/// static values, not a formatted and allocated one per response.
+fn milliseconds(ms: u64) -> HeaderValue {
+    const SMALL: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match usize::try_from(ms).ok().and_then(|i| SMALL.get(i)) {
+        Some(digits) => HeaderValue::from_static(digits),
+        None => HeaderValue::from(ms),
+    }
 }
 
 /// Envoy's local reply for an upstream failure before response headers.
@@ -649,4 +658,14 @@ fn tunnel(down: hyper::upgrade::OnUpgrade, up: UpgradeSlot) {
             tracing::debug!(error = %e, "upgraded connection ended");
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn milliseconds_are_written_in_decimal() {
+        for ms in [0, 1, 9, 10, 99, 1234, u64::MAX] {
+            assert_eq!(super::milliseconds(ms), ms.to_string().as_str());
+        }
+    }
 }
