@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use bytes::BytesMut;
 
 /// Spares kept per kind and thread: enough for the requests one worker overlaps, bounded so
-/// that a burst of connections leaves little behind (at most 64 × 5 KiB per thread).
+/// that a burst of connections leaves little behind (at most 64 × 10 KiB per thread).
 const MAX_SPARES: usize = 64;
 
 /// Read buffers' capacity: a request head of a few fields in one read.
@@ -45,7 +45,7 @@ pub static HEAD: Spares = Spares {
 };
 
 impl Spares {
-    /// An empty buffer with room for at least [`Spares::capacity`] bytes.
+    /// An empty buffer with room for at least this kind's capacity.
     pub fn take(&self) -> BytesMut {
         self.list
             .with_borrow_mut(Vec::pop)

@@ -200,14 +200,22 @@ struct Spelled {
 }
 
 impl Spelled {
-    fn new(name: HeaderName, raw: &[u8]) -> Option<Self> {
+    /// A spelling too long to keep is kept as none, which no field name matches (httparse
+    /// refuses empty ones).
+    fn new(name: HeaderName, raw: &[u8]) -> Self {
         let mut spelling = [0; SPELLING_MAX];
-        spelling.get_mut(..raw.len())?.copy_from_slice(raw);
-        Some(Spelled {
+        let len = match spelling.get_mut(..raw.len()) {
+            Some(room) => {
+                room.copy_from_slice(raw);
+                raw.len() as u8
+            }
+            None => 0,
+        };
+        Spelled {
             name,
-            len: raw.len() as u8,
+            len,
             spelling,
-        })
+        }
     }
 
     fn is(&self, raw: &[u8]) -> bool {
@@ -224,12 +232,10 @@ fn field_name(names: &mut Vec<Spelled>, i: usize, raw: &[u8]) -> Result<HeaderNa
         }
     }
     let name = HeaderName::from_bytes(raw).map_err(|_| HeadError::Malformed("field name"))?;
-    if let Some(spelled) = Spelled::new(name.clone(), raw) {
-        if i < names.len() {
-            names[i] = spelled;
-        } else if i == names.len() && i < REMEMBERED_NAMES {
-            names.push(spelled);
-        }
+    if i < names.len() {
+        names[i] = Spelled::new(name.clone(), raw);
+    } else if i < REMEMBERED_NAMES {
+        names.push(Spelled::new(name.clone(), raw));
     }
     Ok(name)
 }
