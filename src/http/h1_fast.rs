@@ -134,9 +134,9 @@ where
     I: AsyncRead + AsyncWrite + ReadReady + Unpin,
 {
     let head_only = request.method() == Method::HEAD;
-    let open = conn.activity.request_started();
+    // Open for the connection's timers from here: the exchange's record holds the request open
+    // from `handle`'s first poll (no await comes before it) until the response body ends.
     let response = proxy::handle(request, conn).await;
-    drop(open);
     let keep_alive = !client_closes && !conn.shared.drain.is_draining();
     respond(io, out, response, head_only, keep_alive).await
 }
