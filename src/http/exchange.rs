@@ -19,10 +19,10 @@ use http::header::{HeaderMap, HeaderValue, HOST, USER_AGENT};
 use http::{Request, Response};
 use http_body::{Frame, SizeHint};
 
-use super::headers::{X_FORWARDED_FOR, X_REQUEST_ID};
+use super::headers::X_FORWARDED_FOR;
 use super::local::Generated;
 use super::proxy::ConnContext;
-use super::Body;
+use super::{Body, RequestIn};
 use crate::route::Route;
 use crate::telemetry::access_log::{self, Entry, HttpEntry, RequestId, RequestStrings, Upstream};
 use crate::telemetry::istio::{self, HttpKey, HttpSample, Protocol};
@@ -61,14 +61,19 @@ pub struct Exchange {
 impl Exchange {
     /// Starts the record of a request that has just arrived (after the connection manager's
     /// header edits, so the log sees the request id and x-forwarded-for the upstream gets).
-    pub fn start<B>(req: &Request<B>, conn: &ConnContext, grpc: bool) -> Self {
+    pub fn start(
+        req: &Request<RequestIn>,
+        request_id: RequestId,
+        conn: &ConnContext,
+        grpc: bool,
+    ) -> Self {
         Exchange {
             started: Instant::now(),
-            request_id: RequestId::of(req.headers().get(X_REQUEST_ID)),
+            log: access_log::enabled().then(|| arrival_entry(req, &request_id, conn)),
+            request_id,
             protocol: if grpc { Protocol::Grpc } else { Protocol::Http },
             request_head: request_head_bytes(req),
             request_body: http_body_size(req),
-            log: access_log::enabled().then(|| arrival_entry(req, conn)),
             route: None,
             cluster: None,
             upstream_host: None,
@@ -171,7 +176,7 @@ impl Drop for Exchange {
 }
 
 /// The access log entry as far as the request's arrival tells it.
-fn arrival_entry<B>(req: &Request<B>, conn: &ConnContext) -> Box<HttpEntry> {
+fn arrival_entry<B>(req: &Request<B>, id: &RequestId, conn: &ConnContext) -> Box<HttpEntry> {
     let headers = req.headers();
     let header = |name| headers.get(name).map_or(&b""[..], HeaderValue::as_bytes);
     let authority = match req.uri().authority() {
@@ -197,7 +202,7 @@ fn arrival_entry<B>(req: &Request<B>, conn: &ConnContext) -> Box<HttpEntry> {
         bytes_sent: 0,
         duration_ms: 0,
         upstream_service_time: None,
-        request_id: RequestId::of(headers.get(X_REQUEST_ID)),
+        request_id: id.clone(),
         upstream: Upstream::default(),
         downstream: conn.downstream.clone(),
         route: None,
@@ -205,7 +210,11 @@ fn arrival_entry<B>(req: &Request<B>, conn: &ConnContext) -> Box<HttpEntry> {
 }
 
 /// The request body's declared size (content-length); a chunked body counts 0.
-fn http_body_size<B>(req: &Request<B>) -> u64 {
+fn http_body_size(req: &Request<RequestIn>) -> u64 {
+    if req.body().is_none() {
+        // The fast path's requests, which carry no Content-Length.
+        return 0;
+    }
     req.headers()
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -563,26 +563,31 @@ fn upstream_parts(
     {
         parts.headers.insert(HOST, value);
     }
-    let path = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    parts.uri = if protocol == UpstreamProtocol::Http2 {
-        // HTTP/2 names the host in :authority, never in a Host header.
-        let host = parts.headers.remove(HOST)?;
-        let authority: http::uri::Authority = host.to_str().ok()?.parse().ok()?;
-        Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(authority)
-            .path_and_query(path)
-            .build()
-            .ok()?
-    } else {
-        // HTTP/1.1 goes out in origin form; the Host header carries the authority.
-        Uri::from(path)
-    };
-    parts.version = if protocol == UpstreamProtocol::Http2 {
+    let http2 = protocol == UpstreamProtocol::Http2;
+    // A URI in origin form is already what HTTP/1.1 sends.
+    let origin_form = parts.uri.scheme().is_none() && parts.uri.authority().is_none();
+    if http2 || !origin_form || parts.uri.path_and_query().is_none() {
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        parts.uri = if http2 {
+            // HTTP/2 names the host in :authority, never in a Host header.
+            let host = parts.headers.remove(HOST)?;
+            let authority: http::uri::Authority = host.to_str().ok()?.parse().ok()?;
+            Uri::builder()
+                .scheme(Scheme::HTTP)
+                .authority(authority)
+                .path_and_query(path)
+                .build()
+                .ok()?
+        } else {
+            // HTTP/1.1 goes out in origin form; the Host header carries the authority.
+            Uri::from(path)
+        };
+    }
+    parts.version = if http2 {
         Version::HTTP_2
     } else {
         Version::HTTP_11

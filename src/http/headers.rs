@@ -3,8 +3,10 @@
 use std::net::IpAddr;
 
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE,
+    Entry, HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE,
 };
+
+use crate::telemetry::access_log::RequestId;
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -165,12 +167,27 @@ pub struct Downstream<'a> {
 
 /// What Envoy's connection manager does to every request on arrival, before routing (so logs and
 /// local replies see it too): the client appended to x-forwarded-for, and a fresh x-request-id
-/// unless trusted proxies vouch for the client's.
-pub fn on_arrival(headers: &mut HeaderMap, peer: &HeaderValue, trusted_hops: u32) {
+/// unless trusted proxies vouch for the client's. Returns the request's id, for its record.
+pub fn on_arrival(headers: &mut HeaderMap, peer: &HeaderValue, trusted_hops: u32) -> RequestId {
     append_forwarded_for(headers, peer);
-    if !(trusted_hops > 0 && headers.contains_key(X_REQUEST_ID)) {
-        headers.insert(X_REQUEST_ID, new_request_id());
+    // One hash for the field whichever way it goes (a lookup, then an insert, was two).
+    let entry = headers.entry(X_REQUEST_ID);
+    if let Entry::Occupied(id) = &entry {
+        if trusted_hops > 0 {
+            return RequestId::of(Some(id.get()));
+        }
     }
+    let fresh = new_request_id();
+    let record = RequestId::of(Some(&fresh));
+    match entry {
+        Entry::Occupied(mut id) => {
+            id.insert(fresh);
+        }
+        Entry::Vacant(slot) => {
+            slot.insert(fresh);
+        }
+    }
+    record
 }
 
 /// Request headers towards the upstream (after [`on_arrival`]): XFP overwritten, Envoy-internal
@@ -199,13 +216,23 @@ pub fn prepare_request(headers: &mut HeaderMap, down: &Downstream<'_>) {
 }
 
 fn append_forwarded_for(headers: &mut HeaderMap, peer: &HeaderValue) {
-    let joined = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(existing) if !existing.is_empty() => {
-            HeaderValue::from_str(&format!("{existing},{}", peer.to_str().unwrap_or_default())).ok()
+    match headers.entry(X_FORWARDED_FOR) {
+        Entry::Vacant(slot) => {
+            slot.insert(peer.clone());
         }
-        _ => None,
-    };
-    headers.insert(X_FORWARDED_FOR, joined.unwrap_or_else(|| peer.clone()));
+        Entry::Occupied(mut field) => {
+            let joined = match field.get().to_str() {
+                Ok(existing) if !existing.is_empty() => HeaderValue::from_str(&format!(
+                    "{existing},{}",
+                    peer.to_str().unwrap_or_default()
+                ))
+                .ok(),
+                _ => None,
+            };
+            // Replaces every x-forwarded-for line, as `insert` does.
+            field.insert(joined.unwrap_or_else(|| peer.clone()));
+        }
+    }
 }
 
 fn new_request_id() -> HeaderValue {
@@ -251,6 +278,44 @@ mod tests {
         assert!(!h.contains_key("x-envoy-retry-on"));
         assert_eq!(h[X_ENVOY_EXTERNAL_ADDRESS], "10.1.2.3");
         assert_eq!(h[X_ENVOY_ATTEMPT_COUNT], "1");
+    }
+
+    #[test]
+    fn the_request_id_is_the_gateways_unless_trusted_proxies_vouch_for_the_clients() {
+        let peer = peer_header("10.1.2.3".parse().unwrap());
+        for trusted in [0, 1] {
+            let mut h = HeaderMap::new();
+            h.append(X_REQUEST_ID, HeaderValue::from_static("client-chosen"));
+            h.append(X_REQUEST_ID, HeaderValue::from_static("second"));
+            let id = on_arrival(&mut h, &peer, trusted);
+            assert_eq!(
+                id.as_bytes(),
+                h[X_REQUEST_ID].as_bytes(),
+                "trusted {trusted}"
+            );
+            assert_eq!(h.get_all(X_REQUEST_ID).iter().count(), 1 + trusted as usize);
+            assert_eq!(h[X_REQUEST_ID] == "client-chosen", trusted > 0);
+        }
+        let mut h = HeaderMap::new();
+        let id = on_arrival(&mut h, &peer, 1);
+        assert_eq!(id.as_bytes().len(), 36);
+        assert_eq!(id.as_bytes(), h[X_REQUEST_ID].as_bytes());
+        assert_eq!(h[X_FORWARDED_FOR], "10.1.2.3");
+    }
+
+    #[test]
+    fn x_forwarded_for_becomes_one_line_ending_with_the_client() {
+        let peer = peer_header("10.1.2.3".parse().unwrap());
+        let mut h = HeaderMap::new();
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static("2.2.2.2"));
+        on_arrival(&mut h, &peer, 0);
+        let lines: Vec<_> = h.get_all(X_FORWARDED_FOR).iter().collect();
+        assert_eq!(lines, ["1.1.1.1,10.1.2.3"]);
+        let mut h = HeaderMap::new();
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static(""));
+        on_arrival(&mut h, &peer, 0);
+        assert_eq!(h[X_FORWARDED_FOR], "10.1.2.3");
     }
 
     #[test]

@@ -51,10 +51,10 @@ pub struct ConnContext {
 /// exchange's record, which ends with the response body.
 pub async fn handle(mut req: Request<RequestIn>, conn: &ConnContext) -> Response<ObservedBody> {
     let trusted = conn.shared.settings.num_trusted_proxies;
-    super::headers::on_arrival(req.headers_mut(), &conn.peer_header, trusted);
+    let id = super::headers::on_arrival(req.headers_mut(), &conn.peer_header, trusted);
     normalize_path(&mut req, conn.shared.settings.path_normalization);
     let grpc = is_grpc(&req);
-    let mut exchange = Exchange::start(&req, conn, grpc);
+    let mut exchange = Exchange::start(&req, id, conn, grpc);
     let mut response = route_and_forward(req, conn, &mut exchange).await;
     if response.extensions().get::<Generated>().is_some() {
         if grpc && response.status().as_u16() >= 400 {
