@@ -564,9 +564,11 @@ fn upstream_parts(
         parts.headers.insert(HOST, value);
     }
     let http2 = protocol == UpstreamProtocol::Http2;
-    // A URI in origin form is already what HTTP/1.1 sends.
-    let origin_form = parts.uri.scheme().is_none() && parts.uri.authority().is_none();
-    if http2 || !origin_form || parts.uri.path_and_query().is_none() {
+    // A URI in origin form (a path, no scheme or authority) is already what HTTP/1.1 sends.
+    let origin_form = parts.uri.scheme().is_none()
+        && parts.uri.authority().is_none()
+        && parts.uri.path_and_query().is_some();
+    if http2 || !origin_form {
         let path = parts
             .uri
             .path_and_query()
