@@ -11,9 +11,10 @@
 # D mTLS, E TLS passthrough, F raw TCP bulk (iperf3), G memory per idle TLS
 # connection, H config reload under load, I 10,000 SNI hosts (handshakes).
 # Default: all of them, every available contestant, 1 repetition (about 8 min).
-# --repeat N measures each scenario N times (G once), alternating the order of
-# the contestants, and the table shows medians. --latency adds a fixed-rate
-# latency run (h2load, 2000 req/s) after each keep-alive measurement (CSV only).
+# --repeat N runs N rounds of every scenario (G in the first only), alternating
+# the order of the contestants, and the table shows medians. --latency adds a
+# fixed-rate latency run (h2load, 2000 req/s) after each keep-alive measurement
+# (CSV only).
 #
 # The method follows the workplace bench harness (../shared/bench): the proxy
 # runs alone on CPU 1 (taskset), the load generator and the backends on CPU 0;
@@ -444,14 +445,22 @@ summary_table() {
 backend_nginx_start "$LOADGEN_CPU"
 [[ " $SCENARIOS " == *" F "* ]] && sink_start "$LOADGEN_CPU"
 REVERSED=$(echo "$CONTESTANTS" | tr ' ' '\n' | tac | tr '\n' ' ')
-for sc in $SCENARIOS; do
-    reps=$REPEAT
-    [[ $sc == G ]] && reps=1
-    for ((REP = 1; REP <= reps; REP++)); do
-        order=$CONTESTANTS
-        ((REP % 2 == 0)) && order=$REVERSED # ABBA order cancels slow drift
+# Rounds, not scenario after scenario: each round measures every scenario once,
+# so the machine's slow drift over a long run spreads over all of them alike.
+# I runs right after C in each round, since the issue compares the two.
+ROUND_ORDER=$(for sc in $SCENARIOS; do
+    [[ $sc == I ]] && continue
+    echo "$sc"
+    [[ $sc == C && " $SCENARIOS " == *" I "* ]] && echo I
+done | tr '\n' ' ')
+[[ " $SCENARIOS " == *" I "* && " $SCENARIOS " != *" C "* ]] && ROUND_ORDER="$ROUND_ORDER I"
+for ((REP = 1; REP <= REPEAT; REP++)); do
+    order=$CONTESTANTS
+    ((REP % 2 == 0)) && order=$REVERSED # ABBA order cancels slow drift
+    for sc in $ROUND_ORDER; do
+        [[ $sc == G ]] && ((REP > 1)) && continue # memory per connection: once is enough
         for c in $order; do
-            log "== scenario $sc, contestant $c (workers $WORKERS, rep $REP/$reps)"
+            log "== scenario $sc, contestant $c (workers $WORKERS, round $REP/$REPEAT)"
             run_one "$sc" "$c"
         done
     done
