@@ -141,6 +141,22 @@ cpu_ticks() {
 }
 CLK_TCK=$(getconf CLK_TCK)
 
+# user_ticks PID : the user-space share of cpu_ticks (utime + cutime): where a proxy's cost
+# goes, its own code or the kernel's network stack.
+user_ticks() {
+    local total=0 p f a
+    for p in $(pid_tree "$1"); do
+        f=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+        f=${f##*) }
+        read -r -a a <<<"$f"
+        total=$((total + a[11] + a[13]))
+    done
+    echo "$total"
+}
+
+# user_pct USER_TICKS ALL_TICKS -> the user share in percent
+user_pct() { awk -v u="$1" -v c="$2" 'BEGIN { if (c > 0) printf "%.0f", 100 * u / c }'; }
+
 # rss_kib PID : resident memory of PID's tree in KiB.
 rss_kib() {
     local total=0 p v
@@ -341,7 +357,12 @@ EOF
 }
 
 backend_nginx_start() { # CPU
-    local cpu=$1 dir=$RUN_DIR/backend
+    local cpu=$1 dir=$RUN_DIR/backend port
+    # A stray server on a backend port would answer in the backends' place, unpinned, and
+    # take CPU from the proxy's core: refuse to measure then.
+    for port in "$BACKEND_HTTP_PORT" "$BACKEND_TLS_PORT"; do
+        port_listening "$port" && die "backend port $port is already in use (a stray backend?)"
+    done
     mkdir -p "$dir/tmp"
     backend_nginx_conf "$dir" >"$dir/nginx.conf"
     start_bg "$dir/stderr.log" "$cpu" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log"
@@ -350,6 +371,7 @@ backend_nginx_start() { # CPU
 }
 
 sink_start() { # CPU
+    port_listening "$SINK_PORT" && die "sink port $SINK_PORT is already in use"
     start_bg "$RUN_DIR/iperf3-server.log" "$1" iperf3 -s -B "$LISTEN_ADDR" -p "$SINK_PORT"
     SINK_PID=$LAST_PID
     wait_port "$SINK_PORT" || die "iperf3 server did not start"

@@ -126,11 +126,12 @@ trap 'exit 130' INT TERM
 } >"$RESULTS/env.txt"
 cat "$RESULTS/env.txt" >&2
 
-echo "scenario,contestant,rep,rate,rate_unit,cost,cost_unit,errors,proxy_cpu_pct,cpu0_pct,cpu1_pct,p50_ms,p99_ms,proxy_rss_kib,note" >"$CSV"
-# row SC C RATE RATE_UNIT COST COST_UNIT ERRORS CPU% CPU0 CPU1 P50 P99 RSS NOTE
+echo "scenario,contestant,rep,rate,rate_unit,cost,cost_unit,errors,proxy_cpu_pct,cpu0_pct,cpu1_pct,p50_ms,p99_ms,proxy_rss_kib,note,proxy_user_pct" >"$CSV"
+# row SC C RATE RATE_UNIT COST COST_UNIT ERRORS CPU% CPU0 CPU1 P50 P99 RSS NOTE [USER%]
 row() {
     local f=("$@")
     f[13]=${f[13]//,/;} # the note is free text
+    f[14]=${f[14]:-}
     local IFS=,
     echo "${f[0]},${f[1]},$REP,${f[*]:2}" >>"$CSV"
 }
@@ -234,7 +235,7 @@ proxy_cost() {
 measure_http() {
     local sc=$1 c=$2 url=$3
     shift 3
-    local extra=("$@") pre=() port t0 t1 s0 s1 c0 c1 rps req p50 p99 err cpu cpuus cpus
+    local extra=("$@") pre=() port t0 t1 s0 s1 c0 c1 u0 u1 rps req p50 p99 err cpu cpuus cpus
     port=$(scenario_port "$sc")
     [[ $sc == D ]] && pre=(env "LD_PRELOAD=$BUILD_DIR/clientcert.so"
         "BENCH_CLIENT_CERT=$CERTS/client.crt" "BENCH_CLIENT_KEY=$CERTS/client.key")
@@ -249,13 +250,13 @@ measure_http() {
     else
         lg 30 "${pre[@]}" wrk -t1 -c "$CONNS" -d 2s "${extra[@]}" "$url" >/dev/null 2>&1
     fi
-    c0=$(cpu_ticks "$PROXY_PID"); s0=$(cpu_snapshot); t0=$(now_s)
+    c0=$(cpu_ticks "$PROXY_PID"); u0=$(user_ticks "$PROXY_PID"); s0=$(cpu_snapshot); t0=$(now_s)
     if ((hs)); then
         lg $((DURATION + 30)) "${hsload[@]}" --duration "$DURATION" >"$out" 2>&1
     else
         lg $((DURATION + 30)) "${pre[@]}" wrk -t1 -c "$CONNS" -d "${DURATION}s" --latency "${extra[@]}" "$url" >"$out" 2>&1
     fi
-    c1=$(cpu_ticks "$PROXY_PID"); s1=$(cpu_snapshot); t1=$(now_s)
+    c1=$(cpu_ticks "$PROXY_PID"); u1=$(user_ticks "$PROXY_PID"); s1=$(cpu_snapshot); t1=$(now_s)
     if ((hs)); then
         read -r rps req p50 p99 err < <(parse_hsload "$out")
     else
@@ -273,22 +274,22 @@ measure_http() {
             END { if (NR) printf "at %d req/s p50 %.3f ms p99 %.3f ms", NR / '"$LAT_DURATION"', pct(0.5), pct(0.99) }')
     fi
     [[ $sc == I ]] && note="listening $UP_SECS s after start"
-    row "$sc" "$c" "$rps" "$rate_unit" "$cpuus" "$cost_unit" "$err" "$cpu" ${cpus} "$p50" "$p99" "$(rss_kib "$PROXY_PID")" "$note"
-    log "$sc/$c: $rps $rate_unit, proxy CPU ${cpu}% ($cpuus $cost_unit), errors $err"
+    row "$sc" "$c" "$rps" "$rate_unit" "$cpuus" "$cost_unit" "$err" "$cpu" ${cpus} "$p50" "$p99" "$(rss_kib "$PROXY_PID")" "$note" "$(user_pct $((u1 - u0)) $((c1 - c0)))"
+    log "$sc/$c: $rps $rate_unit, proxy CPU ${cpu}% ($cpuus $cost_unit, $(user_pct $((u1 - u0)) $((c1 - c0)))% in user space), errors $err"
 }
 
 measure_F() { # bulk TCP through the proxy with iperf3 (single stream)
-    local c=$1 c0 c1 s0 s1 t0 t1 mib secs rate cpu cpuus cpus
+    local c=$1 c0 c1 u0 u1 s0 s1 t0 t1 mib secs rate cpu cpuus cpus
     local out=$RAW/F-$c-r$REP.json
-    c0=$(cpu_ticks "$PROXY_PID"); s0=$(cpu_snapshot); t0=$(now_s)
+    c0=$(cpu_ticks "$PROXY_PID"); u0=$(user_ticks "$PROXY_PID"); s0=$(cpu_snapshot); t0=$(now_s)
     lg 120 iperf3 -c "$LISTEN_ADDR" -p "$PORT_F" -n "$F_BYTES" -l 128K -J >"$out" 2>&1
-    c1=$(cpu_ticks "$PROXY_PID"); s1=$(cpu_snapshot); t1=$(now_s)
+    c1=$(cpu_ticks "$PROXY_PID"); u1=$(user_ticks "$PROXY_PID"); s1=$(cpu_snapshot); t1=$(now_s)
     read -r mib secs < <(python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["end"]["sum_received"]; print(e["bytes"]/1048576, e["seconds"])' "$out" 2>/dev/null)
     [[ -n ${mib:-} ]] || { fail_row F "$c" "iperf3 failed (raw/F-$c-r$REP.json)"; return; }
     read -r rate cpu cpuus < <(awk -v m="$mib" -v s="$secs" -v c=$((c1 - c0)) -v hz="$CLK_TCK" -v t0="$t0" -v t1="$t1" \
         'BEGIN { printf "%.0f %.0f %.1f\n", m / s, 100 * c / hz / (t1 - t0), 1e6 * c / hz / m }')
     cpus=$(cpu_delta "$s0" "$s1")
-    row F "$c" "$rate" MiB/s "$cpuus" µs/MiB 0 "$cpu" $cpus "" "" "$(rss_kib "$PROXY_PID")" "$F_BYTES in $(printf %.2f "$secs") s"
+    row F "$c" "$rate" MiB/s "$cpuus" µs/MiB 0 "$cpu" $cpus "" "" "$(rss_kib "$PROXY_PID")" "$F_BYTES in $(printf %.2f "$secs") s" "$(user_pct $((u1 - u0)) $((c1 - c0)))"
     log "F/$c: $rate MiB/s, proxy CPU ${cpu}% ($cpuus µs/MiB)"
 }
 
@@ -317,11 +318,11 @@ measure_G() { # idle TLS connections: proxy RSS growth per connection
 # config RELOADS times; errors must be 0.
 measure_H() {
     local c=$1 dir=$2 url="https://$HOST_A:$PORT_H/" out=$RAW/H-$c-r$REP.wrk.txt
-    local secs n0 n1 c0 c1 s0 s1 t0 t1 wpid i rps req p50 p99 err cpu cpuus cpus done_reloads note
+    local secs n0 n1 c0 c1 u0 u1 s0 s1 t0 t1 wpid i rps req p50 p99 err cpu cpuus cpus done_reloads note
     secs=$(awk -v n="$RELOADS" -v d="$RELOAD_INTERVAL" 'BEGIN { printf "%d\n", n * d + 3.999 }')
     lg 30 wrk -t1 -c "$CONNS" -d 2s "$url" >/dev/null 2>&1 # warm-up
     n0=$( (source "contestants/$c.sh"; c_reload_count "$dir" "$PROXY_PID") 2>/dev/null)
-    c0=$(cpu_ticks "$PROXY_PID"); s0=$(cpu_snapshot); t0=$(now_s)
+    c0=$(cpu_ticks "$PROXY_PID"); u0=$(user_ticks "$PROXY_PID"); s0=$(cpu_snapshot); t0=$(now_s)
     { printf 'taskset -c %s timeout %s' "$LOADGEN_CPU" $((secs + 30)); printf ' %q' wrk -t1 -c "$CONNS" -d "${secs}s" --latency "$url"; echo; } >>"$RAW/commands.log"
     taskset -c "$LOADGEN_CPU" timeout $((secs + 30)) wrk -t1 -c "$CONNS" -d "${secs}s" --latency "$url" >"$out" 2>&1 &
     wpid=$!
@@ -331,7 +332,7 @@ measure_H() {
         sleep "$RELOAD_INTERVAL"
     done
     wait "$wpid"
-    c1=$(cpu_ticks "$PROXY_PID"); s1=$(cpu_snapshot); t1=$(now_s)
+    c1=$(cpu_ticks "$PROXY_PID"); u1=$(user_ticks "$PROXY_PID"); s1=$(cpu_snapshot); t1=$(now_s)
     sleep 1
     n1=$( (source "contestants/$c.sh"; c_reload_count "$dir" "$PROXY_PID") 2>/dev/null)
     read -r rps req p50 p99 err < <(parse_wrk "$out")
@@ -345,7 +346,7 @@ measure_H() {
         curl -s -D - -o /dev/null --max-time 5 --cacert "$CERTS/ca.crt" "$url" | grep -qi "^x-bench-revision: $RELOADS" ||
             note+="; LAST REVISION NOT SERVED"
     fi
-    row H "$c" "$rps" req/s "$cpuus" µs/req "$err" "$cpu" $cpus "$p50" "$p99" "$(rss_kib "$PROXY_PID")" "$note"
+    row H "$c" "$rps" req/s "$cpuus" µs/req "$err" "$cpu" $cpus "$p50" "$p99" "$(rss_kib "$PROXY_PID")" "$note" "$(user_pct $((u1 - u0)) $((c1 - c0)))"
     log "H/$c: $rps req/s, proxy CPU ${cpu}% ($cpuus µs/req), errors $err, $note"
 }
 
