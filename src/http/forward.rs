@@ -2,10 +2,10 @@
 //! upstream attempts under the route's timeout and retry policy (reference §2.6–2.8), and the
 //! response back with Envoy's headers.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -37,50 +37,55 @@ const MIRROR_TIMEOUT: Duration = Duration::from_secs(30);
 const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: HeaderName =
     HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
 
-pub async fn forward(
+#[allow(clippy::manual_async_fn)] // arguments held once, not twice: see the body
+pub fn forward<'a>(
     mut req: Request<RequestIn>,
     target: Target,
     route: Arc<Route>,
     destination: Option<Arc<policy::DestinationHeaders>>,
-    conn: &ConnContext,
-    exchange: &mut Exchange,
-) -> Response<Body> {
-    let policy = &route.policy;
-    let destination = destination.as_deref();
-    // Envoy's filter order on an Istio gateway: CORS, then fault, then the router.
-    let cors_origin = match &policy.cors {
-        Some(cors) => match cors_check(&req, cors) {
-            Cors::Answer(response) => return response,
-            Cors::Allowed(origin) => Some((cors, origin)),
-            Cors::NotAllowed => None,
-        },
-        None => None,
-    };
-    let mut response = match inject_fault(policy, exchange).await {
-        Some(response) => response,
-        None => match target {
-            Target::Cluster(cluster) => {
-                rewrite(&mut req, &route, destination);
-                let mut response = attempts(req, &cluster, policy, conn, exchange).await;
-                if response.extensions().get::<local::Generated>().is_none() {
-                    let route_ops = &policy.response_headers;
-                    let dest_ops = destination.map(|d| &d.response);
-                    in_order(
-                        policy.single_destination,
-                        route_ops,
-                        dest_ops,
-                        response.headers_mut(),
-                    );
+    conn: &'a ConnContext,
+    exchange: &'a mut Exchange,
+) -> impl Future<Output = Response<Body>> + 'a {
+    // A block rather than an `async fn`: an `async fn` keeps its arguments twice in its state
+    // (as captured and as moved into the body), and the request is 264 bytes copied per move.
+    async move {
+        let policy = &route.policy;
+        let destination = destination.as_deref();
+        // Envoy's filter order on an Istio gateway: CORS, then fault, then the router.
+        let cors_origin = match &policy.cors {
+            Some(cors) => match cors_check(&req, cors) {
+                Cors::Answer(response) => return response,
+                Cors::Allowed(origin) => Some((cors, origin)),
+                Cors::NotAllowed => None,
+            },
+            None => None,
+        };
+        let mut response = match inject_fault(policy, exchange).await {
+            Some(response) => response,
+            None => match target {
+                Target::Cluster(cluster) => {
+                    rewrite(&mut req, &route, destination);
+                    let mut response = attempts(req, &cluster, policy, conn, exchange).await;
+                    if response.extensions().get::<local::Generated>().is_none() {
+                        let route_ops = &policy.response_headers;
+                        let dest_ops = destination.map(|d| &d.response);
+                        in_order(
+                            policy.single_destination,
+                            route_ops,
+                            dest_ops,
+                            response.headers_mut(),
+                        );
+                    }
+                    response
                 }
-                response
-            }
-            Target::Missing(_) => LocalReply::ClusterNotFound.response(),
-        },
-    };
-    if let Some((cors, origin)) = cors_origin {
-        cors.response_headers(&origin, response.headers_mut());
+                Target::Missing(_) => LocalReply::ClusterNotFound.response(),
+            },
+        };
+        if let Some((cors, origin)) = cors_origin {
+            cors.response_headers(&origin, response.headers_mut());
+        }
+        response
     }
-    response
 }
 
 /// Route and destination header operations: with a single destination the destination's run
@@ -214,134 +219,140 @@ enum Outcome {
 
 /// The upstream exchange: up to 1 + `attempts` tries, each on an endpoint from the cluster's
 /// balancer (another one than the last when the cluster has several), within the route timeout.
-async fn attempts(
+#[allow(clippy::manual_async_fn)] // arguments held once, not twice: see the body
+fn attempts<'a>(
     mut req: Request<RequestIn>,
-    cluster: &Arc<Cluster>,
-    policy: &RoutePolicy,
-    conn: &ConnContext,
-    exchange: &mut Exchange,
-) -> Response<Body> {
-    let upgrade = headers::is_upgrade(req.headers());
-    let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let deadline = policy.timeout.map(|t| Instant::now() + t);
-    let (parts, body) = req.into_parts();
-    let (hash_key, set_cookie) = match cluster.hash_on() {
-        Some(on) => super::hash::hash_key(on, &parts, conn.peer),
-        None => (None, None),
-    };
-    let mirrors = sampled_mirrors(policy);
-    let mirror_parts = (!mirrors.is_empty()).then(|| clone_head(&parts));
-    let protocol = cluster.spec.protocol;
-    let Some(mut parts) = upstream_parts(parts, protocol, conn, upgrade) else {
-        return LocalReply::NoRoute.response();
-    };
-    let retry = &policy.retry;
-    if let Some(expected) = expected_timeout(policy.timeout, retry.per_try_timeout) {
-        let ms = HeaderValue::from(expected.as_millis() as u64);
-        parts.headers.insert(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, ms);
-    }
-    // Bodies up to `--max-request-body-buffer` are kept so that retries can resend them; larger
-    // or unsized ones stream, without retries.
-    let buffer = (retry.attempts > 0 || mirror_parts.is_some())
-        .then_some(conn.shared.settings.limits.max_request_body_buffer);
-    let (mut body, replay) = match replayable(body, buffer, upgrade).await {
-        Ok(bodies) => bodies,
-        Err(response) => return response,
-    };
-    if let (Some(mirror), Some(bytes)) = (mirror_parts, &replay) {
-        send_mirrors(&mirror, bytes, &mirrors, policy, conn);
-    }
-    // The cluster's circuit breaker: overflow is answered at once, never retried.
-    let Ok(admission) = cluster.breaker().admit().await else {
-        cluster.stats().overflows.increment(1);
-        return LocalReply::Overflow.response();
-    };
-    let mut retries_left = if replay.is_some() { retry.attempts } else { 0 };
-    let mut previous = None;
-    let mut attempt: u32 = 1;
-    let mut _retry_in_flight = None;
-    loop {
-        let Some(endpoint) = pick(cluster, hash_key, previous, retry).await else {
-            return LocalReply::NoHealthyUpstream.response();
+    cluster: &'a Arc<Cluster>,
+    policy: &'a RoutePolicy,
+    conn: &'a ConnContext,
+    exchange: &'a mut Exchange,
+) -> impl Future<Output = Response<Body>> + 'a {
+    // A block: see `forward`.
+    async move {
+        let upgrade = headers::is_upgrade(req.headers());
+        let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let deadline = policy.timeout.map(|t| Instant::now() + t);
+        let (parts, body) = req.into_parts();
+        let (hash_key, set_cookie) = match cluster.hash_on() {
+            Some(on) => super::hash::hash_key(on, &parts, conn.peer),
+            None => (None, None),
         };
-        previous = Some(endpoint.addr);
-        exchange.upstream_host = Some(endpoint.addr);
-        if attempt > 1 {
-            // `prepare_request` wrote 1 for the first try.
-            parts
-                .headers
-                .insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from(attempt));
-        }
-        let active = ActiveRequest::start(endpoint);
-        let started = Instant::now();
-        // The head is lent: it stays here for a retry.
-        let send = conn
-            .shared
-            .upstreams
-            .send(cluster, active.0.addr, &parts, body);
-        // A wanted retry also needs room under the cluster's `maxRetries`.
-        let mut retry_admitted = |wanted: bool| {
-            if wanted && retries_left > 0 {
-                _retry_in_flight = cluster.breaker().admit_retry();
-                if _retry_in_flight.is_none() {
-                    cluster.stats().overflows.increment(1);
-                }
-                _retry_in_flight.is_some()
-            } else {
-                false
-            }
+        let mirrors = sampled_mirrors(policy);
+        let mirror_parts = (!mirrors.is_empty()).then(|| clone_head(&parts));
+        let protocol = cluster.spec.protocol;
+        let Some(mut parts) = upstream_parts(parts, protocol, conn, upgrade) else {
+            return LocalReply::NoRoute.response();
         };
-        let outcome = within(deadline, retry.per_try_timeout, send).await;
-        cluster.report(&active.0, observation(&outcome));
-        match outcome {
-            Outcome::Response(response) => {
-                let grpc = upstream_grpc_status(&response);
-                let wanted = retry.retries_status(response.status(), grpc);
-                if !retry_admitted(wanted) {
-                    if wanted && retry.attempts > 0 {
-                        exchange.flags.insert(Flags::RETRY_LIMIT_EXCEEDED);
-                    }
-                    let service_time = started.elapsed().as_millis() as u64;
-                    exchange.upstream_service_time = Some(service_time);
-                    let held = (active, admission);
-                    let mut response =
-                        finish_response(response, service_time, downstream_upgrade, held);
-                    if let Some(cookie) = set_cookie {
-                        response
-                            .headers_mut()
-                            .append(http::header::SET_COOKIE, cookie);
-                    }
-                    return response;
-                }
-            }
-            Outcome::Failed(err) => {
-                if matches!(err, UpstreamError::Connect(_) | UpstreamError::Tls(_)) {
-                    cluster.stats().connect_failures.increment(1);
-                }
-                if !retry_admitted(retry.retries_failure(failure(err))) {
-                    return upstream_error(err).response_after(attempt > 1);
-                }
-            }
-            Outcome::PerTryTimeout => {
-                if !retry_admitted(retry.retries_failure(Failure::PerTryTimeout)) {
-                    return LocalReply::PerTryTimeout.response_after(attempt > 1);
-                }
-            }
-            Outcome::Timeout => return LocalReply::UpstreamTimeout.response(),
+        let retry = &policy.retry;
+        if let Some(expected) = expected_timeout(policy.timeout, retry.per_try_timeout) {
+            let ms = HeaderValue::from(expected.as_millis() as u64);
+            parts.headers.insert(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, ms);
         }
-        retries_left -= 1;
-        cluster.stats().retries.increment(1);
-        let wake = Instant::now() + retry.backoff(attempt, fastrand::f64());
-        match deadline {
-            // The route timeout runs out during the back-off: answer when it does, as Envoy.
-            Some(d) if d <= wake => {
-                tokio::time::sleep_until(d).await;
-                return LocalReply::UpstreamTimeout.response();
-            }
-            _ => tokio::time::sleep_until(wake).await,
+        // Bodies up to `--max-request-body-buffer` are kept so that retries can resend them; larger
+        // or unsized ones stream, without retries.
+        let buffer = (retry.attempts > 0 || mirror_parts.is_some())
+            .then_some(conn.shared.settings.limits.max_request_body_buffer);
+        let (mut body, replay) = match replayable(body, buffer, upgrade).await {
+            Ok(bodies) => bodies,
+            Err(response) => return response,
+        };
+        if let (Some(mirror), Some(bytes)) = (mirror_parts, &replay) {
+            send_mirrors(&mirror, bytes, &mirrors, policy, conn);
         }
-        attempt += 1;
-        body = Either::Right(Full::new(replay.clone().unwrap_or_default()));
+        // The cluster's circuit breaker: overflow is answered at once, never retried.
+        let Ok(admission) = cluster.breaker().admit().await else {
+            cluster.stats().overflows.increment(1);
+            return LocalReply::Overflow.response();
+        };
+        let mut retries_left = if replay.is_some() { retry.attempts } else { 0 };
+        let mut previous = None;
+        let mut attempt: u32 = 1;
+        let mut _retry_in_flight = None;
+        loop {
+            let Some(endpoint) = pick(cluster, hash_key, previous, retry).await else {
+                return LocalReply::NoHealthyUpstream.response();
+            };
+            previous = Some(endpoint.addr);
+            exchange.upstream_host = Some(endpoint.addr);
+            if attempt > 1 {
+                // `prepare_request` wrote 1 for the first try.
+                parts
+                    .headers
+                    .insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from(attempt));
+            }
+            let active = ActiveRequest::start(endpoint);
+            let started = Instant::now();
+            // The head is lent: it stays here for a retry. Pinned where it is made: the send is the
+            // largest part of a request's state, and every move of it is a copy.
+            let send = pin!(conn
+                .shared
+                .upstreams
+                .send(cluster, active.0.addr, &parts, body));
+            // A wanted retry also needs room under the cluster's `maxRetries`.
+            let mut retry_admitted = |wanted: bool| {
+                if wanted && retries_left > 0 {
+                    _retry_in_flight = cluster.breaker().admit_retry();
+                    if _retry_in_flight.is_none() {
+                        cluster.stats().overflows.increment(1);
+                    }
+                    _retry_in_flight.is_some()
+                } else {
+                    false
+                }
+            };
+            let (timer, per_try_first) = attempt_timer(deadline, retry.per_try_timeout);
+            let outcome = within(send, pin!(timer), per_try_first).await;
+            cluster.report(&active.0, observation(&outcome));
+            match outcome {
+                Outcome::Response(response) => {
+                    let grpc = upstream_grpc_status(&response);
+                    let wanted = retry.retries_status(response.status(), grpc);
+                    if !retry_admitted(wanted) {
+                        if wanted && retry.attempts > 0 {
+                            exchange.flags.insert(Flags::RETRY_LIMIT_EXCEEDED);
+                        }
+                        let service_time = started.elapsed().as_millis() as u64;
+                        exchange.upstream_service_time = Some(service_time);
+                        let held = (active, admission);
+                        let mut response =
+                            finish_response(response, service_time, downstream_upgrade, held);
+                        if let Some(cookie) = set_cookie {
+                            response
+                                .headers_mut()
+                                .append(http::header::SET_COOKIE, cookie);
+                        }
+                        return response;
+                    }
+                }
+                Outcome::Failed(err) => {
+                    if matches!(err, UpstreamError::Connect(_) | UpstreamError::Tls(_)) {
+                        cluster.stats().connect_failures.increment(1);
+                    }
+                    if !retry_admitted(retry.retries_failure(failure(err))) {
+                        return upstream_error(err).response_after(attempt > 1);
+                    }
+                }
+                Outcome::PerTryTimeout => {
+                    if !retry_admitted(retry.retries_failure(Failure::PerTryTimeout)) {
+                        return LocalReply::PerTryTimeout.response_after(attempt > 1);
+                    }
+                }
+                Outcome::Timeout => return LocalReply::UpstreamTimeout.response(),
+            }
+            retries_left -= 1;
+            cluster.stats().retries.increment(1);
+            let wake = Instant::now() + retry.backoff(attempt, fastrand::f64());
+            match deadline {
+                // The route timeout runs out during the back-off: answer when it does, as Envoy.
+                Some(d) if d <= wake => {
+                    tokio::time::sleep_until(d).await;
+                    return LocalReply::UpstreamTimeout.response();
+                }
+                _ => tokio::time::sleep_until(wake).await,
+            }
+            attempt += 1;
+            body = Either::Right(Full::new(replay.clone().unwrap_or_default()));
+        }
     }
 }
 
@@ -354,11 +365,12 @@ fn expected_timeout(route: Option<Duration>, per_try: Option<Duration>) -> Optio
     }
 }
 
-/// Sends within the per-try timeout and the route's deadline, whichever comes first.
-fn within<F>(deadline: Option<Instant>, per_try: Option<Duration>, send: F) -> Within<F>
-where
-    F: Future<Output = Result<Response<ResponseBody>, UpstreamError>>,
-{
+/// The timer of one attempt: the per-try timeout or the route's deadline, whichever comes
+/// first, and whether that is the per-try timeout.
+fn attempt_timer(
+    deadline: Option<Instant>,
+    per_try: Option<Duration>,
+) -> (Option<tokio::time::Sleep>, bool) {
     let try_deadline = per_try.map(|t| Instant::now() + t);
     let end = match (deadline, try_deadline) {
         (Some(d), Some(t)) => Some((d.min(t), t < d)),
@@ -366,43 +378,32 @@ where
         (None, Some(t)) => Some((t, true)),
         (None, None) => None,
     };
-    Within {
-        send,
-        timer: end.map(|(at, _)| tokio::time::sleep_until(at)),
-        per_try_first: end.is_some_and(|(_, per_try_first)| per_try_first),
-    }
+    (
+        end.map(|(at, _)| tokio::time::sleep_until(at)),
+        end.is_some_and(|(_, per_try_first)| per_try_first),
+    )
 }
 
-pin_project_lite::pin_project! {
-    /// The send and its timer side by side: the send future (the largest part of a request's
-    /// state) is held once, where an `async fn` would hold it both as an argument and inside a
-    /// `Timeout`.
-    struct Within<F> {
-        #[pin]
-        send: F,
-        #[pin]
-        timer: Option<tokio::time::Sleep>,
-        per_try_first: bool,
-    }
-}
-
-impl<F> Future for Within<F>
+/// The send raced against its timer, both polled where they lie (borrowed, not moved in).
+async fn within<F>(
+    mut send: Pin<&mut F>,
+    mut timer: Pin<&mut Option<tokio::time::Sleep>>,
+    per_try_first: bool,
+) -> Outcome
 where
     F: Future<Output = Result<Response<ResponseBody>, UpstreamError>>,
 {
-    type Output = Outcome;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
-        let this = self.project();
-        if let Poll::Ready(result) = this.send.poll(cx) {
+    poll_fn(|cx| {
+        if let Poll::Ready(result) = send.as_mut().poll(cx) {
             return Poll::Ready(result.map_or_else(Outcome::Failed, Outcome::Response));
         }
-        match this.timer.as_pin_mut().map(|timer| timer.poll(cx)) {
-            Some(Poll::Ready(())) if *this.per_try_first => Poll::Ready(Outcome::PerTryTimeout),
+        match timer.as_mut().as_pin_mut().map(|timer| timer.poll(cx)) {
+            Some(Poll::Ready(())) if per_try_first => Poll::Ready(Outcome::PerTryTimeout),
             Some(Poll::Ready(())) => Poll::Ready(Outcome::Timeout),
             _ => Poll::Pending,
         }
-    }
+    })
+    .await
 }
 
 /// The first attempt's body, and the bytes to resend on retries when the request can be

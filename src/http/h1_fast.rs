@@ -22,7 +22,7 @@
 //! when the client asked for it or the connection drains.
 
 use std::fmt::Write as _;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::{pin, Pin};
@@ -123,22 +123,27 @@ where
 
 /// Routes and forwards one request and writes its response; false when the connection is to
 /// close after it.
-async fn exchange<I>(
-    io: &mut Parking<I>,
-    out: &mut Out,
+#[allow(clippy::manual_async_fn)] // arguments held once, not twice: see the body
+fn exchange<'a, I>(
+    io: &'a mut Parking<I>,
+    out: &'a mut Out,
     request: Request<RequestIn>,
     client_closes: bool,
-    conn: &ConnContext,
-) -> io::Result<bool>
+    conn: &'a ConnContext,
+) -> impl Future<Output = io::Result<bool>> + 'a
 where
     I: AsyncRead + AsyncWrite + ReadReady + Unpin,
 {
-    let head_only = request.method() == Method::HEAD;
-    // Open for the connection's timers from here: the exchange's record holds the request open
-    // from `handle`'s first poll (no await comes before it) until the response body ends.
-    let response = proxy::handle(request, conn).await;
-    let keep_alive = !client_closes && !conn.shared.drain.is_draining();
-    respond(io, out, response, head_only, keep_alive).await
+    // A block rather than an `async fn`, which would hold the request twice: see
+    // `forward::forward`.
+    async move {
+        let head_only = request.method() == Method::HEAD;
+        // Open for the connection's timers from here: the exchange's record holds the request open
+        // from `handle`'s first poll (no await comes before it) until the response body ends.
+        let response = proxy::handle(request, conn).await;
+        let keep_alive = !client_closes && !conn.shared.drain.is_draining();
+        respond(io, out, response, head_only, keep_alive).await
+    }
 }
 
 // Returned and taken apart at once: boxing the request would cost an allocation per request.
@@ -286,79 +291,83 @@ enum Framing {
 
 /// Writes one response; false when the connection is to close after it (asked for, or the body
 /// failed or broke its length).
-async fn respond<I>(
-    io: &mut Parking<I>,
-    out: &mut Out,
+#[allow(clippy::manual_async_fn)] // arguments held once, not twice: see the body
+fn respond<'a, I>(
+    io: &'a mut Parking<I>,
+    out: &'a mut Out,
     response: Response<ObservedBody>,
     head_request: bool,
     keep_alive: bool,
-) -> io::Result<bool>
+) -> impl Future<Output = io::Result<bool>> + 'a
 where
     I: AsyncRead + AsyncWrite + ReadReady + Unpin,
 {
-    let (mut parts, body) = response.into_parts();
-    if !keep_alive {
-        append_close(&mut parts.headers);
-    }
-    let length = if body.is_end_stream() {
-        BodyLength::Empty
-    } else {
-        body.size_hint()
-            .exact()
-            .map_or(BodyLength::Unknown, BodyLength::Known)
-    };
-    if out.buf.capacity() == 0 {
-        out.buf = spare::HEAD.take();
-    }
-    let (mut framing, mut reuse) = encode_head(&mut out.buf, &parts, length, head_request);
-    reuse &= keep_alive;
-    if matches!(framing, Framing::Length(0)) {
-        // Nothing to send (or nothing allowed): the body is not polled, as in hyper.
-        drop(body);
-        out.flush(io).await?;
-        io.flush().await?;
-        return Ok(reuse);
-    }
-    let mut body = pin!(body);
-    loop {
-        let frame = match poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx))).await {
-            Poll::Ready(frame) => frame,
-            Poll::Pending => {
-                // Send what is ready while the body waits for more.
-                out.flush(io).await?;
-                io.flush().await?;
-                poll_fn(|cx| body.as_mut().poll_frame(cx)).await
-            }
+    // A block: see `exchange`.
+    async move {
+        let (mut parts, body) = response.into_parts();
+        if !keep_alive {
+            append_close(&mut parts.headers);
+        }
+        let length = if body.is_end_stream() {
+            BodyLength::Empty
+        } else {
+            body.size_hint()
+                .exact()
+                .map_or(BodyLength::Unknown, BodyLength::Known)
         };
-        let frame = match frame {
-            None => break,
-            Some(Ok(frame)) => frame,
-            Some(Err(e)) => {
-                tracing::debug!(error = %e, "response body failed; closing the connection");
+        if out.buf.capacity() == 0 {
+            out.buf = spare::HEAD.take();
+        }
+        let (mut framing, mut reuse) = encode_head(&mut out.buf, &parts, length, head_request);
+        reuse &= keep_alive;
+        if matches!(framing, Framing::Length(0)) {
+            // Nothing to send (or nothing allowed): the body is not polled, as in hyper.
+            drop(body);
+            out.flush(io).await?;
+            io.flush().await?;
+            return Ok(reuse);
+        }
+        let mut body = pin!(body);
+        loop {
+            let frame = match poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx))).await {
+                Poll::Ready(frame) => frame,
+                Poll::Pending => {
+                    // Send what is ready while the body waits for more.
+                    out.flush(io).await?;
+                    io.flush().await?;
+                    poll_fn(|cx| body.as_mut().poll_frame(cx)).await
+                }
+            };
+            let frame = match frame {
+                None => break,
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "response body failed; closing the connection");
+                    out.flush(io).await?;
+                    return Ok(false);
+                }
+            };
+            let Ok(data) = frame.into_data() else {
+                continue; // Trailers: hyper sends only declared ones; none are declared here.
+            };
+            if !out.data(&mut framing, data) {
+                tracing::debug!("response body longer than its content-length; closing");
                 out.flush(io).await?;
                 return Ok(false);
             }
-        };
-        let Ok(data) = frame.into_data() else {
-            continue; // Trailers: hyper sends only declared ones; none are declared here.
-        };
-        if !out.data(&mut framing, data) {
-            tracing::debug!("response body longer than its content-length; closing");
-            out.flush(io).await?;
-            return Ok(false);
         }
-    }
-    match framing {
-        Framing::Length(0) => {}
-        Framing::Length(_) => {
-            tracing::debug!("response body shorter than its content-length; closing");
-            reuse = false;
+        match framing {
+            Framing::Length(0) => {}
+            Framing::Length(_) => {
+                tracing::debug!("response body shorter than its content-length; closing");
+                reuse = false;
+            }
+            Framing::Chunked => out.buf.extend_from_slice(b"0\r\n\r\n"),
         }
-        Framing::Chunked => out.buf.extend_from_slice(b"0\r\n\r\n"),
+        out.flush(io).await?;
+        io.flush().await?;
+        Ok(reuse)
     }
-    out.flush(io).await?;
-    io.flush().await?;
-    Ok(reuse)
 }
 
 /// `connection: close` on the last response: the client asked for it, or the connection drains

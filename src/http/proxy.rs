@@ -1,5 +1,6 @@
 //! One request's journey: virtual host, redirect, route, cluster, endpoint, upstream, response.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -49,23 +50,30 @@ pub struct ConnContext {
 
 /// Serves one request: the connection manager's header edits, routing and forwarding, and the
 /// exchange's record, which ends with the response body.
-pub async fn handle(mut req: Request<RequestIn>, conn: &ConnContext) -> Response<ObservedBody> {
-    let trusted = conn.shared.settings.num_trusted_proxies;
-    let id = super::headers::on_arrival(req.headers_mut(), &conn.peer_header, trusted);
-    normalize_path(&mut req, conn.shared.settings.path_normalization);
-    let grpc = is_grpc(&req);
-    let mut exchange = Exchange::start(&req, id, conn, grpc);
-    let mut response = route_and_forward(req, conn, &mut exchange).await;
-    if response.extensions().get::<Generated>().is_some() {
-        if grpc && response.status().as_u16() >= 400 {
-            response = grpc_local_reply(response).await;
+#[allow(clippy::manual_async_fn)] // arguments held once, not twice: see the body
+pub fn handle(
+    mut req: Request<RequestIn>,
+    conn: &ConnContext,
+) -> impl Future<Output = Response<ObservedBody>> + '_ {
+    // A block rather than an `async fn`: see `forward::forward`.
+    async move {
+        let trusted = conn.shared.settings.num_trusted_proxies;
+        let id = super::headers::on_arrival(req.headers_mut(), &conn.peer_header, trusted);
+        normalize_path(&mut req, conn.shared.settings.path_normalization);
+        let grpc = is_grpc(&req);
+        let mut exchange = Exchange::start(&req, id, conn, grpc);
+        let mut response = route_and_forward(req, conn, &mut exchange).await;
+        if response.extensions().get::<Generated>().is_some() {
+            if grpc && response.status().as_u16() >= 400 {
+                response = grpc_local_reply(response).await;
+            }
+            // The request id on the gateway's own answers lets a user find the access log line.
+            if let Some(id) = exchange.request_id() {
+                response.headers_mut().insert(X_REQUEST_ID, id);
+            }
         }
-        // The request id on the gateway's own answers lets a user find the access log line.
-        if let Some(id) = exchange.request_id() {
-            response.headers_mut().insert(X_REQUEST_ID, id);
-        }
+        exchange.respond(response)
     }
-    exchange.respond(response)
 }
 
 fn is_grpc(req: &Request<RequestIn>) -> bool {
@@ -91,39 +99,43 @@ async fn grpc_local_reply(response: Response<Body>) -> Response<Body> {
     local::grpc_error(status, &body, generated)
 }
 
-async fn route_and_forward(
+#[allow(clippy::manual_async_fn)] // arguments held once, not twice: see the body
+fn route_and_forward<'a>(
     req: Request<RequestIn>,
-    conn: &ConnContext,
-    exchange: &mut Exchange,
-) -> Response<Body> {
-    if matches!(req.version(), Version::HTTP_10 | Version::HTTP_09) {
-        return LocalReply::UpgradeRequired.response();
-    }
-    // Each request routes with the snapshot current when it arrives; the decision owns what it
-    // needs (the cluster), so the snapshot guard ends before any await.
-    let selected = {
-        let snapshot = conn.shared.snapshot.load();
-        // A port that a reload removed serves no routes to its remaining connections.
-        match (
-            snapshot.listeners.get(&conn.key).map(|l| &l.kind),
-            &conn.tls_server,
-        ) {
-            (Some(ListenerKind::Http(table)), None) => select(table, &req, conn, exchange),
-            (Some(ListenerKind::Tls(tls)), Some(server)) => {
-                select_tls(tls, server, &req, conn, exchange)
-            }
-            _ => Selected::Reply(LocalReply::NoRoute),
+    conn: &'a ConnContext,
+    exchange: &'a mut Exchange,
+) -> impl Future<Output = Response<Body>> + 'a {
+    // A block: see `forward::forward`.
+    async move {
+        if matches!(req.version(), Version::HTTP_10 | Version::HTTP_09) {
+            return LocalReply::UpgradeRequired.response();
         }
-    };
-    match selected {
-        Selected::Forward(target, route, headers) => {
-            if let Target::Cluster(cluster) = &target {
-                exchange.cluster = Some(cluster.clone());
+        // Each request routes with the snapshot current when it arrives; the decision owns what it
+        // needs (the cluster), so the snapshot guard ends before any await.
+        let selected = {
+            let snapshot = conn.shared.snapshot.load();
+            // A port that a reload removed serves no routes to its remaining connections.
+            match (
+                snapshot.listeners.get(&conn.key).map(|l| &l.kind),
+                &conn.tls_server,
+            ) {
+                (Some(ListenerKind::Http(table)), None) => select(table, &req, conn, exchange),
+                (Some(ListenerKind::Tls(tls)), Some(server)) => {
+                    select_tls(tls, server, &req, conn, exchange)
+                }
+                _ => Selected::Reply(LocalReply::NoRoute),
             }
-            super::forward::forward(req, target, route, headers, conn, exchange).await
+        };
+        match selected {
+            Selected::Forward(target, route, headers) => {
+                if let Target::Cluster(cluster) = &target {
+                    exchange.cluster = Some(cluster.clone());
+                }
+                super::forward::forward(req, target, route, headers, conn, exchange).await
+            }
+            Selected::Reply(reply) => reply.response(),
+            Selected::Response(response) => response,
         }
-        Selected::Reply(reply) => reply.response(),
-        Selected::Response(response) => response,
     }
 }
 
