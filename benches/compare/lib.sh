@@ -126,33 +126,22 @@ pid_tree() {
         }'
 }
 
-# cpu_ticks PID : user+system clock ticks of PID's whole tree (all threads).
+# cpu_ticks PID : "ALL USER" clock ticks of PID's whole tree (all threads): user+system, and
+# the user-space share of it, where a proxy's own code (not the kernel's network stack) spends.
 # (Children that already exited, e.g. old nginx workers after a reload, count
 # through their parent's cutime/cstime once reaped.)
 cpu_ticks() {
-    local total=0 p f a
+    local all=0 user=0 p f a
     for p in $(pid_tree "$1"); do
         f=$(cat "/proc/$p/stat" 2>/dev/null) || continue
         f=${f##*) }                       # drop "pid (comm) "; state is field 1 now
         read -r -a a <<<"$f"
-        total=$((total + a[11] + a[12] + a[13] + a[14])) # utime, stime, cutime, cstime
+        all=$((all + a[11] + a[12] + a[13] + a[14])) # utime, stime, cutime, cstime
+        user=$((user + a[11] + a[13]))
     done
-    echo "$total"
+    echo "$all $user"
 }
 CLK_TCK=$(getconf CLK_TCK)
-
-# user_ticks PID : the user-space share of cpu_ticks (utime + cutime): where a proxy's cost
-# goes, its own code or the kernel's network stack.
-user_ticks() {
-    local total=0 p f a
-    for p in $(pid_tree "$1"); do
-        f=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-        f=${f##*) }
-        read -r -a a <<<"$f"
-        total=$((total + a[11] + a[13]))
-    done
-    echo "$total"
-}
 
 # user_pct USER_TICKS ALL_TICKS -> the user share in percent
 user_pct() { awk -v u="$1" -v c="$2" 'BEGIN { if (c > 0) printf "%.0f", 100 * u / c }'; }

@@ -235,7 +235,7 @@ proxy_cost() {
 measure_http() {
     local sc=$1 c=$2 url=$3
     shift 3
-    local extra=("$@") pre=() port t0 t1 s0 s1 c0 c1 u0 u1 rps req p50 p99 err cpu cpuus cpus
+    local extra=("$@") pre=() port t0 t1 s0 s1 c0 c1 u0 u1 user rps req p50 p99 err cpu cpuus cpus
     port=$(scenario_port "$sc")
     [[ $sc == D ]] && pre=(env "LD_PRELOAD=$BUILD_DIR/clientcert.so"
         "BENCH_CLIENT_CERT=$CERTS/client.crt" "BENCH_CLIENT_KEY=$CERTS/client.key")
@@ -250,13 +250,13 @@ measure_http() {
     else
         lg 30 "${pre[@]}" wrk -t1 -c "$CONNS" -d 2s "${extra[@]}" "$url" >/dev/null 2>&1
     fi
-    c0=$(cpu_ticks "$PROXY_PID"); u0=$(user_ticks "$PROXY_PID"); s0=$(cpu_snapshot); t0=$(now_s)
+    read -r c0 u0 < <(cpu_ticks "$PROXY_PID"); s0=$(cpu_snapshot); t0=$(now_s)
     if ((hs)); then
         lg $((DURATION + 30)) "${hsload[@]}" --duration "$DURATION" >"$out" 2>&1
     else
         lg $((DURATION + 30)) "${pre[@]}" wrk -t1 -c "$CONNS" -d "${DURATION}s" --latency "${extra[@]}" "$url" >"$out" 2>&1
     fi
-    c1=$(cpu_ticks "$PROXY_PID"); u1=$(user_ticks "$PROXY_PID"); s1=$(cpu_snapshot); t1=$(now_s)
+    read -r c1 u1 < <(cpu_ticks "$PROXY_PID"); s1=$(cpu_snapshot); t1=$(now_s)
     if ((hs)); then
         read -r rps req p50 p99 err < <(parse_hsload "$out")
     else
@@ -265,6 +265,7 @@ measure_http() {
     ((req > 0)) || { fail_row "$sc" "$c" "no successful request (raw/$(basename "$out"))"; return; }
     read -r cpu cpuus < <(proxy_cost $((c1 - c0)) "$t0" "$t1" "$req")
     cpus=$(cpu_delta "$s0" "$s1")
+    user=$(user_pct $((u1 - u0)) $((c1 - c0)))
     if ((LATENCY)) && [[ $sc =~ ^(A|B|D|E)$ ]]; then
         local log=$RAW/$sc-$c-r$REP.h2load.log
         lg $((LAT_DURATION + 30)) "${pre[@]}" h2load --h1 -t1 -c 10 --rps $((LAT_RATE / 10)) -D "$LAT_DURATION" \
@@ -274,16 +275,16 @@ measure_http() {
             END { if (NR) printf "at %d req/s p50 %.3f ms p99 %.3f ms", NR / '"$LAT_DURATION"', pct(0.5), pct(0.99) }')
     fi
     [[ $sc == I ]] && note="listening $UP_SECS s after start"
-    row "$sc" "$c" "$rps" "$rate_unit" "$cpuus" "$cost_unit" "$err" "$cpu" ${cpus} "$p50" "$p99" "$(rss_kib "$PROXY_PID")" "$note" "$(user_pct $((u1 - u0)) $((c1 - c0)))"
-    log "$sc/$c: $rps $rate_unit, proxy CPU ${cpu}% ($cpuus $cost_unit, $(user_pct $((u1 - u0)) $((c1 - c0)))% in user space), errors $err"
+    row "$sc" "$c" "$rps" "$rate_unit" "$cpuus" "$cost_unit" "$err" "$cpu" ${cpus} "$p50" "$p99" "$(rss_kib "$PROXY_PID")" "$note" "$user"
+    log "$sc/$c: $rps $rate_unit, proxy CPU ${cpu}% ($cpuus $cost_unit, $user% in user space), errors $err"
 }
 
 measure_F() { # bulk TCP through the proxy with iperf3 (single stream)
     local c=$1 c0 c1 u0 u1 s0 s1 t0 t1 mib secs rate cpu cpuus cpus
     local out=$RAW/F-$c-r$REP.json
-    c0=$(cpu_ticks "$PROXY_PID"); u0=$(user_ticks "$PROXY_PID"); s0=$(cpu_snapshot); t0=$(now_s)
+    read -r c0 u0 < <(cpu_ticks "$PROXY_PID"); s0=$(cpu_snapshot); t0=$(now_s)
     lg 120 iperf3 -c "$LISTEN_ADDR" -p "$PORT_F" -n "$F_BYTES" -l 128K -J >"$out" 2>&1
-    c1=$(cpu_ticks "$PROXY_PID"); u1=$(user_ticks "$PROXY_PID"); s1=$(cpu_snapshot); t1=$(now_s)
+    read -r c1 u1 < <(cpu_ticks "$PROXY_PID"); s1=$(cpu_snapshot); t1=$(now_s)
     read -r mib secs < <(python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["end"]["sum_received"]; print(e["bytes"]/1048576, e["seconds"])' "$out" 2>/dev/null)
     [[ -n ${mib:-} ]] || { fail_row F "$c" "iperf3 failed (raw/F-$c-r$REP.json)"; return; }
     read -r rate cpu cpuus < <(awk -v m="$mib" -v s="$secs" -v c=$((c1 - c0)) -v hz="$CLK_TCK" -v t0="$t0" -v t1="$t1" \
@@ -322,7 +323,7 @@ measure_H() {
     secs=$(awk -v n="$RELOADS" -v d="$RELOAD_INTERVAL" 'BEGIN { printf "%d\n", n * d + 3.999 }')
     lg 30 wrk -t1 -c "$CONNS" -d 2s "$url" >/dev/null 2>&1 # warm-up
     n0=$( (source "contestants/$c.sh"; c_reload_count "$dir" "$PROXY_PID") 2>/dev/null)
-    c0=$(cpu_ticks "$PROXY_PID"); u0=$(user_ticks "$PROXY_PID"); s0=$(cpu_snapshot); t0=$(now_s)
+    read -r c0 u0 < <(cpu_ticks "$PROXY_PID"); s0=$(cpu_snapshot); t0=$(now_s)
     { printf 'taskset -c %s timeout %s' "$LOADGEN_CPU" $((secs + 30)); printf ' %q' wrk -t1 -c "$CONNS" -d "${secs}s" --latency "$url"; echo; } >>"$RAW/commands.log"
     taskset -c "$LOADGEN_CPU" timeout $((secs + 30)) wrk -t1 -c "$CONNS" -d "${secs}s" --latency "$url" >"$out" 2>&1 &
     wpid=$!
@@ -332,7 +333,7 @@ measure_H() {
         sleep "$RELOAD_INTERVAL"
     done
     wait "$wpid"
-    c1=$(cpu_ticks "$PROXY_PID"); u1=$(user_ticks "$PROXY_PID"); s1=$(cpu_snapshot); t1=$(now_s)
+    read -r c1 u1 < <(cpu_ticks "$PROXY_PID"); s1=$(cpu_snapshot); t1=$(now_s)
     sleep 1
     n1=$( (source "contestants/$c.sh"; c_reload_count "$dir" "$PROXY_PID") 2>/dev/null)
     read -r rps req p50 p99 err < <(parse_wrk "$out")

@@ -171,23 +171,15 @@ pub struct Downstream<'a> {
 pub fn on_arrival(headers: &mut HeaderMap, peer: &HeaderValue, trusted_hops: u32) -> RequestId {
     append_forwarded_for(headers, peer);
     // One hash for the field whichever way it goes (a lookup, then an insert, was two).
-    let entry = headers.entry(X_REQUEST_ID);
-    if let Entry::Occupied(id) = &entry {
-        if trusted_hops > 0 {
-            return RequestId::of(Some(id.get()));
-        }
-    }
-    let fresh = new_request_id();
-    let record = RequestId::of(Some(&fresh));
-    match entry {
+    let fresh = match headers.entry(X_REQUEST_ID) {
+        Entry::Occupied(id) if trusted_hops > 0 => return RequestId::of(Some(id.get())),
         Entry::Occupied(mut id) => {
-            id.insert(fresh);
+            id.insert(new_request_id());
+            id.into_mut()
         }
-        Entry::Vacant(slot) => {
-            slot.insert(fresh);
-        }
-    }
-    record
+        Entry::Vacant(slot) => slot.insert(new_request_id()),
+    };
+    RequestId::of(Some(fresh))
 }
 
 /// Request headers towards the upstream (after [`on_arrival`]): XFP overwritten, Envoy-internal
